@@ -1,0 +1,92 @@
+"""`profile`: measure models under a target device's caps. Parses, then runs the pipeline."""
+
+import argparse
+import os
+import signal
+import sys
+from collections import OrderedDict
+
+EPILOG = """examples:
+  profile --env env.template model.tflite other.onnx net.pt --json results.json
+  profile --env env.template --cpus 2 --memory 1g --iterations 500 model.onnx
+  profile --env env.template --calibration calib.json a.tflite b.tflite   # predict and rank
+
+Settings come from the env file (see env.template); each option below overrides its key.
+Results are saved in the SQLite store (./profiles.db) that `calibrate` reads."""
+
+OVERRIDES = [  # (option, env key, help)
+    ("--device-name", "DEVICE_NAME", "name of the target device"),
+    ("--backend", "BACKEND", "auto (Docker if an engine answers, else local), docker or local"),
+    ("--cpus", "CPUS", "device core count; may be fractional, e.g. 1.5"),
+    ("--cpu-set", "CPU_SET", "explicit host cores, e.g. 0,1"),
+    ("--memory", "MEMORY", "memory cap, e.g. 512m or 2g"),
+    ("--swap", "SWAP", "swap allowed on top of MEMORY (default 0)"),
+    ("--threads", "THREADS", "runtime threads (default ceil(CPUS))"),
+    ("--warmup", "WARMUP", "untimed runs (default 10)"),
+    ("--iterations", "ITERATIONS", "timed runs (default 100)"),
+    ("--batch", "BATCH", "batch size (default 1)"),
+    ("--timeout", "TIMEOUT_S", "seconds per model before it counts as timeout (default 600)"),
+    ("--input-shapes", "INPUT_SHAPES", "pin dynamic dims, e.g. input:1x3x224x224"),
+    ("--seed", "SEED", "seed for the random inputs (default 0)"),
+    ("--base-image", "BASE_IMAGE", "Docker base image (default python:3.11-slim, offline fallback)"),
+    ("--device-ram", "DEVICE_RAM", "the device's RAM, to flag models that won't fit, e.g. 4g"),
+]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="profile", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Run each model in a sandbox capped to the target device's CPUs and memory, "
+                    "with the runtime the device uses, and report latency, load time and peak memory.")
+    parser.add_argument("models", nargs="+", metavar="MODEL", help=".tflite, .onnx, .pt/.pth (TorchScript) or .pt2")
+    parser.add_argument("--env", metavar="FILE", help="target device settings (python-dotenv format)")
+    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="override the runtime chosen by extension")
+    for option, key, text in OVERRIDES:
+        parser.add_argument(option, dest=key, metavar=key, help=text)
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", metavar="FILE", help="write the results as a JSON list")
+    out.add_argument("--csv", metavar="FILE", help="write the results as CSV")
+    out.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite results store (default ./profiles.db)")
+    out.add_argument("--no-store", action="store_true", help="do not save results in the store")
+    out.add_argument("--calibration", metavar="FILE", help="calibration JSON from `calibrate`: predict device figures and rank")
+    out.add_argument("--force", action="store_true", help="use a calibration made for another runtime or thread count")
+    out.add_argument("--card-only", action="store_true", help="print each model's static card and run nothing")
+    out.add_argument("--quiet", action="store_true", help="no progress bar or notices")
+    return parser
+
+
+def fail(message, code=2):
+    print(f"profile: error: {message}", file=sys.stderr)
+    return code
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    opts = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(opts)
+    except KeyboardInterrupt:
+        print("profile: interrupted; sandboxes removed", file=sys.stderr)
+        return 130
+
+
+def run(opts):
+    from profiler.pipeline import PipelineError, profile
+
+    notice = (lambda m: None) if opts.quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        records = profile(opts, notice)
+    except PipelineError as exc:
+        return fail(str(exc))
+    if records is None:
+        return 0
+    return 0 if records and all(r["status"] in ("ok", "oom", "timeout") for r in records) \
+        and any(r["status"] == "ok" for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""env.template (python-dotenv format) -> a validated TargetDevice."""
+
+import math
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+BACKENDS = ("auto", "docker", "local")
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+
+
+class ConfigError(Exception):
+    """A bad setting; the message names the key and fits on one line."""
+
+
+@dataclass
+class TargetDevice:
+    name: str = "device"
+    cpus: float = 1.0
+    cpu_set: Optional[List[int]] = None
+    memory_mb: Optional[float] = None
+    swap_mb: float = 0.0
+    threads: int = 1
+    warmup: int = 10
+    iterations: int = 100
+    batch: int = 1
+    backend: str = "auto"
+    base_image: Optional[str] = None  # None: the default, with the offline image as fallback
+    timeout_s: float = 600.0
+    input_shapes: str = ""
+    seed: int = 0
+    device_ram_mb: Optional[float] = None
+    warnings: List[str] = field(default_factory=list, compare=False)
+
+    def describe(self):
+        """The part of the target that identifies a measurement (stored with every result)."""
+        return {"name": self.name, "cpus": self.cpus, "cpuset": self.cpu_set, "threads": self.threads,
+                "memory_mb": self.memory_mb, "swap_mb": self.swap_mb, "batch": self.batch}
+
+    def as_dict(self):
+        data = asdict(self)
+        data.pop("warnings")
+        return data
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_SCALE_MB = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+
+
+def parse_size_mb(key, text):
+    """Docker-style sizes: 512m, 2g, 1.5G, 1024k; a bare number is bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ConfigError(f"{key}={text}: not a size; use e.g. 512m or 2g")
+    return float(match.group(1)) * _SCALE_MB[match.group(2).lower()]
+
+
+def _number(key, text, kind=float, minimum=None, strict=False):
+    try:
+        value = kind(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"{key}={text}: not a{'n integer' if kind is int else ' number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{key}={text}: not a finite number")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        relation = "greater than" if strict else "at least"
+        raise ConfigError(f"{key}={text}: must be {relation} {minimum:g}")
+    return value
+
+
+def parse_cpu_set(key, text):
+    """'0,2-3' -> [0, 2, 3]."""
+    cores = set()
+    try:
+        for part in filter(None, (p.strip() for p in str(text).split(","))):
+            low, _, high = part.partition("-")
+            first, last = int(low), int(high or low)
+            if first < 0 or last < first:
+                raise ValueError
+            cores.update(range(first, last + 1))
+    except ValueError:
+        raise ConfigError(f"{key}={text}: not a core list; use e.g. 0,2 or 0-3") from None
+    if not cores:
+        raise ConfigError(f"{key}={text}: names no core")
+    return sorted(cores)
+
+
+def _docker_args(text, values, warnings):
+    """Auptimizer's DOCKER_ARGS: the cap flags in it become ordinary keys."""
+    flags = {"--cpus": "CPUS", "--memory": "MEMORY", "-m": "MEMORY", "--cpuset-cpus": "CPU_SET"}
+    tokens = shlex.split(text)
+    i = 0
+    while i < len(tokens):
+        name, eq, value = tokens[i].partition("=")
+        if name in flags:
+            if not eq:
+                i += 1
+                value = tokens[i] if i < len(tokens) else ""
+            values.setdefault(flags[name], value)
+        elif name == "--memory-swap":
+            if not eq:
+                i += 1
+                value = tokens[i] if i < len(tokens) else ""
+            values.setdefault("_MEMORY_SWAP", value)
+        else:
+            warnings.append(f"DOCKER_ARGS: {tokens[i]} is not used by edge-profiler")
+        i += 1
+
+
+KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
+        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM"}
+ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
+
+
+def read_env_file(path):
+    from dotenv import dotenv_values
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: env file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read env file ({getattr(exc, 'strerror', None) or exc})") from None
+    import io
+
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def load_target(env_path=None, overrides=None, host_cores=None):
+    """Defaults < env file < command-line overrides (same key names)."""
+    values, warnings = {}, []
+    if env_path:
+        for key, value in read_env_file(env_path).items():
+            key = key.strip().upper()
+            if key in ALIASES:
+                values.setdefault(ALIASES[key], value)
+            elif key == "DOCKER_ARGS":
+                _docker_args(value, values, warnings)
+            elif key in KEYS:
+                values[key] = value
+            else:
+                warnings.append(f"{env_path}: unknown key {key} is ignored")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return build_target(values, warnings, host_cores)
+
+
+def build_target(values, warnings, host_cores=None):
+    t = TargetDevice(warnings=warnings)
+    get = values.get
+    if get("DEVICE_NAME"):
+        t.name = str(get("DEVICE_NAME")).strip()
+    if get("CPUS") not in (None, ""):
+        t.cpus = _number("CPUS", get("CPUS"), float, 0, strict=True)
+    if get("CPU_SET") not in (None, ""):
+        t.cpu_set = parse_cpu_set("CPU_SET", get("CPU_SET"))
+        if get("CPUS") in (None, ""):
+            t.cpus = float(len(t.cpu_set))
+        elif len(t.cpu_set) < math.ceil(t.cpus):
+            raise ConfigError(f"CPU_SET={get('CPU_SET')}: lists {len(t.cpu_set)} cores but CPUS={t.cpus:g}")
+    if host_cores is not None:
+        available = len(host_cores)
+        if math.ceil(t.cpus) > available:
+            raise ConfigError(f"CPUS={t.cpus:g}: this host has only {available} usable cores, so the cap "
+                              f"cannot be honoured (use CPUS<={available})")
+        if t.cpu_set and not set(t.cpu_set) <= set(host_cores):
+            missing = sorted(set(t.cpu_set) - set(host_cores))
+            raise ConfigError(f"CPU_SET: core {missing[0]} is not available on this host "
+                              f"(available: {','.join(map(str, host_cores))})")
+    if get("MEMORY") not in (None, ""):
+        t.memory_mb = parse_size_mb("MEMORY", get("MEMORY"))
+        if t.memory_mb < 6:
+            raise ConfigError(f"MEMORY={get('MEMORY')}: below the 6 MiB a sandbox needs")
+    if get("SWAP") not in (None, ""):
+        t.swap_mb = parse_size_mb("SWAP", get("SWAP"))
+    elif get("_MEMORY_SWAP") not in (None, "") and t.memory_mb:
+        t.swap_mb = max(0.0, parse_size_mb("DOCKER_ARGS --memory-swap", get("_MEMORY_SWAP")) - t.memory_mb)
+    t.threads = (_number("THREADS", get("THREADS"), int, 1) if get("THREADS") not in (None, "")
+                 else math.ceil(t.cpus))
+    if get("WARMUP") not in (None, ""):
+        t.warmup = _number("WARMUP", get("WARMUP"), int, 0)
+    if get("ITERATIONS") not in (None, ""):
+        t.iterations = _number("ITERATIONS", get("ITERATIONS"), int, 1)
+    if get("BATCH") not in (None, ""):
+        t.batch = _number("BATCH", get("BATCH"), int, 1)
+    if get("BACKEND") not in (None, ""):
+        t.backend = str(get("BACKEND")).strip().lower()
+        if t.backend not in BACKENDS:
+            raise ConfigError(f"BACKEND={get('BACKEND')}: choose one of {', '.join(BACKENDS)}")
+    if get("BASE_IMAGE") not in (None, ""):
+        t.base_image = str(get("BASE_IMAGE")).strip()
+    if get("TIMEOUT_S") not in (None, ""):
+        t.timeout_s = _number("TIMEOUT_S", get("TIMEOUT_S"), float, 0, strict=True)
+    if get("INPUT_SHAPES") not in (None, ""):
+        from profiler.runtimes import ModelError, parse_input_shapes
+
+        try:
+            parse_input_shapes(get("INPUT_SHAPES"))
+        except ModelError as exc:
+            raise ConfigError(str(exc)) from None
+        t.input_shapes = str(get("INPUT_SHAPES")).strip()
+    if get("SEED") not in (None, ""):
+        t.seed = _number("SEED", get("SEED"), int)
+    if get("DEVICE_RAM") not in (None, ""):
+        t.device_ram_mb = parse_size_mb("DEVICE_RAM", get("DEVICE_RAM"))
+    return t

@@ -1,0 +1,54 @@
+"""Exporters: one function per format, each writing atomically (temp file, then rename)."""
+
+import csv
+import json
+import os
+
+CSV_COLUMNS = [
+    "model", "path", "sha256", "format", "runtime", "runtime_version", "backend", "status", "error",
+    "target_name", "cpus", "threads", "memory_mb", "enforced_cpus", "enforced_memory",
+    "load_ms", "first_inference_ms", "warmup", "iterations",
+    "latency_mean_ms", "latency_median_ms", "latency_std_ms", "latency_min_ms", "latency_max_ms",
+    "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_iqr_ms",
+    "throughput_ips", "peak_memory_mb", "rss_peak_mb", "idle_memory_mb", "memory_source",
+    "predicted_latency_ms", "predicted_peak_memory_mb", "started_at",
+]
+
+
+def flatten(record):
+    target, enforced = record.get("target") or {}, record.get("enforced") or {}
+    stats = record.get("latency_ms") or {}
+    prediction = record.get("prediction") or {}
+    row = {key: record.get(key) for key in CSV_COLUMNS}
+    row.update(target_name=target.get("name"), cpus=target.get("cpus"), threads=target.get("threads"),
+               memory_mb=target.get("memory_mb"), enforced_cpus=enforced.get("cpus"),
+               enforced_memory=enforced.get("memory"),
+               predicted_latency_ms=(prediction.get("latency_ms") or {}).get("value"),
+               predicted_peak_memory_mb=(prediction.get("peak_memory_mb") or {}).get("value"))
+    for key in ("mean", "median", "std", "min", "max", "p90", "p95", "p99", "iqr"):
+        row[f"latency_{key}_ms"] = stats.get(key)
+    return row
+
+
+def _atomic(path, write):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, records):
+    _atomic(path, lambda f: json.dump(records, f, indent=1))
+
+
+def write_csv(path, records):
+    def write(f):
+        writer = csv.DictWriter(f, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(flatten(r) for r in records)
+
+    _atomic(path, write)

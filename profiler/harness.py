@@ -1,0 +1,426 @@
+"""The measurement loop. Runs inside the sandbox, or standalone on a real device.
+
+    python -m profiler.harness model.onnx [more models] --threads 4 [--csv device.csv]
+
+Needs only numpy and the model's runtime. For each model a forked worker loads it
+(load_ms), runs it once (first_inference_ms), runs WARMUP untimed runs and then
+ITERATIONS runs timed with perf_counter_ns. The supervisor prints one JSON object
+per model on stdout, as soon as that model is done. A worker that crashes, runs out
+of memory or passes its timeout becomes a row with that status; the rest still run.
+"""
+
+import argparse
+import csv
+import gc
+import hashlib
+import json
+import os
+import platform
+import select
+import signal
+import sys
+import time
+import traceback
+
+if __package__ in (None, ""):  # run as a file on a device: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "profiler"
+
+from profiler import __version__
+from profiler.runtimes import ModelError, adapter, make_inputs, parse_input_shapes, resolve_shapes, runtime_for
+
+RESULT_VERSION = 1  # bump when a field changes meaning; profiler.store upgrades old rows
+UNSTABLE_IQR_RATIO = 0.10
+MIB = 1024 * 1024
+
+
+# ---------------------------------------------------------------- memory and cgroup
+
+def proc_status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+class Cgroup:
+    """This process's own memory and cpu cgroup, v2 or v1, read-only."""
+
+    def __init__(self):
+        self.version, self.memory_dir, self.cpu_dir = None, None, None
+        try:
+            lines = open("/proc/self/cgroup").read().splitlines()
+        except OSError:
+            return
+        paths = {}
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path
+        v1_memory = self._find("/sys/fs/cgroup/memory", paths.get("memory"), "memory.limit_in_bytes")
+        if v1_memory:
+            self.version, self.memory_dir = 1, v1_memory
+            self.cpu_dir = (self._find("/sys/fs/cgroup/cpu,cpuacct", paths.get("cpu"), "cpu.stat")
+                            or self._find("/sys/fs/cgroup/cpu", paths.get("cpu"), "cpu.stat"))
+        elif "" in paths:
+            v2 = self._find("/sys/fs/cgroup", paths[""], "memory.max")
+            if v2:
+                self.version, self.memory_dir, self.cpu_dir = 2, v2, v2
+
+    @staticmethod
+    def _find(root, path, probe):
+        # In a container the own cgroup is mounted as the root; on a host it sits at its path.
+        for candidate in ([os.path.join(root, path.lstrip("/"))] if path else []) + [root]:
+            if os.path.exists(os.path.join(candidate, probe)):
+                return candidate
+        return None
+
+    def _read(self, directory, name):
+        try:
+            with open(os.path.join(directory, name)) as f:
+                return f.read().strip()
+        except (OSError, TypeError):
+            return None
+
+    def _int(self, name):
+        text = self._read(self.memory_dir, name)
+        return None if text in (None, "max") else int(text)
+
+    def _stat(self, directory, name):
+        text = self._read(directory, name) or ""
+        return {k: int(v) for k, v in (line.split()[:2] for line in text.splitlines() if len(line.split()) >= 2)}
+
+    def limit_bytes(self):
+        value = self._int("memory.max" if self.version == 2 else "memory.limit_in_bytes")
+        return value if value is not None and value < 1 << 60 else None
+
+    def peak_bytes(self):
+        return self._int("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
+
+    def usage_bytes(self):
+        return self._int("memory.current" if self.version == 2 else "memory.usage_in_bytes")
+
+    def anon_bytes(self):
+        stat = self._stat(self.memory_dir, "memory.stat")
+        return stat.get("anon") if self.version == 2 else stat.get("total_rss", stat.get("rss"))
+
+    def oom_kills(self):
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        return self._stat(self.memory_dir, name).get("oom_kill")
+
+    def throttling(self):
+        stat = self._stat(self.cpu_dir, "cpu.stat")
+        if "nr_throttled" not in stat:
+            return None
+        usec = stat["throttled_usec"] if "throttled_usec" in stat else stat.get("throttled_time", 0) / 1000
+        return {"nr_periods": stat.get("nr_periods"), "nr_throttled": stat["nr_throttled"],
+                "throttled_ms": round(usec / 1000.0, 3)}
+
+
+# ---------------------------------------------------------------- statistics
+
+def percentile(sorted_values, q):
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
+
+
+def latency_stats(samples_ms):
+    values = sorted(samples_ms)
+    n = len(values)
+    mean = sum(values) / n
+    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    stats = {"mean": mean, "median": percentile(values, 0.5), "std": std, "min": values[0],
+             "max": values[-1], "p90": percentile(values, 0.90), "p95": percentile(values, 0.95),
+             "p99": percentile(values, 0.99),
+             "iqr": percentile(values, 0.75) - percentile(values, 0.25)}
+    return {k: round(v, 6) for k, v in stats.items()}
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def host_info():
+    cpu_model = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith(("model name", "Model", "Hardware")):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu_model": cpu_model, "kernel": platform.release(), "machine": platform.machine(),
+            "python": platform.python_version(), "tool_version": __version__}
+
+
+# ---------------------------------------------------------------- one model, in the worker
+
+def measure(path, runtime, opts, cgroup):
+    """Load and time one model; returns the measurement fields of the result."""
+    rt = adapter(runtime)
+    baseline_peak = cgroup.peak_bytes() if opts.cgroup else None
+    # The footprint of this process with the runtime imported and no model loaded yet,
+    # in the same units as the peak, so peak - idle is the model's own share.
+    idle_mb = _mb(cgroup.usage_bytes()) if opts.cgroup else round(proc_status_mb("VmRSS"), 3)
+    t0 = time.perf_counter_ns()
+    session = rt.load(path, opts.threads)
+    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    specs = rt.describe(session)
+    shapes = resolve_shapes(specs, opts.batch, parse_input_shapes(opts.input_shapes), os.path.basename(path))
+    run = rt.runner(session, make_inputs(specs, shapes, opts.seed))
+
+    t0 = time.perf_counter_ns()
+    run()
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    for _ in range(opts.warmup):
+        run()
+
+    timings = [0] * opts.iterations
+    clock = time.perf_counter_ns
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside the loop would land on one unlucky sample
+    try:
+        for i in range(opts.iterations):
+            start = clock()
+            run()
+            timings[i] = clock() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    samples_ms = [t / 1e6 for t in timings]
+    stats = latency_stats(samples_ms)
+
+    result = {
+        "idle_memory_mb": idle_mb, "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
+        "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
+        "throughput_ips": round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
+        "rss_peak_mb": round(proc_status_mb("VmHWM"), 3),
+        "cpus_seen": sorted(os.sched_getaffinity(0)),
+    }
+    if opts.cgroup:
+        peak = cgroup.peak_bytes()
+        # The cgroup peak belongs to this model only if it rose while the model ran;
+        # otherwise an earlier model in the same sandbox set it, and VmHWM is the honest figure.
+        attributable = peak is not None and (baseline_peak is None or peak > baseline_peak or opts.first)
+        result["cgroup"] = {"limit_mb": _mb(cgroup.limit_bytes()), "peak_mb": _mb(peak),
+                            "anon_mb": _mb(cgroup.anon_bytes()), "throttling": cgroup.throttling()}
+        result["peak_memory_mb"] = _mb(peak) if attributable else result["rss_peak_mb"]
+        result["memory_source"] = "cgroup" if attributable else "vmhwm"
+    else:
+        result["peak_memory_mb"] = result["rss_peak_mb"]
+        result["memory_source"] = "vmhwm"
+    return result
+
+
+def _mb(value):
+    return None if value is None else round(value / MIB, 3)
+
+
+def _worker(path, runtime, opts, cgroup, write_fd):
+    """Forked child: measure, write one JSON object to the pipe, exit without cleanup."""
+    code = 0
+    try:
+        try:  # this process is the one to kill if the cap is hit, never the supervisor
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
+        except OSError:
+            pass
+        try:  # VmHWM starts from here, not from the supervisor's history
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        payload = {"status": "ok", **measure(path, runtime, opts, cgroup)}
+    except ModelError as exc:
+        payload, code = {"status": "error", "error": str(exc)}, 0
+    except MemoryError:
+        payload, code = {"status": "oom", "error": "MemoryError while running the model"}, 0
+    except BaseException as exc:  # any failure of the model is a result row, never a crash
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        payload, code = {"status": "error", "error": f"{os.path.basename(path)}: {last[:300]}"}, 0
+    data = json.dumps(payload).encode()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(write_fd, view):]
+    os._exit(code)
+
+
+# ---------------------------------------------------------------- supervisor
+
+def run_model(path, runtime, opts, cgroup):
+    """Fork a worker for one model and turn whatever happens into a result dict."""
+    if not opts.fork:  # debugging aid: measure in this process, with no isolation
+        try:
+            return {"status": "ok", **measure(path, runtime, opts, cgroup)}
+        except ModelError as exc:
+            return {"status": "error", "error": str(exc)}
+    oom_before = cgroup.oom_kills() if opts.cgroup else None
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _worker(path, runtime, opts, cgroup, write_fd)
+    os.close(write_fd)
+    chunks, deadline, timed_out = [], time.monotonic() + opts.timeout if opts.timeout else None, False
+    while True:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([read_fd], [], [], wait)
+        if not ready:
+            timed_out = True
+            os.kill(pid, signal.SIGKILL)
+            break
+        chunk = os.read(read_fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return {"status": "timeout", "error": f"no result within TIMEOUT_S={opts.timeout:g}"}
+    if chunks and os.WIFEXITED(status):
+        return json.loads(b"".join(chunks))
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        oom_after = cgroup.oom_kills() if opts.cgroup else None
+        if sig == signal.SIGKILL and (oom_before is None or oom_after is None or oom_after > oom_before):
+            limit = cgroup.limit_bytes() if opts.cgroup else None
+            cap = f" of {limit / MIB:.0f} MiB" if limit else ""
+            return {"status": "oom", "error": f"killed by the memory cap{cap}"}
+        return {"status": "error", "error": f"worker died from signal {signal.Signals(sig).name}"}
+    return {"status": "error", "error": f"worker exited with code {os.WEXITSTATUS(status)} and no result"}
+
+
+def profile_models(opts, emit):
+    cgroup = Cgroup()
+    if opts.cgroup and cgroup.version is None:
+        opts.cgroup = False
+    versions = {}
+    for index, path in enumerate(opts.models):
+        record = {"result_version": RESULT_VERSION, "model": os.path.splitext(os.path.basename(path))[0],
+                  "path": path, "format": os.path.splitext(path)[1].lstrip(".").lower(),
+                  "threads": opts.threads, "batch": opts.batch, "seed": opts.seed,
+                  "warmup": opts.warmup, "iterations": opts.iterations,
+                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_info()}
+        try:
+            runtime = runtime_for(path, opts.runtime)
+            record["runtime"] = runtime
+            record["sha256"] = sha256_of(path)
+            if runtime not in versions:  # imported once here, so forked workers start with it loaded
+                rt = adapter(runtime)
+                versions[runtime] = (rt.PACKAGE, rt.version())
+            record["runtime_package"], record["runtime_version"] = versions[runtime]
+            opts.first = index == 0
+            record.update(run_model(path, runtime, opts, cgroup))
+        except ModelError as exc:
+            record.update(status="error", error=str(exc))
+        except ImportError as exc:
+            record.update(status="error", error=f"runtime for {path} is not installed ({exc})")
+        except OSError as exc:
+            record.update(status="error", error=f"{path}: {exc.strerror or exc}")
+        record.setdefault("error", None)
+        stats = record.get("latency_ms")
+        warnings = []
+        if stats and stats["median"] > 0 and stats["iqr"] / stats["median"] > UNSTABLE_IQR_RATIO:
+            warnings.append(f"{record['model']}: the measurement may be unstable: IQR is "
+                            f"{100 * stats['iqr'] / stats['median']:.0f}% of the median; close other "
+                            f"programs, raise ITERATIONS, or pin CPU_SET away from busy cores")
+        record["warnings"] = warnings
+        emit(record)
+
+
+CSV_COLUMNS = ["model", "threads", "status", "latency_ms", "latency_mean_ms", "latency_p90_ms",
+               "latency_p99_ms", "load_ms", "peak_memory_mb", "rss_peak_mb", "idle_memory_mb",
+               "runtime", "runtime_version", "sha256", "error"]
+
+
+def csv_row(record):
+    stats = record.get("latency_ms") or {}
+    return {"model": record["model"], "threads": record["threads"], "status": record["status"],
+            "latency_ms": stats.get("median"), "latency_mean_ms": stats.get("mean"),
+            "latency_p90_ms": stats.get("p90"), "latency_p99_ms": stats.get("p99"),
+            "load_ms": record.get("load_ms"), "peak_memory_mb": record.get("peak_memory_mb"),
+            "rss_peak_mb": record.get("rss_peak_mb"), "idle_memory_mb": record.get("idle_memory_mb"),
+            "runtime": record.get("runtime"), "runtime_version": record.get("runtime_version"),
+            "sha256": record.get("sha256"), "error": record.get("error")}
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m profiler.harness",
+        description="Time models with their runtime and print one JSON result per model. "
+                    "Run it on the device itself to take the measurements `calibrate` imports.",
+        epilog="example (on a Raspberry Pi): python -m profiler.harness a.tflite b.tflite "
+               "--threads 4 --csv pi5.csv")
+    parser.add_argument("models", nargs="+", help="model files (.onnx, .tflite, .pt, .pth, .pt2)")
+    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="override the runtime picked by extension")
+    parser.add_argument("--threads", type=positive_int, default=1, help="runtime thread count (default 1)")
+    parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs (default 10)")
+    parser.add_argument("--iterations", type=positive_int, default=100, help="timed runs (default 100)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
+    parser.add_argument("--input-shapes", default="", help="pin dynamic dims, e.g. input:1x3x224x224")
+    parser.add_argument("--timeout", type=float, default=0, help="seconds per model before it counts as timeout (0: none)")
+    parser.add_argument("--cgroup", action="store_true", help="report this process's cgroup peak (set by sandboxes)")
+    parser.add_argument("--no-fork", dest="fork", action="store_false", help="measure in this process (no isolation)")
+    parser.add_argument("--keep-samples", action="store_true", help="include every timed sample in the JSON")
+    parser.add_argument("--csv", metavar="FILE", help="also write the rows `calibrate` imports to FILE")
+    parser.add_argument("--json", metavar="FILE", help="also write all results as one JSON list to FILE")
+    return parser
+
+
+def main(argv=None):
+    opts = build_parser().parse_args(argv)
+    records = []
+
+    def emit(record):
+        records.append(record)
+        print(json.dumps(record), flush=True)
+        for warning in record["warnings"]:
+            print(f"WARNING: {warning}", file=sys.stderr)
+
+    try:
+        profile_models(opts, emit)
+    except KeyboardInterrupt:
+        return 130
+    if opts.csv:
+        tmp = opts.csv + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(csv_row(r) for r in records)
+        os.replace(tmp, opts.csv)
+    if opts.json:
+        tmp = opts.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(records, f, indent=1)
+        os.replace(tmp, opts.json)
+    return 0 if any(r["status"] == "ok" for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The profile pipeline: target -> backend -> records -> store and exports -> report."""
+
+import os
+import sys
+from collections import OrderedDict
+
+from profiler import export, report
+from profiler.config import ConfigError, load_target
+from profiler.runtimes import ModelError, runtime_for
+from profiler.sandbox import SandboxError, physical_first_cores, select_backend
+from profiler.store import Store, StoreError
+
+
+class PipelineError(Exception):
+    """Anything that stops the run before a model is measured; one line."""
+
+
+def _out(lines):
+    for line in lines:
+        print(line)
+
+
+def check_models(paths, runtime):
+    """Fail before any sandbox starts: every file must exist and have a known runtime."""
+    groups = OrderedDict()
+    for path in paths:
+        if not os.path.isfile(path):
+            raise PipelineError(f"{path}: model file not found")
+        if not os.access(path, os.R_OK):
+            raise PipelineError(f"{path}: model file is not readable")
+        try:
+            groups.setdefault(runtime_for(path, runtime), []).append(os.path.abspath(path))
+        except ModelError as exc:
+            raise PipelineError(str(exc)) from None
+    return groups
+
+
+def profile(opts, notice):
+    overrides = {key: getattr(opts, key, None) for key in
+                 ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP",
+                  "ITERATIONS", "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM")}
+    try:
+        target = load_target(opts.env, overrides, host_cores=physical_first_cores())
+    except ConfigError as exc:
+        raise PipelineError(str(exc)) from None
+    for warning in target.warnings:
+        notice(f"warning: {warning}")
+    groups = check_models(opts.models, opts.runtime)
+
+    if opts.card_only:
+        from profiler.analysis import model_card
+
+        for paths in groups.values():
+            for path in paths:
+                _out(report.card_lines(path, model_card(path, target)))
+        return None
+
+    calibration = None
+    if opts.calibration:
+        from calibration.predict import CalibrationError, load_for_target
+
+        try:
+            calibration = load_for_target(opts.calibration, target, groups, force=opts.force, warn=notice)
+        except CalibrationError as exc:
+            raise PipelineError(str(exc)) from None
+
+    store = None
+    if not opts.no_store:
+        try:
+            store = Store(opts.store)
+        except StoreError as exc:
+            raise PipelineError(str(exc)) from None
+    try:
+        backend = select_backend(target, notice=notice)
+    except SandboxError as exc:
+        raise PipelineError(str(exc)) from None
+
+    records = []
+    progress = _progress(sum(len(p) for p in groups.values()), opts.quiet)
+
+    def on_result(record):
+        _add_card(record, target)
+        if calibration is not None:
+            calibration.annotate(record)
+        records.append(record)
+        if store is not None:
+            store.save(record)
+        # Exported after every model, so an interrupted run keeps what it measured.
+        if opts.json:
+            export.write_json(opts.json, records)
+        if opts.csv:
+            export.write_csv(opts.csv, records)
+        progress.update(1)
+        progress.set_postfix_str(f"{record['model']}: {record['status']}")
+
+    try:
+        for runtime, paths in groups.items():
+            backend.run(target, paths, on_result, runtime=runtime)
+    except SandboxError as exc:
+        raise PipelineError(str(exc)) from None
+    finally:
+        progress.close()
+        if store is not None:
+            store.close()
+
+    _out(report.results_table(records))
+    ranked = report.ranking(records)
+    if ranked:
+        print()
+        _out(ranked)
+    for record in records:
+        for warning in record.get("warnings") or []:
+            print(f"WARNING: {warning}", file=sys.stderr)
+        if record["status"] == "error":
+            print(f"profile: error: {record['error']}", file=sys.stderr)
+        elif record["status"] in ("oom", "timeout"):
+            print(f"profile: {record['model']}: {record['status']}: {record['error']}", file=sys.stderr)
+    return records
+
+
+def _add_card(record, target):
+    if record.get("status") != "ok":
+        return
+    try:
+        from profiler.analysis import model_card
+
+        record["model_card"] = model_card(record["path"], target, shapes=record.get("input_shapes"))
+    except Exception as exc:  # a card is extra information; it never fails a measurement
+        record["model_card"] = {"error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}
+
+
+def _progress(total, quiet):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="model", desc="profiling", file=sys.stderr,
+                disable=True if quiet or total < 2 else None, leave=False)

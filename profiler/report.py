@@ -1,0 +1,94 @@
+"""Formatters: each returns lines; only the CLI prints them."""
+
+
+def _ms(value):
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+
+
+def _mb(value):
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _caps(record):
+    enforced, target = record.get("enforced") or {}, record.get("target") or {}
+    if not enforced:
+        return "-"
+    cpu = f"{target.get('cpus', 0):g}cpu" + ("" if enforced.get("cpus") else "(not enforced)")
+    memory = (f"{target['memory_mb']:g}MiB" + ("" if enforced.get("memory") else "(not enforced)")
+              if target.get("memory_mb") else "no-mem-cap")
+    return f"{cpu} {memory}"
+
+
+def _table(header, rows):
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def results_table(records):
+    predicted = any(r.get("prediction") for r in records)
+    header = ["model", "runtime", "status", "load ms", "median ± IQR ms (min … max)", "p99 ms", "peak MiB", "caps"]
+    if predicted:
+        header += ["device ms (95% PI)", "device MiB"]
+    rows = []
+    for r in records:
+        stats = r.get("latency_ms")
+        latency = (f"{_ms(stats['median'])} ± {_ms(stats['iqr'])} ({_ms(stats['min'])} … {_ms(stats['max'])})"
+                   if stats else (r.get("error") or "-")[:60])
+        row = [r["model"], r.get("runtime") or "-", r["status"], _ms(r.get("load_ms")), latency,
+               _ms(stats["p99"]) if stats else "-", _mb(r.get("peak_memory_mb")), _caps(r)]
+        if predicted:
+            row += _prediction_cells(r.get("prediction"))
+        rows.append(row)
+    return _table(header, rows)
+
+
+def _prediction_cells(prediction):
+    if not prediction:
+        return ["-", "-"]
+    cells = []
+    for metric in ("latency_ms", "peak_memory_mb"):
+        p = prediction.get(metric)
+        if not p:
+            cells.append("-")
+            continue
+        text = _ms(p["value"]) if metric == "latency_ms" else _mb(p["value"])
+        if p.get("low") is not None:
+            text += f" ({_ms(p['low'])}–{_ms(p['high'])})" if metric == "latency_ms" else f" (≤{_mb(p['high'])})"
+        if p.get("extrapolated"):
+            text += " extrap."
+        if p.get("exceeds_device_ram"):
+            text += " WON'T FIT"
+        cells.append(text)
+    return cells
+
+
+def ranking(records):
+    """hyperfine-style summary: fastest first, with ratios to the fastest."""
+    def key(r):
+        p = (r.get("prediction") or {}).get("latency_ms")
+        return p["value"] if p else r["latency_ms"]["median"]
+
+    ok = sorted((r for r in records if r["status"] == "ok" and r.get("latency_ms")), key=key)
+    if len(ok) < 2:
+        return []
+    basis = "predicted device latency" if ok[0].get("prediction") else "median latency"
+    lines = [f"Ranking by {basis}:", f"  {ok[0]['model']} ({ok[0].get('runtime')}) ran fastest"]
+    for r in ok[1:]:
+        lines.append(f"    {key(r) / key(ok[0]):6.2f} × slower: {r['model']} ({r.get('runtime')})")
+    return lines
+
+
+def card_lines(path, card):
+    lines = [f"{path}", f"  size    {card['size_mb']:.3f} MiB",
+             f"  params  {card['params']:,}" if card.get("params") is not None else "  params  -"]
+    ops = card.get("ops") or {}
+    if ops:
+        lines.append("  ops     " + ", ".join(f"{name}×{count}" for name, count in ops.items()))
+    return lines

@@ -1,0 +1,121 @@
+"""Sandboxes run the harness under a target's caps and return its JSON records.
+
+A backend starts one sandbox per batch of models (one target, one runtime), streams
+the harness's JSON lines back, and says which caps it really enforced. If the sandbox
+itself dies mid-batch (memory cap, timeout), the model in flight gets that status and
+a fresh sandbox runs the rest.
+"""
+
+import hashlib
+import math
+import os
+import sys
+
+import profiler
+from profiler.runtimes import runtime_for
+
+LABEL = "edge-profiler"
+HOST_GRACE_S = 60.0  # on top of TIMEOUT_S, for sandbox start-up and runtime import
+
+
+class SandboxError(Exception):
+    """The sandbox cannot be used at all (no engine, image build failed); one line."""
+
+
+def physical_first_cores(allowed=None):
+    """Host cores ordered so that distinct physical cores come before SMT siblings."""
+    allowed = sorted(allowed if allowed is not None else os.sched_getaffinity(0))
+    first, siblings, seen = [], [], set()
+    for cpu in allowed:
+        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        try:
+            group = open(path).read().strip()
+        except OSError:
+            group = str(cpu)
+        (siblings if group in seen else first).append(cpu)
+        seen.add(group)
+    return first + siblings
+
+
+def pick_cores(target):
+    if target.cpu_set:
+        return list(target.cpu_set)
+    return sorted(physical_first_cores()[: math.ceil(target.cpus)])
+
+
+def harness_args(target, paths, cgroup):
+    args = [*paths, "--threads", str(target.threads), "--warmup", str(target.warmup),
+            "--iterations", str(target.iterations), "--batch", str(target.batch),
+            "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}"]
+    if target.input_shapes:
+        args += ["--input-shapes", target.input_shapes]
+    if cgroup:
+        args.append("--cgroup")
+    return args
+
+
+def failure_record(path, runtime, status, error):
+    """A row for a model whose sandbox died before the harness could report it."""
+    try:
+        with open(path, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        sha = None
+    return {"model": os.path.splitext(os.path.basename(path))[0], "path": path, "sha256": sha,
+            "format": os.path.splitext(path)[1].lstrip(".").lower(), "runtime": runtime,
+            "status": status, "error": error, "warnings": []}
+
+
+class Backend:
+    """Subclasses implement _run_batch; run() owns restarts and result decoration."""
+
+    name = "base"
+
+    def run(self, target, paths, on_result, runtime=None):
+        """Profile paths (all of one runtime) and call on_result(record) once per model."""
+        pending = list(paths)
+        while pending:
+            enforced, done = {}, []
+
+            def emit(record):
+                done.append(record)
+                on_result(self._decorate(record, target, enforced))
+
+            failure = self._run_batch(target, pending, runtime, emit, enforced)
+            if len(done) >= len(pending):
+                return
+            status, error = failure or ("error", "the sandbox stopped without a result")
+            in_flight = pending[len(done)]
+            record = failure_record(in_flight, runtime or runtime_for(in_flight), status, error)
+            on_result(self._decorate(record, target, enforced))
+            pending = pending[len(done) + 1:]
+
+    def _decorate(self, record, target, enforced):
+        record["backend"] = self.name
+        record["target"] = target.describe()
+        record["enforced"] = dict(enforced)
+        record.setdefault("host", {})["tool_version"] = profiler.__version__
+        return record
+
+    def _run_batch(self, target, paths, runtime, emit, enforced):
+        """Run the harness on paths, emit each record and fill enforced.
+
+        Returns None, or (status, error) for the model in flight when the sandbox died."""
+        raise NotImplementedError
+
+
+def select_backend(target, notice=lambda message: print(message, file=sys.stderr)):
+    """BACKEND=auto: Docker when an engine answers, else local with a one-line notice."""
+    from profiler.sandbox.local import LocalBackend
+
+    if target.backend == "local":
+        return LocalBackend()
+    from profiler.sandbox.docker import DockerBackend, engine_problem
+
+    problem = engine_problem()
+    if problem is None:
+        return DockerBackend(base_image=target.base_image, notice=notice)
+    if target.backend == "docker":
+        raise SandboxError(f"BACKEND=docker: {problem}")
+    notice(f"notice: {problem}; profiling with the local backend instead")
+    return LocalBackend()

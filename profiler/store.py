@@ -1,0 +1,73 @@
+"""SQLite results store, keyed by model sha256 + target + runtime + runtime version.
+
+Rows hold the harness record unchanged (plus what the host added), as JSON. Loaders
+upgrade older result versions through _UPGRADES, so old stores stay readable.
+"""
+
+import hashlib
+import json
+import os
+import sqlite3
+
+from profiler.harness import RESULT_VERSION
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    sha256 TEXT, model TEXT, target TEXT, runtime TEXT, runtime_version TEXT,
+    status TEXT, result_version INTEGER, created_at TEXT, record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_model ON results (model);
+"""
+
+# result_version N -> function turning a version-N record into version N+1.
+_UPGRADES = {}
+
+
+class StoreError(Exception):
+    pass
+
+
+def upgrade(record):
+    version = record.get("result_version", 1)
+    while version < RESULT_VERSION:
+        record = _UPGRADES[version](record)
+        version += 1
+        record["result_version"] = version
+    return record
+
+
+def result_key(record):
+    target = json.dumps(record.get("target"), sort_keys=True)
+    parts = [record.get("sha256") or record.get("path") or "", target, record.get("runtime") or "",
+             record.get("runtime_version") or "", str(record.get("backend"))]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, path):
+        self.path = path
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise StoreError(f"--store {path}: folder {parent} does not exist")
+        try:
+            self.db = sqlite3.connect(path)
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"--store {path}: not a results store ({exc})") from None
+
+    def save(self, record):
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (result_key(record), record.get("sha256"), record.get("model"),
+                 json.dumps(record.get("target"), sort_keys=True), record.get("runtime"),
+                 record.get("runtime_version"), record.get("status"), record.get("result_version", RESULT_VERSION),
+                 record.get("started_at"), json.dumps(record)))
+
+    def records(self, status="ok"):
+        rows = self.db.execute("SELECT record FROM results WHERE status = ? ORDER BY created_at", (status,))
+        return [upgrade(json.loads(row[0])) for row in rows]
+
+    def close(self):
+        self.db.close()
