@@ -96,7 +96,26 @@ class Cgroup:
         return value if value is not None and value < 1 << 60 else None
 
     def peak_bytes(self):
+        if getattr(self, "_peak_fd", None) is not None:  # v2: the peak since our reset, via that fd
+            return int(os.pread(self._peak_fd, 64, 0).decode().strip())
         return self._int("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
+
+    def reset_peak(self):
+        """Restart the peak from current usage, so it belongs to the next model. Needs a
+        writable cgroup (the local backend's); in a container the files are read-only."""
+        try:
+            if self.version == 1:
+                with open(os.path.join(self.memory_dir, "memory.max_usage_in_bytes"), "w") as f:
+                    f.write("0")
+                return True
+            if self.version == 2:  # per-file-descriptor reset (Linux 6.12+); forked workers share the fd
+                if getattr(self, "_peak_fd", None) is None:
+                    self._peak_fd = os.open(os.path.join(self.memory_dir, "memory.peak"), os.O_RDWR)
+                os.write(self._peak_fd, b"reset")
+                return True
+        except OSError:
+            self._peak_fd = None
+        return False
 
     def usage_bytes(self):
         return self._int("memory.current" if self.version == 2 else "memory.usage_in_bytes")
@@ -211,7 +230,8 @@ def measure(path, runtime, opts, cgroup):
         peak = cgroup.peak_bytes()
         # The cgroup peak belongs to this model only if it rose while the model ran;
         # otherwise an earlier model in the same sandbox set it, and VmHWM is the honest figure.
-        attributable = peak is not None and (baseline_peak is None or peak > baseline_peak or opts.first)
+        attributable = peak is not None and (opts.peak_reset or opts.first or baseline_peak is None
+                                             or peak > baseline_peak)
         result["cgroup"] = {"limit_mb": _mb(cgroup.limit_bytes()), "peak_mb": _mb(peak),
                             "anon_mb": _mb(cgroup.anon_bytes()), "throttling": cgroup.throttling()}
         result["peak_memory_mb"] = _mb(peak) if attributable else result["rss_peak_mb"]
@@ -260,11 +280,13 @@ def _worker(path, runtime, opts, cgroup, write_fd):
 def run_model(path, runtime, opts, cgroup):
     """Fork a worker for one model and turn whatever happens into a result dict."""
     if not opts.fork:  # debugging aid: measure in this process, with no isolation
+        opts.peak_reset = bool(opts.cgroup and cgroup.reset_peak())
         try:
             return {"status": "ok", **measure(path, runtime, opts, cgroup)}
         except ModelError as exc:
             return {"status": "error", "error": str(exc)}
     oom_before = cgroup.oom_kills() if opts.cgroup else None
+    opts.peak_reset = bool(opts.cgroup and cgroup.reset_peak())
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     pid = os.fork()

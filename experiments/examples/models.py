@@ -7,7 +7,7 @@ TFLite needs TensorFlow (the optional `tf` extra), so each is imported lazily.
 import numpy as np
 
 
-def cnn_onnx(path, *, size=32, channels=(8, 16), classes=10, seed=0, dynamic_batch=False,
+def cnn_onnx(path, *, size=32, channels=(8, 16), classes=10, seed=0, dynamic_batch=False, dynamic_hw=False,
              extra_weights_mb=0, opset=17):
     """Conv-ReLU stack, global average pool and a dense head, written as ONNX.
 
@@ -41,9 +41,10 @@ def cnn_onnx(path, *, size=32, channels=(8, 16), classes=10, seed=0, dynamic_bat
         inits.append(numpy_helper.from_array(np.zeros((), np.float32), "zero_f"))
         nodes.append(helper.make_node("Add", ["fc", "ballast_zero"], ["logits"]))
     batch = "batch" if dynamic_batch else 1
+    height, width_dim = ("height", "width") if dynamic_hw else (size, size)
     graph = helper.make_graph(
         nodes, "edge_profiler_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, height, width_dim])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edge-profiler")
     model.ir_version = 8

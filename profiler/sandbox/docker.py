@@ -1,0 +1,328 @@
+"""Docker backend: the harness in a capped, locked-down container, through docker-py.
+
+One container runs a whole batch (one target, one runtime), so start-up is paid once.
+Every container carries the edge-profiler label and is removed whatever happens.
+"""
+
+import hashlib
+import json
+import math
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import profiler
+from profiler.config import DEFAULT_BASE_IMAGE
+from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, SandboxError, harness_args, pick_cores
+
+OFFLINE_BASE = "edge-profiler/base:offline"
+OFFLINE_SCRIPT = "containers/build-offline-base.sh"
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(profiler.__file__)))
+DOCKERFILE = os.path.join(PROJECT_ROOT, "containers", "Dockerfile")
+WHEEL_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "edge-profiler", "wheels")
+PIDS_LIMIT = 512
+TMPFS = "size=64m,mode=1777"
+
+# Distributions each image needs, pinned to the versions installed on this host.
+RUNTIME_PACKAGES = {"onnx": ["onnxruntime"], "tflite": ["ai-edge-litert", "tflite-runtime"], "torch": ["torch"]}
+
+
+def client(timeout=30):
+    import docker
+
+    return docker.from_env(timeout=timeout)
+
+
+def engine_problem():
+    """None if a Docker engine answers, else one line saying why not."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker Python package is not installed"
+    try:
+        docker.from_env(timeout=5).ping()
+        return None
+    except docker.errors.DockerException as exc:
+        text = str(exc)
+        if "Permission denied" in text or "PermissionError" in text:
+            return "permission denied on the Docker socket (add your user to the docker group)"
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        return f"no Docker engine answers at {host}"
+
+
+def _pins(runtime):
+    pins = []
+    for name in ["numpy"] + RUNTIME_PACKAGES[runtime]:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+        if name != "numpy":
+            break  # the first installed runtime package wins (LiteRT before tflite-runtime)
+    if len(pins) < 2:
+        wanted = " or ".join(RUNTIME_PACKAGES[runtime])
+        raise SandboxError(f"cannot build the {runtime} image: {wanted} is not installed on this host "
+                           f"(the image uses the host's versions)")
+    return pins
+
+
+def resolve_wheels(runtime, notice):
+    """pip download the host's runtime versions once; later builds reuse the folder."""
+    pins = _pins(runtime)
+    folder = os.path.join(WHEEL_CACHE, f"{runtime}-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12])
+    if os.path.exists(os.path.join(folder, "requirements.txt")):
+        return folder
+    notice(f"docker: downloading wheels for {' '.join(pins)}")
+    staging = folder + f".partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
+               "-d", staging, *pins]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = " | ".join(done.stderr.strip().splitlines()[-2:])
+        raise SandboxError(f"pip download of {' '.join(pins)} failed: {tail}")
+    with open(os.path.join(staging, "requirements.txt"), "w") as f:
+        f.write("\n".join(pins) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.rename(staging, folder)
+    return folder
+
+
+def _harness_files():
+    package = os.path.dirname(os.path.abspath(profiler.__file__))
+    files = ["__init__.py", "harness.py"]
+    files += [os.path.join("runtimes", n) for n in sorted(os.listdir(os.path.join(package, "runtimes"))) if n.endswith(".py")]
+    return package, files
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, base_image=None, notice=lambda m: print(m, file=sys.stderr)):
+        self.client = client()
+        self.explicit_base = base_image
+        self.notice = notice
+        self.images = {}
+        info = self.client.info()
+        self.swap_limit = bool(info.get("SwapLimit"))
+        self.cgroup_version = info.get("CgroupVersion", "1")
+
+    # ------------------------------------------------------------ images
+
+    def base_image(self):
+        import docker
+
+        wanted = self.explicit_base or DEFAULT_BASE_IMAGE
+        for candidate in [wanted] if self.explicit_base else [wanted, OFFLINE_BASE]:
+            try:
+                return self.client.images.get(candidate)
+            except docker.errors.ImageNotFound:
+                pass
+            if candidate == OFFLINE_BASE:
+                break
+            try:
+                repo, _, tag = candidate.rpartition(":") if ":" in candidate.split("/")[-1] else (candidate, "", "latest")
+                return self.client.images.pull(repo, tag=tag)
+            except docker.errors.APIError:
+                if not self.explicit_base:
+                    continue
+        if self.explicit_base:
+            raise SandboxError(f"BASE_IMAGE={wanted} is not on this host and cannot be pulled")
+        raise SandboxError(f"no base image: {wanted} cannot be pulled and {OFFLINE_BASE} does not exist "
+                           f"(build it with {OFFLINE_SCRIPT})")
+
+    def image_for(self, runtime):
+        if runtime in self.images:
+            return self.images[runtime]
+        base = self.base_image()
+        base_name = (base.tags or [base.id])[0]
+        if not self.explicit_base and base_name == OFFLINE_BASE and not self.images:
+            self.notice(f"notice: {DEFAULT_BASE_IMAGE} cannot be pulled; using {OFFLINE_BASE}")
+        wheels = resolve_wheels(runtime, self.notice)
+        package, files = _harness_files()
+        digest = hashlib.sha256(base.id.encode())
+        for name in sorted(os.listdir(wheels)):
+            digest.update(name.encode())
+        for name in files:
+            digest.update(name.encode())
+            digest.update(open(os.path.join(package, name), "rb").read())
+        digest.update(open(DOCKERFILE, "rb").read())
+        tag = f"edge-profiler/{runtime}:{digest.hexdigest()[:12]}"
+        try:
+            self.client.images.get(tag)
+        except Exception:
+            self._build(tag, base.id, wheels, package, files)
+        self.images[runtime] = tag
+        return tag
+
+    def _build(self, tag, base_id, wheels, package, files):
+        if not os.path.exists(DOCKERFILE):
+            raise SandboxError(f"{DOCKERFILE} is missing; run edge-profiler from its source checkout")
+        with tempfile.TemporaryDirectory(prefix="edge-profiler-build-") as context:
+            shutil.copy(DOCKERFILE, os.path.join(context, "Dockerfile"))
+            os.makedirs(os.path.join(context, "wheels"))
+            for name in os.listdir(wheels):
+                source, dest = os.path.join(wheels, name), os.path.join(context, "wheels", name)
+                try:
+                    os.link(source, dest)
+                except OSError:
+                    shutil.copy(source, dest)
+            for name in files:
+                os.makedirs(os.path.dirname(os.path.join(context, "profiler", name)), exist_ok=True)
+                shutil.copy(os.path.join(package, name), os.path.join(context, "profiler", name))
+            self.notice(f"docker: building {tag} (first use of this runtime, base and harness)")
+            log = []
+            try:
+                for chunk in self.client.api.build(path=context, tag=tag, buildargs={"BASE_IMAGE": base_id},
+                                                   rm=True, forcerm=True, decode=True, labels={LABEL: "image"}):
+                    if "stream" in chunk:
+                        for line in chunk["stream"].splitlines():
+                            if line.strip():
+                                log.append(line)
+                                if line.startswith("Step "):
+                                    self.notice(f"docker:   {line.strip()}")
+                    if "error" in chunk:
+                        log.append(chunk["error"])
+                        raise SandboxError("image build failed: " + " | ".join(l.strip() for l in log[-3:]))
+            except SandboxError:
+                raise
+            except Exception as exc:
+                raise SandboxError(f"image build failed: {str(exc).splitlines()[0][:300]}") from None
+
+    # ------------------------------------------------------------ running
+
+    def container_options(self, target, paths):
+        """Caps and lock-down for one container; returns (options, paths inside, enforced)."""
+        from docker.types import Mount
+
+        cores = pick_cores(target)
+        fractional = target.cpus != math.ceil(target.cpus)
+        mounts, inside = [], []
+        for i, path in enumerate(paths):
+            where = f"/models/{i}/{os.path.basename(path)}"
+            mounts.append(Mount(where, path, type="bind", read_only=True))
+            inside.append(where)
+        options = {"cpuset_cpus": ",".join(map(str, cores))}
+        if fractional:
+            options["nano_cpus"] = int(target.cpus * 1e9)
+        how = [f"cpuset {options['cpuset_cpus']}"] + ([f"nano_cpus {target.cpus:g}"] if fractional else [])
+        if target.memory_mb:
+            options["mem_limit"] = int(target.memory_mb * 1024 * 1024)
+            if self.swap_limit:
+                options["memswap_limit"] = options["mem_limit"] + int(target.swap_mb * 1024 * 1024)
+            else:
+                options["mem_swappiness"] = 0
+            how.append(f"mem_limit {target.memory_mb:g} MiB")
+            how.append(f"memswap {target.memory_mb + target.swap_mb:g} MiB" if self.swap_limit
+                       else "swap not capped (engine has no swap limit support)")
+        else:
+            how.append("no MEMORY set")
+        options.update(
+            labels={LABEL: "run", f"{LABEL}.session": f"{os.getpid()}-{time.time_ns()}"}, mounts=mounts,
+            network_disabled=True, network_mode="none", read_only=True, tmpfs={"/tmp": TMPFS},
+            user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            pids_limit=PIDS_LIMIT, environment={"OMP_NUM_THREADS": str(target.threads)})
+        enforced = {"cpus": True, "memory": bool(target.memory_mb), "how": "; ".join(how)}
+        return options, inside, enforced
+
+    def probe(self, target, runtime, code, paths=()):
+        """Run Python code in a container with exactly the profiling caps; returns (exit code, output)."""
+        options, _, _ = self.container_options(target, list(paths))
+        container = self.client.containers.create(self.image_for(runtime), entrypoint=["/opt/venv/bin/python", "-c", code],
+                                                  **options)
+        try:
+            container.start()
+            state = container.wait(timeout=120)
+            return state["StatusCode"], container.logs().decode(errors="replace")
+        finally:
+            remove(container)
+
+    def _run_batch(self, target, paths, runtime, emit, enforced):
+        image = self.image_for(runtime)
+        options, inside, facts = self.container_options(target, paths)
+        enforced.update(facts)
+        host_path = dict(zip(inside, paths))
+
+        def emit_host(record):
+            record["path"] = host_path.get(record.get("path"), record.get("path"))
+            emit(record)
+
+        container = None
+        try:
+            container = self.client.containers.create(
+                image, command=harness_args(target, inside, cgroup=True) + ["--runtime", runtime], **options)
+            container.start()
+            failure = self._stream(container, target, emit_host)
+            state = self._wait(container)
+            if failure:
+                return failure
+            if state.get("OOMKilled"):
+                return ("oom", "the container was killed by the memory cap")
+            if state.get("ExitCode") not in (0, 1):
+                tail = container.logs(stdout=False, stderr=True, tail=3).decode(errors="replace").strip()
+                return ("error", f"the container exited with {state.get('ExitCode')}: {tail[-300:]}")
+            return None
+        finally:
+            if container is not None:
+                remove(container)
+
+    def _stream(self, container, target, emit):
+        lines = queue.Queue()
+
+        def pump():
+            buffer = b""
+            try:
+                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
+                    buffer += chunk
+                    *complete, buffer = buffer.split(b"\n")
+                    for line in complete:
+                        lines.put(line)
+            except Exception:  # the container was removed under us
+                pass
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        limit = target.timeout_s + HOST_GRACE_S
+        while True:
+            try:
+                line = lines.get(timeout=limit)
+            except queue.Empty:
+                container.kill()
+                return ("timeout", f"the container gave no result within {limit:g} s")
+            if line is None:
+                return None
+            if line.startswith(b"{"):
+                emit(json.loads(line))
+
+    @staticmethod
+    def _wait(container):
+        try:
+            container.wait(timeout=30)
+        except Exception:
+            container.kill()
+        container.reload()
+        return container.attrs.get("State", {})
+
+
+def remove(container):
+    for _ in range(3):
+        try:
+            container.remove(force=True)
+            return
+        except Exception as exc:
+            if "No such container" in str(exc) or "is already in progress" in str(exc):
+                return
+            time.sleep(0.2)
+
+
+def leftover_containers():
+    """Containers with the edge-profiler label (used by tests and cleanup)."""
+    return client().containers.list(all=True, filters={"label": LABEL})

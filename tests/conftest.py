@@ -1,0 +1,67 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+EXAMPLES = os.path.join(ROOT, "experiments", "examples")
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+
+
+def example(name):
+    return os.path.join(EXAMPLES, name)
+
+
+def run_cli(program, *args, timeout=600, **kwargs):
+    """Run `profile` or `calibrate` as a user would: a separate process, output captured."""
+    module = {"profile": "profiler.cli", "calibrate": "calibration.cli"}[program]
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=kwargs.pop("cwd", ROOT), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Models made by the project's own builders, beside the committed examples."""
+    from experiments.examples.models import cnn_onnx
+
+    folder = tmp_path_factory.mktemp("models")
+    made = {
+        "onnx": example("tiny_cnn.onnx"),
+        "tflite": example("tiny_cnn.tflite"),
+        "torch": example("tiny_cnn.pt"),
+        "dynamic": cnn_onnx(folder / "dynamic.onnx", dynamic_batch=True),
+        "dynamic_hw": cnn_onnx(folder / "dynamic_hw.onnx", dynamic_batch=True, dynamic_hw=True),
+        "big": cnn_onnx(folder / "big_weights.onnx", extra_weights_mb=256),
+        "slow": cnn_onnx(folder / "slow.onnx", size=128, channels=(64, 128, 128)),
+    }
+    corrupt = folder / "corrupt.onnx"
+    corrupt.write_bytes(open(example("tiny_cnn.onnx"), "rb").read()[:2000])
+    made["corrupt"] = corrupt
+    return {k: str(v) for k, v in made.items()}
+
+
+def docker_engine_problem():
+    from profiler.sandbox.docker import engine_problem
+
+    return engine_problem()
+
+
+@pytest.fixture(scope="session")
+def docker_backend():
+    """A real Docker engine; skipped without one, unless REQUIRE_DOCKER=1 makes that a failure."""
+    problem = docker_engine_problem()
+    if problem:
+        if os.environ.get("REQUIRE_DOCKER") == "1":
+            pytest.fail(f"REQUIRE_DOCKER=1 but {problem}")
+        pytest.skip(f"Docker tests skipped: {problem}")
+    from profiler.sandbox.docker import DockerBackend
+
+    return DockerBackend(notice=lambda m: None)
+
+
+def pytest_report_header(config):
+    problem = docker_engine_problem()
+    return [f"docker: {'engine available' if problem is None else 'SKIPPING Docker tests: ' + problem}",
+            f"shared data: {'present' if os.path.isdir(SHARED) else 'absent (dataset tests skip)'}"]

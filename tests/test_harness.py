@@ -1,0 +1,81 @@
+"""The harness on its own, as a user runs it on a device: python -m profiler.harness."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from profiler.harness import latency_stats, percentile
+
+
+def harness(*args):
+    done = subprocess.run([sys.executable, "-m", "profiler.harness", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+    return done, [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("kind", ["onnx", "tflite", "torch"])
+def test_each_runtime_gives_consistent_statistics(models, kind):
+    done, (record,) = harness(models[kind], "--threads", 1, "--warmup", 3, "--iterations", 40)
+    assert done.returncode == 0, done.stderr
+    assert record["status"] == "ok" and record["runtime"] == kind
+    stats = record["latency_ms"]
+    assert 0 < stats["min"] <= stats["median"] <= stats["p90"] <= stats["p95"] <= stats["p99"] <= stats["max"]
+    assert stats["min"] <= stats["mean"] <= stats["max"]
+    assert record["iterations"] == 40 and record["load_ms"] > 0 and record["first_inference_ms"] > 0
+    assert record["peak_memory_mb"] > record["idle_memory_mb"] > 0
+    assert record["throughput_ips"] == pytest.approx(1000 / stats["mean"], rel=1e-3)
+    assert len(record["sha256"]) == 64 and record["runtime_version"]
+
+
+def test_statistics_match_numpy():
+    rng = np.random.default_rng(1)
+    samples = list(rng.gamma(2.0, 1.5, 257))
+    stats = latency_stats(samples)
+    assert stats["median"] == pytest.approx(np.median(samples), abs=1e-6)
+    assert stats["p99"] == pytest.approx(np.percentile(samples, 99), abs=1e-6)
+    assert stats["iqr"] == pytest.approx(np.percentile(samples, 75) - np.percentile(samples, 25), abs=1e-6)
+    assert stats["std"] == pytest.approx(np.std(samples, ddof=1), abs=1e-6)
+    assert percentile([5.0], 0.99) == 5.0
+
+
+def test_device_csv_is_what_calibrate_reads(models, tmp_path):
+    out = tmp_path / "device.csv"
+    done, records = harness(models["onnx"], models["tflite"], "--iterations", 20, "--csv", out)
+    assert done.returncode == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["model"] for r in rows] == ["tiny_cnn", "tiny_cnn"]
+    assert float(rows[0]["latency_ms"]) == records[0]["latency_ms"]["median"]
+    assert rows[0]["threads"] == "1"
+
+
+def test_dynamic_dims_need_input_shapes(models):
+    done, (record,) = harness(models["dynamic_hw"], "--iterations", 5)
+    assert done.returncode == 1 and record["status"] == "error"
+    assert "INPUT_SHAPES=input:" in record["error"]
+    # A dynamic batch dimension alone takes BATCH.
+    done, (record,) = harness(models["dynamic"], "--iterations", 5, "--batch", 4)
+    assert record["status"] == "ok" and record["input_shapes"] == {"input": [4, 3, 32, 32]}
+    done, (record,) = harness(models["dynamic"], "--iterations", 5, "--input-shapes", "input:2x3x32x32")
+    assert record["status"] == "ok" and record["input_shapes"] == {"input": [2, 3, 32, 32]}
+
+
+def test_input_shapes_naming_a_missing_input_is_an_error(models):
+    done, (record,) = harness(models["onnx"], "--iterations", 5, "--input-shapes", "pixels:1x3x64x64")
+    assert record["status"] == "error" and "'pixels'" in record["error"] and "inputs: input" in record["error"]
+
+
+def test_a_crashing_model_does_not_stop_the_others(models):
+    done, records = harness(models["corrupt"], models["onnx"], "--iterations", 5)
+    assert [r["status"] for r in records] == ["error", "ok"]
+    assert "not a loadable ONNX model" in records[0]["error"]
+
+
+def test_timeout_is_a_row(models):
+    done, records = harness(models["slow"], models["onnx"], "--iterations", 100000, "--timeout", 1)
+    assert [r["status"] for r in records] == ["timeout", "timeout"]
+    done, records = harness(models["slow"], models["onnx"], "--iterations", 3, "--timeout", 30)
+    assert [r["status"] for r in records] == ["ok", "ok"]

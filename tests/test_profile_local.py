@@ -1,0 +1,123 @@
+"""`profile` end to end with the local backend: real runtimes, real cgroups, real processes."""
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+ENV = os.path.join(ROOT, "env.template")
+
+
+def profile_json(tmp_path, *args):
+    out = tmp_path / "results.json"
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--json", out, *args)
+    records = json.loads(out.read_text()) if out.exists() else None
+    return done, records
+
+
+def test_three_runtimes_in_one_command(models, tmp_path):
+    done, records = profile_json(tmp_path, models["onnx"], models["tflite"], models["torch"], "--iterations", 30)
+    assert done.returncode == 0, done.stderr
+    assert [(r["runtime"], r["status"]) for r in records] == [("onnx", "ok"), ("tflite", "ok"), ("torch", "ok")]
+    for r in records:
+        stats = r["latency_ms"]
+        assert stats["min"] <= stats["median"] <= stats["p99"] <= stats["max"]
+        assert r["peak_memory_mb"] > r["idle_memory_mb"]
+        assert r["backend"] == "local" and r["target"]["cpus"] == 1
+        assert set(r["latency_ms"]) == {"mean", "median", "std", "min", "max", "p90", "p95", "p99", "iqr"}
+    assert "tiny_cnn" in done.stdout and "median ± IQR" in done.stdout
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_affinity_is_cpus_cores_read_back_from_the_child(models, tmp_path, cpus):
+    done, (record,) = profile_json(tmp_path, models["onnx"], "--cpus", cpus, "--iterations", 5)
+    assert record["status"] == "ok"
+    assert len(record["cpus_seen"]) == cpus
+    assert record["enforced"]["cpus"] is True and record["threads"] == cpus
+
+
+def test_memory_cap_is_a_cgroup_and_oom_is_a_result(models, tmp_path):
+    done, records = profile_json(tmp_path, models["big"], models["onnx"], "--memory", "200m", "--iterations", 5)
+    assert [r["status"] for r in records] == ["oom", "ok"], done.stderr
+    assert "Traceback" not in done.stderr
+    assert records[1]["enforced"]["memory"] is True
+    assert records[1]["cgroup"]["limit_mb"] == 200
+    assert records[1]["memory_source"] == "cgroup"
+    assert not [d for d in os.listdir("/sys/fs/cgroup/memory") if d.startswith("edge-profiler-")]
+
+
+def test_timeout_is_a_result_and_the_rest_still_run(models, tmp_path):
+    done, records = profile_json(tmp_path, models["slow"], models["onnx"], "--timeout", 2, "--iterations", 100000)
+    assert [r["status"] for r in records] == ["timeout", "timeout"]
+    done, records = profile_json(tmp_path, models["slow"], models["onnx"], "--timeout", 60, "--iterations", 3)
+    assert [r["status"] for r in records] == ["ok", "ok"]
+
+
+def test_store_keeps_every_result(models, tmp_path):
+    from profiler.store import Store
+
+    db = tmp_path / "profiles.db"
+    for _ in range(2):
+        done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["onnx"], "--iterations", 5)
+        assert done.returncode == 0
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["onnx"], "--iterations", 5,
+                   "--threads", 2, "--cpus", 2)
+    records = Store(str(db)).records()
+    assert len(records) == 2  # same model and target replaces; another target adds
+    assert {r["target"]["threads"] for r in records} == {1, 2}
+
+
+def test_csv_export(models, tmp_path):
+    import csv
+
+    out = tmp_path / "r.csv"
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--csv", out, models["onnx"],
+                   models["tflite"], "--iterations", 5)
+    rows = list(csv.DictReader(open(out)))
+    assert [r["runtime"] for r in rows] == ["onnx", "tflite"]
+    assert float(rows[0]["latency_median_ms"]) > 0 and rows[0]["enforced_memory"] == "True"
+
+
+BAD = [
+    (["missing.onnx"], "missing.onnx: model file not found"),
+    (["env.template"], "env.template: unknown model extension '.template' (known: .onnx, .pt, .pt2, .pth, .tflite)"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD)
+def test_bad_paths_are_one_line_errors(tmp_path, args, message):
+    out = tmp_path / "r.json"
+    done = run_cli("profile", "--backend", "local", "--no-store", "--json", out, *args)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"profile: error: {message}"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind, extra, message", [
+    ("corrupt", [], "not a loadable ONNX model"),
+    ("dynamic_hw", [], "has dynamic dimensions"),
+    ("onnx", ["--input-shapes", "pixels:1x3x64x64"], "names input 'pixels'"),
+])
+def test_bad_models_are_one_line_errors(models, tmp_path, kind, extra, message):
+    done, records = profile_json(tmp_path, models[kind], *extra)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("profile: error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in done.stderr
+    assert [r["status"] for r in records] == ["error"]
+
+
+def test_unreadable_env_file(tmp_path, models):
+    done = run_cli("profile", "--env", tmp_path / "nope.env", models["onnx"])
+    assert done.returncode == 2 and done.stderr.strip() == f"profile: error: {tmp_path / 'nope.env'}: env file not found"
+    bad = tmp_path / "bad.env"
+    bad.write_bytes(b"\xff\xfe CPUS=1")
+    done = run_cli("profile", "--env", bad, models["onnx"])
+    assert done.returncode == 2 and "cannot read env file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_invalid_setting_on_the_command_line(models):
+    done = run_cli("profile", "--cpus", "0", models["onnx"])
+    assert done.returncode == 2 and done.stderr.strip() == "profile: error: CPUS=0: must be greater than 0"
