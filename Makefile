@@ -1,0 +1,36 @@
+# Fresh machine: `make demo` sets up and profiles the bundled example; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch is pinned to the one CPU build (see pyproject.toml); drop it with EXTRAS=test
+EXTRAS ?= test,torch
+
+.PHONY: demo test bench docker-base fixtures clean
+
+$(BIN)/profile: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(BIN)/profile
+	$(BIN)/profile --env env.template --store $(VENV)/demo.db \
+	    experiments/examples/tiny_cnn.tflite experiments/examples/tiny_cnn.onnx
+
+test: $(BIN)/profile
+	$(BIN)/python -m pytest -q -rs tests
+
+bench: $(BIN)/profile
+	$(BIN)/python benchmarks/run.py
+
+# Base image for hosts without a registry (needs root, debootstrap and a Docker engine).
+docker-base:
+	bash containers/build-offline-base.sh
+
+# Regenerate the committed example models (TFLite needs the tf extra).
+fixtures: $(BIN)/profile
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[tf]'
+	$(BIN)/python experiments/examples/make_models.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache profiles.db

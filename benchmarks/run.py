@@ -1,0 +1,132 @@
+"""edge-profiler benchmarks: overhead, stability and sandbox cost, printed as figures.
+
+    make bench                     # or: .venv/bin/python benchmarks/run.py [--models 100]
+
+(a) harness median / bare onnxruntime loop median, same model, same core, 1 thread (target <= 1.02)
+(b) spread (max - min) / median of the medians of 5 repeated profiles of a >= 1 ms model (target <= 2%)
+(c) wall time to profile N small ONNX CNNs (10 warm-up + 50 runs) / sum of their load + timed inference
+    (local backend; target <= 2)
+(d) Docker wall / local wall on the same N models, warm image (target <= 1.5), and the median latency
+    of one model under both backends (target: within 3%)
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from experiments.examples.models import cnn_onnx  # noqa: E402
+from profiler.config import load_target  # noqa: E402
+from profiler.sandbox import physical_first_cores  # noqa: E402
+from profiler.sandbox.local import LocalBackend  # noqa: E402
+
+MEDIUM = dict(size=224, channels=(32, 64, 96))  # a few ms per inference on one core
+
+
+def profile(backend, target, paths):
+    records = []
+    start = time.perf_counter()
+    backend.run(target, paths, records.append, runtime="onnx")
+    return time.perf_counter() - start, records
+
+
+def bare_loop_median(path, core, iterations, warmup):
+    """The runtime alone: the loop a user would write, pinned to the same core."""
+    import numpy as np
+    import onnxruntime as ort
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feeds = {"input": np.random.default_rng(0).random((1, 3, MEDIUM["size"], MEDIUM["size"]), dtype=np.float32)}
+        for _ in range(warmup):
+            session.run(None, feeds)
+        times = []
+        for _ in range(iterations):
+            start = time.perf_counter_ns()
+            session.run(None, feeds)
+            times.append(time.perf_counter_ns() - start)
+        return statistics.median(times) / 1e6
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, default=100, help="small CNNs for (c) and (d) (default 100)")
+    parser.add_argument("--no-docker", action="store_true", help="skip (d)")
+    opts = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="edge-profiler-bench-")
+    medium = cnn_onnx(os.path.join(work, "medium.onnx"), **MEDIUM)
+    small = [cnn_onnx(os.path.join(work, f"small_{i:03d}.onnx"), size=128, channels=(32, 64, 64), seed=i)
+             for i in range(opts.models)]
+    core = physical_first_cores()[0]
+    target = load_target(None, {"CPUS": "1", "CPU_SET": str(core), "MEMORY": "1g", "WARMUP": "10",
+                                "ITERATIONS": "200"})
+    local = LocalBackend()
+    figures = {}
+
+    # (a) interleaved, three rounds each, median of medians
+    harness, bare = [], []
+    for _ in range(3):
+        bare.append(bare_loop_median(medium, core, 200, 10))
+        harness.append(profile(local, target, [medium])[1][0]["latency_ms"]["median"])
+    figures["a_harness_over_bare"] = statistics.median(harness) / statistics.median(bare)
+    print(f"(a) harness median {statistics.median(harness):.4f} ms / bare loop median {statistics.median(bare):.4f} ms"
+          f" = {figures['a_harness_over_bare']:.4f}   (target <= 1.02)")
+
+    # (b) five repeated profiles
+    medians = [profile(local, target, [medium])[1][0]["latency_ms"]["median"] for _ in range(5)]
+    figures["b_spread"] = (max(medians) - min(medians)) / statistics.median(medians)
+    print(f"(b) medians of 5 profiles: {', '.join(f'{m:.4f}' for m in medians)} ms; spread "
+          f"{100 * figures['b_spread']:.2f}%   (target <= 2%)")
+    # The same figure for the bare runtime loop tells the harness's share from the machine's noise.
+    bare5 = [bare_loop_median(medium, core, 200, 10) for _ in range(5)]
+    figures["b_bare_spread"] = (max(bare5) - min(bare5)) / statistics.median(bare5)
+    print(f"    bare loop, 5 runs: {', '.join(f'{m:.4f}' for m in bare5)} ms; spread "
+          f"{100 * figures['b_bare_spread']:.2f}% (this machine's own run-to-run noise)")
+
+    # (c) many small models, one sandbox
+    small_target = load_target(None, {"CPUS": "1", "CPU_SET": str(core), "MEMORY": "1g", "WARMUP": "10",
+                                      "ITERATIONS": "50"})
+    local_wall, records = profile(local, small_target, small)
+    work_s = sum(r["load_ms"] + r["latency_ms"]["mean"] * r["iterations"] for r in records) / 1000
+    figures["c_wall_over_work"] = local_wall / work_s
+    mean_median = statistics.mean(r["latency_ms"]["median"] for r in records)
+    print(f"(c) {len(records)} CNNs (median {mean_median:.3f} ms each): wall {local_wall:.2f} s / load+timed "
+          f"{work_s:.2f} s = {figures['c_wall_over_work']:.3f}   (target <= 2)")
+
+    if not opts.no_docker:
+        from profiler.sandbox.docker import DockerBackend, engine_problem
+
+        problem = engine_problem()
+        if problem:
+            print(f"(d) skipped: {problem}")
+        else:
+            docker = DockerBackend(notice=lambda m: None)
+            docker.image_for("onnx")  # warm image: built before timing
+            docker_wall, _ = profile(docker, small_target, small)
+            local_wall, _ = profile(local, small_target, small)
+            figures["d_docker_over_local"] = docker_wall / local_wall
+            print(f"(d) {len(small)} CNNs: Docker wall {docker_wall:.2f} s / local wall {local_wall:.2f} s = "
+                  f"{figures['d_docker_over_local']:.3f}   (target <= 1.5)")
+            d_med = statistics.median(profile(docker, target, [medium])[1][0]["latency_ms"]["median"] for _ in range(3))
+            l_med = statistics.median(profile(local, target, [medium])[1][0]["latency_ms"]["median"] for _ in range(3))
+            figures["d_median_docker_over_local"] = d_med / l_med
+            print(f"    same model, median of 3 profiles: Docker {d_med:.4f} ms vs local {l_med:.4f} ms: "
+                  f"{100 * (d_med / l_med - 1):+.2f}%   (target within 3%)")
+    print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()

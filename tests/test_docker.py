@@ -1,0 +1,150 @@
+"""The Docker sandbox, on a real engine: caps, lock-down, failure rows and cleanup."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from profiler.config import load_target
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.docker
+ENV = os.path.join(ROOT, "env.template")
+
+PROBE = r'''
+import json, os, socket
+out = {"uid": os.getuid()}
+try:
+    open("/written-by-model", "w")
+    out["root_writable"] = True
+except OSError:
+    out["root_writable"] = False
+try:
+    socket.create_connection(("10.255.255.1", 53), timeout=2)
+    out["network"] = True
+except OSError as exc:
+    out["network"] = False
+out["interfaces"] = sorted(os.listdir("/sys/class/net"))
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+out["cpus_allowed"] = status["Cpus_allowed_list"].strip()
+out["cap_eff"] = status["CapEff"].strip()
+out["no_new_privs"] = status["NoNewPrivs"].strip()
+for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    if os.path.exists(path):
+        out["memory_limit"] = int(open(path).read())
+try:
+    open("/models/0/tiny_cnn.onnx", "ab")
+    out["model_writable"] = True
+except OSError:
+    out["model_writable"] = False
+print(json.dumps(out))
+'''
+
+
+def labelled():
+    from profiler.sandbox.docker import leftover_containers
+
+    return leftover_containers()
+
+
+def test_sandbox_holds_from_inside(docker_backend, models):
+    target = load_target(None, {"CPUS": "1", "CPU_SET": "1", "MEMORY": "300m"}, host_cores=[0, 1])
+    code, output = docker_backend.probe(target, "onnx", PROBE, paths=[models["onnx"]])
+    facts = json.loads(output.strip().splitlines()[-1])
+    assert code == 0
+    assert facts["network"] is False and facts["interfaces"] == ["lo"]
+    assert facts["root_writable"] is False and facts["model_writable"] is False
+    assert facts["uid"] != 0
+    assert facts["cpus_allowed"] == "1"
+    assert facts["memory_limit"] == 300 * 1024 * 1024
+    assert int(facts["cap_eff"], 16) == 0 and facts["no_new_privs"] == "1"
+    assert labelled() == []
+
+
+def docker_profile(tmp_path, *args):
+    out = tmp_path / "results.json"
+    done = run_cli("profile", "--env", ENV, "--backend", "docker", "--no-store", "--json", out, "--quiet", *args)
+    return done, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_three_runtimes_in_containers(docker_backend, models, tmp_path):
+    done, records = docker_profile(tmp_path, models["onnx"], models["tflite"], models["onnx"], "--iterations", 20,
+                                   "--memory", "512m")
+    assert done.returncode == 0, done.stderr
+    assert [(r["runtime"], r["status"], r["backend"]) for r in records] == [
+        ("onnx", "ok", "docker"), ("onnx", "ok", "docker"), ("tflite", "ok", "docker")]
+    for r in records:
+        assert r["path"] in (models["onnx"], models["tflite"])
+        assert r["enforced"] == {"cpus": True, "memory": True, "how": r["enforced"]["how"]}
+        assert r["cgroup"]["limit_mb"] == 512 and len(r["cpus_seen"]) == 1
+        assert r["peak_memory_mb"] > r["idle_memory_mb"] > 0
+        assert r["cgroup"]["anon_mb"] > 0 and r["cgroup"]["throttling"] is not None
+        stats = r["latency_ms"]
+        assert stats["min"] <= stats["median"] <= stats["p99"] <= stats["max"]
+    assert labelled() == []
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "experiments", "examples", "tiny_cnn.pt")), reason="no model")
+def test_torchscript_in_a_container(docker_backend, models, tmp_path):
+    pytest.importorskip("torch")
+    done, (record,) = docker_profile(tmp_path, models["torch"], "--iterations", 10)
+    assert record["status"] == "ok", record["error"]
+    assert labelled() == []
+
+
+def test_fractional_cpus_use_a_quota(docker_backend, models, tmp_path):
+    done, (record,) = docker_profile(tmp_path, models["onnx"], "--cpus", "1.5", "--iterations", 10)
+    assert record["status"] == "ok" and len(record["cpus_seen"]) == 2
+    assert "nano_cpus 1.5" in record["enforced"]["how"]
+
+
+def test_oom_error_and_timeout_are_rows_and_leave_nothing(docker_backend, models, tmp_path):
+    done, records = docker_profile(tmp_path, models["big"], models["corrupt"], models["onnx"], "--memory", "200m",
+                                   "--iterations", 5)
+    assert [r["status"] for r in records] == ["oom", "error", "ok"], done.stderr
+    assert "Traceback" not in done.stderr
+    assert labelled() == []
+    done, records = docker_profile(tmp_path, models["slow"], models["onnx"], "--timeout", "2", "--iterations", 100000)
+    assert [r["status"] for r in records] == ["timeout", "timeout"]
+    assert labelled() == []
+
+
+def test_ctrl_c_removes_the_container(docker_backend, models, tmp_path):
+    command = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "docker", "--no-store",
+               "--iterations", "1000000", "--timeout", "300", models["slow"]]
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not labelled() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert labelled(), "the container never started"
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert labelled() == []
+
+
+def test_backends_agree_on_a_model(docker_backend, models, tmp_path):
+    """Same harness, same runtime versions: medians agree (loose here; the tight figure is in make bench)."""
+    done, (docker_record,) = docker_profile(tmp_path, models["slow"], "--iterations", 30)
+    local = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--quiet", "--json",
+                    tmp_path / "l.json", models["slow"], "--iterations", 30)
+    local_record = json.loads((tmp_path / "l.json").read_text())[0]
+    assert docker_record["runtime_version"] == local_record["runtime_version"]
+    ratio = docker_record["latency_ms"]["median"] / local_record["latency_ms"]["median"]
+    assert 0.7 < ratio < 1.3
+
+
+def test_no_engine_auto_falls_back_and_docker_fails(models, tmp_path):
+    env = dict(os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock")
+    done = run_cli("profile", "--env", ENV, "--no-store", "--iterations", 3, models["onnx"], env=env)
+    assert done.returncode == 0
+    assert "notice: no Docker engine answers at unix:///nonexistent/docker.sock; profiling with the local backend" \
+        in done.stderr
+    done = run_cli("profile", "--env", ENV, "--backend", "docker", "--no-store", models["onnx"], env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("profile: error: BACKEND=docker: no Docker engine answers at "
+                                   "unix:///nonexistent/docker.sock")
