@@ -188,9 +188,10 @@ def measure(path, runtime, opts, cgroup):
     """Load and time one model; returns the measurement fields of the result."""
     rt = adapter(runtime)
     baseline_peak = cgroup.peak_bytes() if opts.cgroup else None
-    # The footprint of this process with the runtime imported and no model loaded yet,
-    # in the same units as the peak, so peak - idle is the model's own share.
-    idle_mb = _mb(cgroup.usage_bytes()) if opts.cgroup else round(proc_status_mb("VmRSS"), 3)
+    # The footprint with the runtime imported and no model loaded yet, from both sources;
+    # the one matching the peak's source is reported, so peak - idle is the model's own share.
+    idle_rss_mb = round(proc_status_mb("VmRSS"), 3)
+    idle_cgroup_mb = _mb(cgroup.usage_bytes()) if opts.cgroup else None
     t0 = time.perf_counter_ns()
     session = rt.load(path, opts.threads)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -220,7 +221,7 @@ def measure(path, runtime, opts, cgroup):
     stats = latency_stats(samples_ms)
 
     result = {
-        "idle_memory_mb": idle_mb, "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
+        "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
         "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
         "throughput_ips": round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
         "rss_peak_mb": round(proc_status_mb("VmHWM"), 3),
@@ -235,9 +236,10 @@ def measure(path, runtime, opts, cgroup):
         result["cgroup"] = {"limit_mb": _mb(cgroup.limit_bytes()), "peak_mb": _mb(peak),
                             "anon_mb": _mb(cgroup.anon_bytes()), "throttling": cgroup.throttling()}
         result["peak_memory_mb"] = _mb(peak) if attributable else result["rss_peak_mb"]
+        result["idle_memory_mb"] = idle_cgroup_mb if attributable else idle_rss_mb
         result["memory_source"] = "cgroup" if attributable else "vmhwm"
     else:
-        result["peak_memory_mb"] = result["rss_peak_mb"]
+        result["peak_memory_mb"], result["idle_memory_mb"] = result["rss_peak_mb"], idle_rss_mb
         result["memory_source"] = "vmhwm"
     return result
 

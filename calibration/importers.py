@@ -1,0 +1,247 @@
+"""Device logs -> DeviceMeasurement rows: model, threads and metric columns in ms / MiB.
+
+Formats: generic CSV (unit from the header suffix), the project's own harness JSON/CSV,
+LiteRT/TFLite benchmark_model logs (recent, legacy, logcat), onnxruntime_perf_test
+output and jetson-stats (jtop) logger CSV.
+"""
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+
+
+class ImportError_(Exception):
+    """Bad device input; the message names the file and the line or column."""
+
+
+@dataclass
+class DeviceMeasurement:
+    model: str
+    threads: int
+    metrics: dict = field(default_factory=dict)  # e.g. latency_ms, peak_memory_mb, energy_mj
+    source: str = ""
+    sha256: str = None
+
+
+# Header suffix -> (canonical suffix, factor to it)
+UNITS = {"us": ("ms", 1e-3), "ms": ("ms", 1.0), "s": ("ms", 1e3),
+         "kb": ("mb", 1 / 1024), "mb": ("mb", 1.0), "mib": ("mb", 1.0), "bytes": ("mb", 1 / MIB),
+         "mj": ("mj", 1.0), "j": ("mj", 1e3), "mw": ("mw", 1.0), "w": ("mw", 1e3)}
+IDENTITY = {"model", "threads", "status", "runtime", "runtime_version", "sha256", "error", "path", "device"}
+# Columns of the harness's own CSV that describe the main metrics rather than add new ones.
+SECONDARY = {"latency_mean_ms", "latency_p90_ms", "latency_p99_ms", "rss_peak_mb", "idle_memory_mb"}
+
+
+def _stem(name):
+    return os.path.splitext(os.path.basename(str(name).strip()))[0]
+
+
+def _number(text, where):
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ImportError_(f"{where}: {text!r} is not a number") from None
+    return value
+
+
+def _canonical(column, where):
+    """'latency_us' -> ('latency_ms', 1e-3); raises on an unknown unit suffix."""
+    base, _, suffix = column.strip().lower().rpartition("_")
+    if not base:
+        raise ImportError_(f"{where}: column {column!r} has no unit suffix (e.g. _ms, _mb)")
+    if suffix not in UNITS:
+        known = ", ".join("_" + u for u in UNITS)
+        raise ImportError_(f"{where}: column {column!r} has unknown unit suffix _{suffix} (known: {known})")
+    unit, factor = UNITS[suffix]
+    return f"{base}_{unit}", factor
+
+
+def read_csv(path, default_threads=None):
+    """Generic CSV, and the harness's --csv output (same columns)."""
+    text = _read(path)
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise ImportError_(f"{path}: empty file")
+    columns = [c.strip() for c in reader.fieldnames]
+    if "model" not in columns:
+        raise ImportError_(f"{path}: missing column 'model' (header: {', '.join(columns)})")
+    if "threads" not in columns and default_threads is None:
+        raise ImportError_(f"{path}: missing column 'threads' (or give --threads)")
+    metric_columns = {}
+    for column in columns:
+        if column in IDENTITY or column in SECONDARY:
+            continue
+        metric_columns[column] = _canonical(column, f"{path}: header")
+    rows, seen = [], {}
+    for line_no, raw in enumerate(reader, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if row.get("status") and row["status"] != "ok":
+            continue
+        where = f"{path}:{line_no}"
+        threads = int(_number(row.get("threads") or default_threads, f"{where}: column 'threads'"))
+        model = _stem(row["model"])
+        if not model:
+            raise ImportError_(f"{where}: empty model name")
+        metrics = {}
+        for column, (name, factor) in metric_columns.items():
+            if row.get(column, "") == "":
+                continue
+            metrics[name] = _number(row[column], f"{where}: column {column!r}") * factor
+        key = (model.lower(), threads)
+        if key in seen:
+            raise ImportError_(f"{where}: duplicate row for model {model!r} with {threads} threads "
+                               f"(first on line {seen[key]})")
+        seen[key] = line_no
+        rows.append(DeviceMeasurement(model, threads, metrics, source=path, sha256=row.get("sha256") or None))
+    if not rows:
+        raise ImportError_(f"{path}: no data rows")
+    return rows
+
+
+def read_harness_json(path):
+    """`python -m profiler.harness --json` output, or its JSON lines on stdout."""
+    text = _read(path).strip()
+    try:
+        records = json.loads(text) if text.startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except json.JSONDecodeError as exc:
+        raise ImportError_(f"{path}:{exc.lineno}: not harness JSON ({exc.msg})") from None
+    rows, seen = [], set()
+    for index, record in enumerate(records, start=1):
+        if record.get("status") != "ok":
+            continue
+        key = (record["model"].lower(), int(record["threads"]))
+        if key in seen:
+            raise ImportError_(f"{path}: record {index}: duplicate model {record['model']!r} with "
+                               f"{record['threads']} threads")
+        seen.add(key)
+        rows.append(DeviceMeasurement(record["model"], int(record["threads"]),
+                                      {"latency_ms": record["latency_ms"]["median"],
+                                       "peak_memory_mb": record["peak_memory_mb"]},
+                                      source=path, sha256=record.get("sha256")))
+    if not rows:
+        raise ImportError_(f"{path}: no successful harness records")
+    return rows
+
+
+_NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+_LOGCAT = re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[^:]*:\s?")
+
+
+def read_benchmark_model(path, model=None, threads=None):
+    lines = [_LOGCAT.sub("", line).replace("INFO: ", "", 1).strip() for line in _read(path).splitlines()]
+    graph = next((re.search(r"Graph: \[(.*)\]", l).group(1) for l in lines if l.startswith("Graph:")), None)
+    found_threads = next((int(re.search(r"\[(\d+)\]", l).group(1)) for l in lines if l.startswith("Num threads:")), None)
+    counts = [l for l in lines if l.startswith("count=")]
+    if not counts:
+        raise ImportError_(f"{path}: not a benchmark_model log (no 'count=' timing line)")
+    timed = dict(re.findall(r"(\w+)=" + _NUM, counts[-1]))  # the last count= line is the timed runs
+    latency_us = float(timed["median"]) if "median" in timed else float(timed["avg"])
+    metrics = {"latency_ms": latency_us / 1000.0}
+    peak = next((re.search(_NUM + r"\s*$", l) for l in lines if l.startswith("Overall peak memory footprint")), None)
+    overall = next((re.search(r"overall=" + _NUM, l) for l in lines if "Memory footprint delta" in l), None)
+    if peak:
+        metrics["peak_memory_mb"] = float(peak.group(1))
+    elif overall:
+        metrics["peak_memory_mb"] = float(overall.group(1))
+    name = model or (graph and _stem(graph))
+    if not name:
+        raise ImportError_(f"{path}: no 'Graph:' line; give the model name with --model")
+    if threads is None and found_threads is None:
+        raise ImportError_(f"{path}: no 'Num threads:' line; give --threads")
+    return [DeviceMeasurement(name, threads or found_threads, metrics, source=path)]
+
+
+def read_ort_perf_test(path, model=None, threads=None):
+    text = _read(path)
+    fields = dict(re.findall(r"^\s*([A-Za-z0-9 ]+?):\s*" + _NUM, text, re.MULTILINE))
+    if "P50 Latency" not in fields and "Average inference time cost" not in fields:
+        raise ImportError_(f"{path}: not onnxruntime_perf_test output (no 'P50 Latency' line)")
+    latency_ms = float(fields["P50 Latency"]) * 1000 if "P50 Latency" in fields \
+        else float(fields["Average inference time cost"])
+    metrics = {"latency_ms": latency_ms}
+    if "Peak working set size" in fields:
+        metrics["peak_memory_mb"] = float(fields["Peak working set size"]) / MIB
+    if not model:
+        raise ImportError_(f"{path}: onnxruntime_perf_test output names no model; give --model")
+    if threads is None:
+        raise ImportError_(f"{path}: onnxruntime_perf_test output gives no thread count; give --threads")
+    return [DeviceMeasurement(model, threads, metrics, source=path)]
+
+
+def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, end=None):
+    reader = csv.DictReader(io.StringIO(_read(path)))
+    if not reader.fieldnames or "RAM" not in reader.fieldnames:
+        raise ImportError_(f"{path}: not a jetson-stats log (no 'RAM' column)")
+    if not device_ram_mb:
+        raise ImportError_(f"{path}: jtop RAM is a fraction; give the board's total with --device-ram (e.g. 4g)")
+    if not model or threads is None:
+        raise ImportError_(f"{path}: a jtop log names no model; give --model and --threads")
+    power_column = next((c for c in reader.fieldnames if c.strip().lower() in ("power cur", "power tot")), None)
+    ram, power = [], []
+    for line_no, row in enumerate(reader, start=2):
+        stamp = row.get("time", "")
+        if (start and stamp < start) or (end and stamp > end):
+            continue
+        ram.append(_number(row["RAM"], f"{path}:{line_no}: column 'RAM'") * device_ram_mb)
+        if power_column and row.get(power_column) not in (None, "", "OFF"):
+            power.append(_number(row[power_column], f"{path}:{line_no}: column {power_column!r}"))
+    if not ram:
+        raise ImportError_(f"{path}: no rows in the time window")
+    metrics = {"peak_memory_mb": max(ram), "mean_memory_mb": sum(ram) / len(ram)}
+    if power:
+        metrics["power_mw"] = sum(power) / len(power)
+    return [DeviceMeasurement(model, threads, metrics, source=path)]
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ImportError_(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportError_(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not text.strip():
+        raise ImportError_(f"{path}: empty file")
+    return text
+
+
+def detect(path):
+    """Pick the importer from the content, not only the extension."""
+    head = _read(path)[:4096]
+    if head.lstrip().startswith(("[", "{")):
+        return "harness"
+    if "count=" in head and ("Graph:" in head or "Num threads" in head or "Inference timings" in head):
+        return "benchmark_model"
+    if "Session creation time cost" in head or "P50 Latency" in head:
+        return "ort_perf_test"
+    first = head.splitlines()[0]
+    if "RAM" in first.split(",") and "time" in first.split(","):
+        return "jtop"
+    if "," in first and "model" in [c.strip() for c in first.split(",")]:
+        return "csv"
+    raise ImportError_(f"{path}: not a recognised device log (CSV with a 'model' column, harness JSON, "
+                       f"benchmark_model, onnxruntime_perf_test or jtop)")
+
+
+FORMATS = ("auto", "csv", "harness", "benchmark_model", "ort_perf_test", "jtop")
+
+
+def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None):
+    fmt = detect(path) if fmt == "auto" else fmt
+    if fmt == "csv":
+        return read_csv(path, default_threads=threads)
+    if fmt == "harness":
+        return read_harness_json(path)
+    if fmt == "benchmark_model":
+        return read_benchmark_model(path, model, threads)
+    if fmt == "ort_perf_test":
+        return read_ort_perf_test(path, model, threads)
+    if fmt == "jtop":
+        return read_jtop(path, model, threads, device_ram_mb)
+    raise ImportError_(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
