@@ -223,8 +223,8 @@ def detect(path):
     first = head.splitlines()[0]
     if "RAM" in first.split(",") and "time" in first.split(","):
         return "jtop"
-    if "," in first and "model" in [c.strip() for c in first.split(",")]:
-        return "csv"
+    if "," in first and ("model" in [c.strip() for c in first.split(",")] or path.lower().endswith(".csv")):
+        return "csv"  # the CSV importer names a missing column
     raise ImportError_(f"{path}: not a recognised device log (CSV with a 'model' column, harness JSON, "
                        f"benchmark_model, onnxruntime_perf_test or jtop)")
 

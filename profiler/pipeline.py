@@ -57,10 +57,11 @@ def profile(opts, notice):
 
     calibration = None
     if opts.calibration:
-        from calibration.predict import CalibrationError, load_for_target
+        from calibration.core import CalibrationError, Predictor, load
 
         try:
-            calibration = load_for_target(opts.calibration, target, groups, force=opts.force, warn=notice)
+            calibration = Predictor(load(opts.calibration), force=opts.force, warn=notice,
+                                    device_ram_mb=target.device_ram_mb)
         except CalibrationError as exc:
             raise PipelineError(str(exc)) from None
 

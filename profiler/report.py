@@ -60,7 +60,8 @@ def _prediction_cells(prediction):
             continue
         text = _ms(p["value"]) if metric == "latency_ms" else _mb(p["value"])
         if p.get("low") is not None:
-            text += f" ({_ms(p['low'])}–{_ms(p['high'])})" if metric == "latency_ms" else f" (≤{_mb(p['high'])})"
+            fmt = _ms if metric == "latency_ms" else _mb
+            text += f" ({fmt(p['low'])}–{fmt(p['high'])})"
         if p.get("extrapolated"):
             text += " extrap."
         if p.get("exceeds_device_ram"):
@@ -79,7 +80,7 @@ def ranking(records):
     if len(ok) < 2:
         return []
     basis = "predicted device latency" if ok[0].get("prediction") else "median latency"
-    lines = [f"Ranking by {basis}:", f"  {ok[0]['model']} ({ok[0].get('runtime')}) ran fastest"]
+    lines = [f"Ranking by {basis}:", f"  {ok[0]['model']} ({ok[0].get('runtime')}) is fastest"]
     for r in ok[1:]:
         lines.append(f"    {key(r) / key(ok[0]):6.2f} × slower: {r['model']} ({r.get('runtime')})")
     return lines

@@ -1,0 +1,126 @@
+"""`calibrate`: fit device ≈ a·host + b from device logs and host profiles; `calibrate predict`."""
+
+import argparse
+import json
+import sys
+
+EPILOG = """examples:
+  calibrate pi5.csv --host host.json --out calib.json --plot figures/
+  calibrate mobilenet.log squeezenet.log resnet.log --store profiles.db --out calib.json
+  calibrate perf.txt --format ort_perf_test --model resnet18 --threads 2 --host host.json
+  calibrate jtop.csv --model resnet18 --threads 4 --device-ram 4g --host host.json
+  calibrate predict --calibration calib.json --host new_models.json
+
+Device inputs: a CSV with model, threads and metric columns whose suffix gives the unit
+(_us _ms _s _kb _mb _mib _bytes), the harness's own --csv/--json output, LiteRT/TFLite
+benchmark_model logs, onnxruntime_perf_test output or a jetson-stats (jtop) CSV."""
+
+
+def fit_parser():
+    from calibration.importers import FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog="calibrate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Learn device ≈ a·host + b from a few models measured on the real device and on this host.")
+    parser.add_argument("device", nargs="+", metavar="DEVICE_LOG", help="device measurements (see below)")
+    parser.add_argument("--host", metavar="FILE", help="host results from `profile --json` or `--csv` (default: the store)")
+    parser.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite store of host results (default ./profiles.db)")
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="device log format (default: detected)")
+    parser.add_argument("--model", help="model name, for logs that do not name it (onnxruntime_perf_test, jtop)")
+    parser.add_argument("--threads", type=int, help="thread count, for logs or CSVs that do not give it")
+    parser.add_argument("--device-ram", metavar="SIZE", help="the device's RAM, e.g. 4g (jtop RAM is a fraction of it)")
+    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="use only host profiles of this runtime")
+    parser.add_argument("--method", choices=["ols", "robust", "loglinear"], default="ols",
+                        help="ols (default), robust (Huber) or loglinear (fit in log space)")
+    parser.add_argument("--metric", action="append", help="fit only this device metric (repeatable)")
+    parser.add_argument("--device-name", default="device", help="label for the figures")
+    parser.add_argument("--out", metavar="FILE", help="write the calibration JSON here")
+    parser.add_argument("--plot", metavar="DIR", help="write predicted-vs-measured figures (PNG + SVG) here")
+    return parser
+
+
+def predict_parser():
+    parser = argparse.ArgumentParser(prog="calibrate predict",
+                                     description="Predict device latency and memory for host results and rank them.")
+    parser.add_argument("--calibration", required=True, metavar="FILE", help="calibration JSON from `calibrate --out`")
+    parser.add_argument("--host", metavar="FILE", help="host results (`profile --json`/`--csv`; default: the store)")
+    parser.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite store (default ./profiles.db)")
+    parser.add_argument("--device-ram", metavar="SIZE", help="mark models whose predicted peak memory exceeds this")
+    parser.add_argument("--force", action="store_true", help="predict even for another runtime or thread count")
+    parser.add_argument("--json", metavar="FILE", help="write the annotated results here")
+    return parser
+
+
+def fail(message):
+    print(f"calibrate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    from calibration.core import CalibrationError
+    from calibration.importers import ImportError_
+    from profiler.config import ConfigError
+
+    try:
+        if argv[:1] == ["predict"]:
+            return predict(predict_parser().parse_args(argv[1:]))
+        return fit(fit_parser().parse_args(argv))
+    except (CalibrationError, ImportError_, ConfigError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _ram(text):
+    from profiler.config import parse_size_mb
+
+    return parse_size_mb("--device-ram", text) if text else None
+
+
+def fit(opts):
+    from calibration import core, importers, plots, report
+
+    device_ram_mb = _ram(opts.device_ram)
+    rows = []
+    for path in opts.device:
+        rows += importers.load(path, opts.format, model=opts.model, threads=opts.threads, device_ram_mb=device_ram_mb)
+    seen = {}
+    for row in rows:
+        key = (row.model.lower(), row.threads)
+        if key in seen and set(seen[key].metrics) & set(row.metrics):
+            raise core.CalibrationError(f"{row.source}: duplicate row for model {row.model!r} with {row.threads} "
+                                        f"threads (also in {seen[key].source})")
+        seen[key] = row
+    host = core.load_host(opts.host, opts.store, opts.runtime)
+    calibration = core.build(rows, host, opts.method, opts.metric, device_ram_mb)
+    for line in report.fit_table(calibration):
+        print(line)
+    for line in report.warnings(calibration):
+        print(line, file=sys.stderr)
+    if opts.out:
+        core.save(calibration, opts.out)
+        print(f"saved {opts.out}")
+    if opts.plot:
+        for path in plots.plot_all(calibration, opts.plot, opts.device_name):
+            print(f"figure {path} (+ .svg)")
+    return 0
+
+
+def predict(opts):
+    from calibration import core, report
+    from profiler.export import write_json
+
+    calibration = core.load(opts.calibration)
+    predictor = core.Predictor(calibration, force=opts.force, device_ram_mb=_ram(opts.device_ram),
+                               warn=lambda m: print(m, file=sys.stderr))
+    records = [predictor.annotate(r) for r in core.load_host(opts.host, opts.store)]
+    for line in report.predictions(records):
+        print(line)
+    if opts.json:
+        write_json(opts.json, records)
+    return 0 if any(r.get("prediction") for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

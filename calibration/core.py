@@ -1,0 +1,266 @@
+"""Match device rows to host profiles, fit per metric and thread count, save and predict."""
+
+import csv
+import json
+import os
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from calibration import metrics as M
+from calibration.models import LinearCalibration
+
+SCHEMA = "edge-profiler/calibration"
+SCHEMA_VERSION = 1  # 1: first version (linear fits per metric and thread count)
+MIN_FIT, MIN_INTERVALS = 2, 3
+
+
+class CalibrationError(Exception):
+    """One line naming the problem (file, line or column where there is one)."""
+
+
+# ---------------------------------------------------------------- host profiles
+
+def host_value(record, metric):
+    """The host figure a device metric is fitted against: same metric where the host has it,
+    else the host's median latency (energy and power scale with time on the device)."""
+    if metric in ("peak_memory_mb", "mean_memory_mb"):
+        return record.get("peak_memory_mb"), "peak_memory_mb"
+    if metric in ("load_ms",) and record.get("load_ms") is not None:
+        return record["load_ms"], "load_ms"
+    stats = record.get("latency_ms") or {}
+    return stats.get("median"), "latency_ms"
+
+
+def load_host(path=None, store=None, runtime=None):
+    """Host records (status ok) from a `profile --json`/`--csv` export or the SQLite store."""
+    if path:
+        if not os.path.isfile(path):
+            raise CalibrationError(f"{path}: host results file not found")
+        if path.endswith(".csv"):
+            records = []
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    if row.get("status") != "ok":
+                        continue
+                    records.append({"model": row["model"], "sha256": row.get("sha256"), "runtime": row.get("runtime"),
+                                    "threads": int(row["threads"]), "started_at": row.get("started_at"),
+                                    "latency_ms": {"median": float(row["latency_median_ms"])},
+                                    "peak_memory_mb": float(row["peak_memory_mb"]) if row.get("peak_memory_mb") else None,
+                                    "load_ms": float(row["load_ms"]) if row.get("load_ms") else None})
+        else:
+            try:
+                records = [r for r in json.load(open(path)) if r.get("status") == "ok"]
+            except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
+                raise CalibrationError(f"{path}: not a `profile --json` export ({exc})") from None
+    else:
+        from profiler.store import Store, StoreError
+
+        if not os.path.isfile(store):
+            raise CalibrationError(f"{store}: no results store here; run `profile` first or give --host")
+        try:
+            records = Store(store).records()
+        except StoreError as exc:
+            raise CalibrationError(str(exc)) from None
+    if runtime:
+        records = [r for r in records if r.get("runtime") == runtime]
+    if not records:
+        raise CalibrationError(f"{path or store}: no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
+    return records
+
+
+def match(device_rows, host_records):
+    """Pair each device row with a host record: sha256 first, else file stem (case-insensitive), and threads."""
+    by_sha, by_name = {}, {}
+    for record in sorted(host_records, key=lambda r: r.get("started_at") or ""):  # latest wins
+        threads = int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)
+        if record.get("sha256"):
+            by_sha[(record["sha256"], threads)] = record
+        by_name[(record["model"].lower(), threads)] = record
+    pairs, unmatched = [], []
+    for row in device_rows:
+        record = (row.sha256 and by_sha.get((row.sha256, row.threads))) or by_name.get((row.model.lower(), row.threads))
+        if record:
+            pairs.append((row, record))
+        else:
+            unmatched.append(row)
+    return pairs, unmatched
+
+
+# ---------------------------------------------------------------- fitting
+
+def fit_one(names, x, y, method):
+    """One fit with its statistics; x = host, y = device."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    model = LinearCalibration(method=method).fit(x[:, None], y)
+    pred = model.predict(x[:, None])
+    r2 = M.r2(y, pred)
+    fit = {"n": n, "method": method, "model": model.to_dict(), "a": model.a, "b": model.b,
+           "r2": r2, "adj_r2": M.adjusted_r2(r2, n), "rmse": M.rmse(y, pred), "mape": M.mape(y, pred),
+           "spearman": M.spearman(x, y), "kendall": M.kendall(x, y), "host_range": [float(x.min()), float(x.max())]}
+    references = [{"model": name, "host": float(h), "device": float(d), "fitted": float(p)}
+                  for name, h, d, p in zip(names, x, y, pred)]
+    if n >= MIN_INTERVALS:
+        loo = M.loo_predictions(lambda: LinearCalibration(method=method), x[:, None], y)
+        fit["loo_mape"] = M.mape(y, loo)
+        fit["loo_within_10pct"] = M.within(y, loo)
+        for ref, value in zip(references, loo):
+            ref["loo"] = float(value)
+        fit["interval"] = _interval_state(x, y, model, method)
+        cooks = M.cooks_distance(x, y)
+        fit["leverage"] = []
+        for i in np.flatnonzero(cooks > 4 / n):
+            keep = np.arange(n) != i
+            r2_without = (M.r2(y[keep], LinearCalibration(method=method).fit(x[keep, None], y[keep]).predict(x[keep, None]))
+                          if n - 1 >= MIN_INTERVALS else float("nan"))
+            fit["leverage"].append({"model": names[i], "cooks_distance": float(cooks[i]), "r2_without": r2_without})
+    fit["references"] = references
+    return fit
+
+
+def _interval_state(x, y, model, method):
+    """What a 95% prediction interval for a new host value needs (OLS formula; in log space for loglinear)."""
+    from scipy import stats
+
+    if method == "loglinear":
+        x, y, fitted = np.log(x), np.log(y), np.log(model.predict(x[:, None]))
+    else:
+        fitted = model.predict(x[:, None])
+    n = len(x)
+    s = float(np.sqrt(np.sum((y - fitted) ** 2) / (n - 2)))
+    return {"space": "log" if method == "loglinear" else "linear", "s": s, "n": n, "x_mean": float(x.mean()),
+            "sxx": float(np.sum((x - x.mean()) ** 2)), "t": float(stats.t.ppf(0.975, n - 2))}
+
+
+def fit_all(pairs, method="ols", metrics=None):
+    groups = defaultdict(list)
+    for row, record in pairs:
+        for metric, device in row.metrics.items():
+            if metrics and metric not in metrics:
+                continue
+            host, host_metric = host_value(record, metric)
+            if host is None:
+                continue
+            groups[(metric, host_metric, row.threads)].append((row.model, host, device))
+    if not groups:
+        raise CalibrationError("no metric could be paired with a host figure")
+    fits = []
+    for (metric, host_metric, threads), items in sorted(groups.items()):
+        if len(items) < MIN_FIT:
+            raise CalibrationError(f"{metric} at {threads} threads: {len(items)} matched model; a fit needs at "
+                                   f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
+        names, x, y = zip(*items)
+        try:
+            fit = fit_one(list(names), x, y, method)
+        except ValueError as exc:
+            raise CalibrationError(f"{metric} at {threads} threads: {exc}") from None
+        fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit})
+    return fits
+
+
+def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=None):
+    pairs, unmatched = match(device_rows, host_records)
+    if len(pairs) < MIN_FIT:
+        raise CalibrationError(f"{len(pairs)} device row(s) matched a host profile; a fit needs at least "
+                               f"{MIN_FIT} (unmatched: {', '.join(f'{r.model}@{r.threads}' for r in unmatched) or 'none'})")
+    runtimes = sorted({r.get("runtime") for _, r in pairs if r.get("runtime")})
+    if len(runtimes) > 1:
+        raise CalibrationError(f"matched host profiles mix runtimes {', '.join(runtimes)}; choose one with --runtime")
+    target = next((r.get("target") for _, r in pairs if r.get("target")), None)
+    return {
+        "schema": SCHEMA, "version": SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "runtime": runtimes[0] if runtimes else None, "runtime_version": pairs[0][1].get("runtime_version"),
+        "target": target, "device_ram_mb": device_ram_mb, "method": method,
+        "fits": fit_all(pairs, method, metrics),
+        "unmatched": [{"model": r.model, "threads": r.threads, "source": r.source} for r in unmatched],
+    }
+
+
+# ---------------------------------------------------------------- saving, loading, predicting
+
+def save(calibration, path):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(calibration, f, indent=1)
+    os.replace(tmp, path)
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise CalibrationError(f"{path}: calibration file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path}: not a calibration JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise CalibrationError(f"{path}: not an edge-profiler calibration (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+    if data.get("version") != SCHEMA_VERSION:
+        raise CalibrationError(f"{path}: calibration schema version {data.get('version')} is not supported "
+                               f"(this edge-profiler reads version {SCHEMA_VERSION}); refit with `calibrate`")
+    return data
+
+
+def predict_value(fit, host):
+    model = LinearCalibration.from_dict(fit["model"])
+    value = float(model.predict(np.array([[host]]))[0])
+    out = {"value": value, "host": host, "extrapolated": not (fit["host_range"][0] <= host <= fit["host_range"][1])}
+    state = fit.get("interval")
+    if state:
+        x0 = np.log(host) if state["space"] == "log" else host
+        half = state["t"] * state["s"] * np.sqrt(1 + 1 / state["n"] + (x0 - state["x_mean"]) ** 2 / state["sxx"])
+        if state["space"] == "log":
+            out["low"], out["high"] = value * float(np.exp(-half)), value * float(np.exp(half))
+        else:
+            out["low"], out["high"] = value - float(half), value + float(half)
+    return out
+
+
+class Predictor:
+    """Adds `prediction` to host records: device latency and peak memory with 95% intervals."""
+
+    def __init__(self, calibration, force=False, warn=print, device_ram_mb=None):
+        self.calibration, self.force, self.warn = calibration, force, warn
+        self.device_ram_mb = device_ram_mb or calibration.get("device_ram_mb")
+        self.warned = set()
+
+    def _fit(self, metric, threads):
+        fits = [f for f in self.calibration["fits"] if f["metric"] == metric]
+        exact = [f for f in fits if f["threads"] == threads]
+        if exact or not fits:
+            return exact[0] if exact else None
+        key = ("threads", metric, threads)
+        if key not in self.warned:
+            self.warned.add(key)
+            have = ", ".join(str(f["threads"]) for f in fits)
+            self.warn(f"warning: the calibration has {metric} fits for {have} threads, not {threads}"
+                      + ("; using the nearest (--force)" if self.force else "; use --force to predict anyway"))
+        return min(fits, key=lambda f: abs(f["threads"] - threads)) if self.force else None
+
+    def annotate(self, record):
+        if record.get("status") != "ok":
+            return record
+        runtime = self.calibration.get("runtime")
+        if runtime and record.get("runtime") != runtime:
+            key = ("runtime", record.get("runtime"))
+            if key not in self.warned:
+                self.warned.add(key)
+                self.warn(f"warning: the calibration was made for runtime {runtime}, not {record.get('runtime')}"
+                          + ("; predicting anyway (--force)" if self.force else "; use --force to predict anyway"))
+            if not self.force:
+                return record
+        threads = int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)
+        prediction = {}
+        for metric in ("latency_ms", "peak_memory_mb", "energy_mj"):
+            fit = self._fit(metric, threads)
+            host = host_value(record, metric)[0] if fit else None
+            if fit and host is not None and (host > 0 or fit["method"] != "loglinear"):
+                prediction[metric] = predict_value(fit, host)
+        if self.device_ram_mb and "peak_memory_mb" in prediction:
+            p = prediction["peak_memory_mb"]
+            p["exceeds_device_ram"] = p["value"] > self.device_ram_mb
+        if prediction:
+            record["prediction"] = prediction
+        return record

@@ -1,0 +1,42 @@
+"""Formatters for `calibrate`: each returns lines; the CLI prints them."""
+
+
+def _g(value, digits=4):
+    return "-" if value is None or value != value else f"{value:.{digits}g}"
+
+
+def fit_table(calibration):
+    header = ["metric", "threads", "n", "a", "b", "R²", "adj R²", "RMSE", "MAPE %", "LOO MAPE %", "ρ", "τ"]
+    rows = [[f["metric"], f["threads"], f["n"], _g(f["a"]), _g(f["b"]), f"{f['r2']:.4f}", f"{f['adj_r2']:.4f}",
+             _g(f["rmse"]), _g(f["mape"], 3), _g(f.get("loo_mape"), 3), _g(f["spearman"], 3), _g(f["kendall"], 3)]
+            for f in calibration["fits"]]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    lines = [f"Calibration ({calibration['method']}, runtime {calibration.get('runtime') or '?'}): "
+             f"device = a·host + b" if calibration["method"] != "loglinear" else
+             f"Calibration (loglinear, runtime {calibration.get('runtime') or '?'}): log device = a·log host + b",
+             line(header), line(["-" * w for w in widths])]
+    return lines + [line(r) for r in rows]
+
+
+def warnings(calibration):
+    out = []
+    for fit in calibration["fits"]:
+        for point in fit.get("leverage", []):
+            out.append(f"WARNING: {fit['metric']} at {fit['threads']} threads: {point['model']} has Cook's distance "
+                       f"{point['cooks_distance']:.2f} > 4/n = {4 / fit['n']:.2f}; it carries the fit "
+                       f"(R² {fit['r2']:.4f} with it, {point['r2_without']:.4f} without). Add references near it.")
+        if fit["n"] < 3:
+            out.append(f"WARNING: {fit['metric']} at {fit['threads']} threads: only {fit['n']} references; "
+                       f"no LOOCV or prediction interval (needs 3)")
+    if calibration.get("unmatched"):
+        names = ", ".join(f"{u['model']}@{u['threads']}t" for u in calibration["unmatched"])
+        out.append(f"WARNING: {len(calibration['unmatched'])} device row(s) matched no host profile and were "
+                   f"not used: {names}")
+    return out
+
+
+def predictions(records):
+    from profiler.report import ranking, results_table
+
+    return results_table(records) + [""] + ranking(records)
