@@ -30,8 +30,10 @@ def fit_parser():
     parser.add_argument("--threads", type=int, help="thread count, for logs or CSVs that do not give it")
     parser.add_argument("--device-ram", metavar="SIZE", help="the device's RAM, e.g. 4g (jtop RAM is a fraction of it)")
     parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="use only host profiles of this runtime")
-    parser.add_argument("--method", choices=["ols", "robust", "loglinear"], default="ols",
-                        help="ols (default), robust (Huber) or loglinear (fit in log space)")
+    parser.add_argument("--method", choices=["auto", "ols", "robust", "loglinear", "features"], default="auto",
+                        help="auto (default: the lowest leave-one-out error of ols, loglinear and features), "
+                             "ols (a·host + b), robust (Huber), loglinear (log space) or features "
+                             "(per-operator-class and model-card features, non-negative)")
     parser.add_argument("--metric", action="append", help="fit only this device metric (repeatable)")
     parser.add_argument("--device-name", default="device", help="label for the figures")
     parser.add_argument("--out", metavar="FILE", help="write the calibration JSON here")

@@ -9,11 +9,15 @@ from collections import defaultdict
 import numpy as np
 
 from calibration import metrics as M
-from calibration.models import LinearCalibration
+from calibration.models import FeatureCalibration, LinearCalibration, record_features
 
 SCHEMA = "edge-profiler/calibration"
 SCHEMA_VERSION = 1  # 1: first version (linear fits per metric and thread count)
 MIN_FIT, MIN_INTERVALS = 2, 3
+LINEAR_METHODS = ("ols", "robust", "loglinear")
+METHODS = LINEAR_METHODS + ("features", "auto")
+AUTO_CANDIDATES = ("ols", "loglinear", "features")  # simplest first
+AUTO_MARGIN = 0.95
 
 
 class CalibrationError(Exception):
@@ -134,6 +138,70 @@ def _interval_state(x, y, model, method):
             "sxx": float(np.sum((x - x.mean()) ** 2)), "t": float(stats.t.ppf(0.975, n - 2))}
 
 
+def feature_matrix(records, names):
+    rows = [record_features(r) for r in records]
+    return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
+
+
+def fit_features(names, records, y):
+    """The feature model, with its honest (nested) leave-one-out error and a relative interval."""
+    from scipy import stats
+
+    y = np.asarray(y, float)
+    n = len(y)
+    available = sorted(set.intersection(*(set(record_features(r)) for r in records)))
+    X = feature_matrix(records, available)
+    model = FeatureCalibration().fit(X, y)
+    pred = model.predict(X)
+    host = X[:, available.index("host_latency_ms")] if "host_latency_ms" in available else pred
+    r2 = M.r2(y, pred)
+    p = len(model.selected_) + 1
+    fit = {"n": n, "method": "features", "model": model.to_dict(available), "a": None, "b": float(model.intercept_),
+           "r2": r2, "adj_r2": M.adjusted_r2(r2, n, p - 1), "rmse": M.rmse(y, pred), "mape": M.mape(y, pred),
+           "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
+           "host_range": [float(host.min()), float(host.max())]}
+    references = [{"model": name, "host": float(h), "device": float(d), "fitted": float(q)}
+                  for name, h, d, q in zip(names, host, y, pred)]
+    if n >= MIN_INTERVALS + 1:
+        loo = np.array([FeatureCalibration().fit(X[np.arange(n) != i], y[np.arange(n) != i]).predict(X[i:i + 1])[0]
+                        for i in range(n)])
+        fit["loo_mape"] = M.mape(y, loo)
+        fit["loo_within_10pct"] = M.within(y, loo)
+        for ref, value in zip(references, loo):
+            ref["loo"] = float(value)
+        relative = (loo - y) / y
+        fit["interval"] = {"space": "relative", "s": float(np.sqrt(np.mean(relative ** 2))),
+                           "t": float(stats.t.ppf(0.975, max(1, n - p)))}
+    fit["references"] = references
+    return fit
+
+
+def fit_group(names, records, x, y, method):
+    if method in LINEAR_METHODS:
+        return fit_one(names, x, y, method)
+    if method == "features":
+        return fit_features(names, records, y)
+    # auto: each candidate's leave-one-out MAPE on the references decides
+    candidates, errors = {}, {}
+    for candidate in AUTO_CANDIDATES:
+        try:
+            candidates[candidate] = fit_group(names, records, x, y, candidate)
+        except ValueError:  # e.g. loglinear with a non-positive value
+            continue
+        errors[candidate] = candidates[candidate].get("loo_mape", float("inf"))
+    # Candidates run from simplest to richest; a richer one must beat the choice by 5% (parsimony).
+    chosen = None
+    for candidate in AUTO_CANDIDATES:
+        if candidate in errors and (chosen is None or errors[candidate] < AUTO_MARGIN * errors[chosen]):
+            chosen = candidate
+    fit = candidates[chosen]
+    fit["auto"] = {"chose": chosen, "loo_mape": errors,
+                   "why": f"leave-one-out MAPE on the {len(y)} references: "
+                          + ", ".join(f"{m} {e:.2f}%" for m, e in errors.items())
+                          + f"; a richer method must be {100 * (1 - AUTO_MARGIN):.0f}% better to be chosen"}
+    return fit
+
+
 def fit_all(pairs, method="ols", metrics=None):
     groups = defaultdict(list)
     for row, record in pairs:
@@ -143,7 +211,7 @@ def fit_all(pairs, method="ols", metrics=None):
             host, host_metric = host_value(record, metric)
             if host is None:
                 continue
-            groups[(metric, host_metric, row.threads)].append((row.model, host, device))
+            groups[(metric, host_metric, row.threads)].append((row.model, record, host, device))
     if not groups:
         raise CalibrationError("no metric could be paired with a host figure")
     fits = []
@@ -151,9 +219,9 @@ def fit_all(pairs, method="ols", metrics=None):
         if len(items) < MIN_FIT:
             raise CalibrationError(f"{metric} at {threads} threads: {len(items)} matched model; a fit needs at "
                                    f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
-        names, x, y = zip(*items)
+        names, records, x, y = zip(*items)
         try:
-            fit = fit_one(list(names), x, y, method)
+            fit = fit_group(list(names), list(records), x, y, method)
         except ValueError as exc:
             raise CalibrationError(f"{metric} at {threads} threads: {exc}") from None
         fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit})
@@ -203,12 +271,24 @@ def load(path):
     return data
 
 
-def predict_value(fit, host):
-    model = LinearCalibration.from_dict(fit["model"])
-    value = float(model.predict(np.array([[host]]))[0])
+def predict_value(fit, host, record=None):
+    """Device value for one host value (linear fits) or one host record (feature fits)."""
+    spec = fit["model"]
+    if spec["kind"] == "features":
+        model = FeatureCalibration.from_dict(spec)
+        available = record_features(record or {})
+        missing = [name for name in spec["selected"] if name not in available]
+        if missing:
+            raise CalibrationError(f"{(record or {}).get('model')}: lacks feature {missing[0]} that the calibration "
+                                   f"uses (profile it with the same options, e.g. --op-profile)")
+        value = float(model.predict(feature_matrix([record], spec["features"]))[0])
+    else:
+        value = float(LinearCalibration.from_dict(spec).predict(np.array([[host]]))[0])
     out = {"value": value, "host": host, "extrapolated": not (fit["host_range"][0] <= host <= fit["host_range"][1])}
     state = fit.get("interval")
-    if state:
+    if state and state["space"] == "relative":
+        out["low"], out["high"] = value * (1 - state["t"] * state["s"]), value * (1 + state["t"] * state["s"])
+    elif state:
         x0 = np.log(host) if state["space"] == "log" else host
         half = state["t"] * state["s"] * np.sqrt(1 + 1 / state["n"] + (x0 - state["x_mean"]) ** 2 / state["sxx"])
         if state["space"] == "log":
@@ -257,7 +337,7 @@ class Predictor:
             fit = self._fit(metric, threads)
             host = host_value(record, metric)[0] if fit else None
             if fit and host is not None and (host > 0 or fit["method"] != "loglinear"):
-                prediction[metric] = predict_value(fit, host)
+                prediction[metric] = predict_value(fit, host, record)
         if self.device_ram_mb and "peak_memory_mb" in prediction:
             p = prediction["peak_memory_mb"]
             p["exceeds_device_ram"] = p["value"] > self.device_ram_mb

@@ -69,3 +69,118 @@ class LinearCalibration(RegressorMixin, BaseEstimator):
         model.coef_ = np.asarray(data["coef"], float)
         model.intercept_, model.n_features_in_ = float(data["intercept"]), len(model.coef_)
         return model
+
+
+# ---------------------------------------------------------------- feature model
+
+CARD_CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul", "pool", "elementwise")
+
+
+def record_features(record):
+    """Every candidate feature of one host record, by name (absent ones are left out)."""
+    features = {}
+    stats = record.get("latency_ms") or {}
+    if stats.get("median") is not None:
+        features["host_latency_ms"] = float(stats["median"])
+    for cls, ms in (record.get("op_time_ms") or {}).items():
+        features[f"op_ms:{cls}"] = float(ms)
+    card = record.get("model_card") or {}
+    for cls in CARD_CLASSES:
+        if cls in (card.get("macs_by_class") or {}):
+            features[f"macs:{cls}"] = float(card["macs_by_class"][cls])
+    for name in ("nodes", "activation_bytes"):
+        if card.get(name) is not None:
+            features[name] = float(card[name])
+    if record.get("peak_memory_mb") is not None:
+        features["host_peak_memory_mb"] = float(record["peak_memory_mb"])
+    return features
+
+
+def _nnls_intercept(A, y, ridge):
+    """min ||A·w + b − y||² + ridge·||w||², w ≥ 0, b free (centering removes b)."""
+    from scipy.optimize import lsq_linear
+
+    a_mean, y_mean = A.mean(axis=0), y.mean()
+    centred = A - a_mean
+    target = y - y_mean
+    if ridge:
+        centred = np.vstack([centred, np.sqrt(ridge) * np.eye(A.shape[1])])
+        target = np.concatenate([target, np.zeros(A.shape[1])])
+    w = lsq_linear(centred, target, bounds=(0, np.inf), method="bvls").x
+    return w, float(y_mean - a_mean @ w)
+
+
+def _loo_mape(A, y, ridge):
+    errors = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        w, b = _nnls_intercept(A[keep], y[keep], ridge)
+        errors[i] = abs(A[i] @ w + b - y[i]) / max(abs(y[i]), 1e-12)
+    return float(100 * errors.mean())
+
+
+def _select(A, y, limit, ridge):
+    """Forward selection by leave-one-out MAPE on the references only."""
+    selected, best = [], float("inf")
+    while len(selected) < limit:
+        trials = [(_loo_mape(A[:, selected + [j]], y, ridge), j) for j in range(A.shape[1]) if j not in selected]
+        if not trials:
+            break
+        score, j = min(trials)
+        if score >= best:
+            break
+        selected.append(j)
+        best = score
+    return selected, best
+
+
+class FeatureCalibration(RegressorMixin, BaseEstimator):
+    """device ≈ Σ wᵢ·featureᵢ + b, wᵢ ≥ 0, on features scaled by their reference maximum.
+
+    Features are chosen by forward selection on leave-one-out error, never more than
+    n − 3 of them (so with the intercept, at most n − 2 free coefficients)."""
+
+    def __init__(self, *, max_features=None, ridge=1e-6):
+        self.max_features = max_features
+        self.ridge = ridge
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Non-negative weights cannot follow a target that falls as a feature grows.
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, y_numeric=True)
+        n = len(y)
+        scale = np.max(np.abs(X), axis=0)
+        scale[scale == 0] = 1.0
+        A = X / scale
+        limit = max(1, min(self.max_features or X.shape[1], n - 3, X.shape[1]))
+        selected, self.loo_mape_ = _select(A, y, limit, self.ridge) if n >= 4 else ([0], float("nan"))
+        w, b = _nnls_intercept(A[:, selected], y, self.ridge)
+        self.scale_ = scale
+        self.selected_ = np.array(selected, dtype=int)
+        self.coef_ = np.zeros(X.shape[1])
+        self.coef_[selected] = w / scale[selected]
+        self.intercept_ = b
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return X @ self.coef_ + self.intercept_
+
+    def to_dict(self, names):
+        check_is_fitted(self)
+        return {"kind": "features", "features": list(names), "coef": [float(c) for c in self.coef_],
+                "intercept": float(self.intercept_), "selected": [names[i] for i in self.selected_]}
+
+    @classmethod
+    def from_dict(cls, data):
+        model = cls()
+        model.coef_ = np.asarray(data["coef"], float)
+        model.intercept_ = float(data["intercept"])
+        model.n_features_in_ = len(model.coef_)
+        model.selected_ = np.array([data["features"].index(n) for n in data["selected"]], dtype=int)
+        return model

@@ -6,17 +6,22 @@ def _g(value, digits=4):
 
 
 def fit_table(calibration):
-    header = ["metric", "threads", "n", "a", "b", "R²", "adj R²", "RMSE", "MAPE %", "LOO MAPE %", "ρ", "τ"]
-    rows = [[f["metric"], f["threads"], f["n"], _g(f["a"]), _g(f["b"]), f"{f['r2']:.4f}", f"{f['adj_r2']:.4f}",
+    header = ["metric", "threads", "method", "n", "a", "b", "R²", "adj R²", "RMSE", "MAPE %", "LOO MAPE %", "ρ", "τ"]
+    rows = [[f["metric"], f["threads"], f["method"], f["n"], _g(f["a"]), _g(f["b"]), f"{f['r2']:.4f}", f"{f['adj_r2']:.4f}",
              _g(f["rmse"]), _g(f["mape"], 3), _g(f.get("loo_mape"), 3), _g(f["spearman"], 3), _g(f["kendall"], 3)]
             for f in calibration["fits"]]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    lines = [f"Calibration ({calibration['method']}, runtime {calibration.get('runtime') or '?'}): "
-             f"device = a·host + b" if calibration["method"] != "loglinear" else
-             f"Calibration (loglinear, runtime {calibration.get('runtime') or '?'}): log device = a·log host + b",
-             line(header), line(["-" * w for w in widths])]
-    return lines + [line(r) for r in rows]
+    lines = [f"Calibration (method {calibration['method']}, runtime {calibration.get('runtime') or '?'}); "
+             f"ols/robust: device = a·host + b, loglinear: log device = a·log host + b, "
+             f"features: device = Σ w·feature + b", line(header), line(["-" * w for w in widths])]
+    lines += [line(r) for r in rows]
+    for f in calibration["fits"]:
+        if f.get("auto"):
+            lines.append(f"  {f['metric']} at {f['threads']} threads: auto chose {f['auto']['chose']} ({f['auto']['why']})")
+        if f["method"] == "features":
+            lines.append(f"  {f['metric']} at {f['threads']} threads: features used: {', '.join(f['model']['selected'])}")
+    return lines
 
 
 def warnings(calibration):

@@ -1,63 +1,257 @@
-"""Static model card: file size, parameter count and an op histogram.
+"""Static model card: size, parameters, MACs by operator class, op histogram, activation bytes.
 
-ONNX is read with the `onnx` package; TFLite through the interpreter's tensor and op
-details; TorchScript through its parameters and graph. Unknown ops never fail a card.
+`macs` follows the published convention (convolutions plus fc/matmul). `macs_by_class`
+also lists the work of pooling (output elements × window), elementwise ops (output
+elements) and other ops. ONNX is read with shape inference; TFLite through the
+interpreter's tensor and op details; TorchScript through an ONNX export at the profiled
+input shape. Unknown op types are counted under `other` and never fail a card.
 """
 
+import io
 import os
 from collections import Counter
 
+import numpy as np
+
+CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul", "pool", "elementwise", "other")
+MAC_CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")
+
+ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Relu6", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
+               "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu", "Erf", "Sqrt", "Pow", "Exp", "Log", "Neg", "Abs", "Max",
+               "Min", "Sum", "Mean", "BatchNormalization", "InstanceNormalization", "Dropout", "Softplus", "Mish",
+               "Swish", "Where", "Not", "And", "Or", "Equal", "Less", "Greater", "Cast"}
+POOLS = {"AveragePool", "MaxPool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"}
+NO_WORK = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant", "ConstantOfShape", "Size"}
+
+TFLITE_CLASS = {"CONV_2D": "conv", "CONV_3D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fc/matmul",
+                "BATCH_MATMUL": "fc/matmul", "AVERAGE_POOL_2D": "pool", "MAX_POOL_2D": "pool", "MEAN": "pool",
+                "ADD": "elementwise", "MUL": "elementwise", "SUB": "elementwise", "RELU": "elementwise",
+                "RELU6": "elementwise", "LOGISTIC": "elementwise", "HARD_SWISH": "elementwise", "TANH": "elementwise",
+                "QUANTIZE": "elementwise", "DEQUANTIZE": "elementwise", "RESHAPE": None, "SQUEEZE": None}
+
+
+class CardError(Exception):
+    pass
+
 
 def model_card(path, target=None, shapes=None):
+    """The card of one model file; shapes (name -> dims) pin dynamic inputs."""
+    from profiler.runtimes import parse_input_shapes
+
+    if shapes is None and target is not None and target.input_shapes:
+        shapes = parse_input_shapes(target.input_shapes)
+    batch = target.batch if target is not None else 1
     ext = os.path.splitext(path)[1].lower()
-    card = {"size_mb": round(os.path.getsize(path) / (1024 * 1024), 4), "params": None, "ops": {}}
-    reader = {".onnx": _onnx, ".tflite": _tflite, ".pt": _torchscript, ".pth": _torchscript}.get(ext)
-    if reader:
-        card.update(reader(path))
+    card = {"size_mb": round(os.path.getsize(path) / (1024 * 1024), 4)}
+    reader = {".onnx": onnx_card, ".tflite": tflite_card, ".pt": torchscript_card, ".pth": torchscript_card}.get(ext)
+    if reader is None:
+        return card
+    card.update(reader(path, shapes or {}, batch))
     return card
 
 
-def _onnx(path):
-    import numpy as np
+def _empty():
+    return {"macs_by_class": {c: 0 for c in CLASSES}, "ops": Counter(), "activation_bytes": 0, "nodes": 0}
+
+
+def _finish(state, params):
+    by_class = {k: int(v) for k, v in state["macs_by_class"].items()}
+    return {"params": int(params), "macs": int(sum(by_class[c] for c in MAC_CLASSES)), "macs_by_class": by_class,
+            "nodes": state["nodes"], "activation_bytes": int(state["activation_bytes"]),
+            "ops": dict(state["ops"].most_common())}
+
+
+def conv_class(kernel, groups, in_channels):
+    if groups == 1:
+        return "conv_1x1" if int(np.prod(kernel)) == 1 else "conv_kxk"
+    return "depthwise" if groups == in_channels else "grouped"
+
+
+# ---------------------------------------------------------------- ONNX
+
+def onnx_card(path, shapes, batch=1):
     import onnx
 
-    model = onnx.load(path, load_external_data=False)
-    params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
-    ops = Counter(node.op_type for node in model.graph.node)
-    return {"params": params, "ops": dict(ops.most_common())}
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:
+        raise CardError(f"{path}: not an ONNX model ({str(exc).splitlines()[0][:120]})") from None
+    return onnx_card_from_model(model, shapes, batch)
 
 
-def _tflite(path):
-    import numpy as np
+def onnx_card_from_model(model, shapes, batch=1):
+    import onnx
+    from onnx import numpy_helper, shape_inference
 
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    # Fix the input dims (INPUT_SHAPES, else the batch for a dynamic first dim) before inference.
+    for value in graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        pinned = shapes.get(value.name)
+        for i, dim in enumerate(dims):
+            if pinned and i < len(pinned):
+                dim.dim_value = pinned[i]
+            elif not dim.dim_value:
+                dim.dim_value = batch if i == 0 else 1
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:
+        inferred = model
+    known = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape"):
+            known[value.name] = ([d.dim_value or 1 for d in tensor.shape.dim], tensor.elem_type)
+    for name, init in initializers.items():
+        known[name] = (list(init.dims), init.data_type)
+
+    state = _empty()
+    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                   onnx.TensorProto.BFLOAT16, onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    params = sum(int(np.prod(init.dims)) for init in graph.initializer if init.data_type in float_types
+                 and len(init.dims) > 0)
+    for node in graph.node:
+        state["ops"][node.op_type] += 1
+        state["nodes"] += 1
+        out_shape, out_type = known.get(node.output[0], (None, None)) if node.output else (None, None)
+        out_elems = int(np.prod(out_shape)) if out_shape is not None else 0
+        for output in node.output:
+            if output in known:
+                dims, elem = known[output]
+                itemsize = onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize if elem else 4
+                state["activation_bytes"] += int(np.prod(dims)) * itemsize
+        cls, macs = _onnx_node_work(node, known, out_shape, out_elems)
+        state["macs_by_class"][cls] += macs
+    return _finish(state, params)
+
+
+def _attr(node, name, default=None):
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def _onnx_node_work(node, known, out_shape, out_elems):
+    op = node.op_type
+    if op in ("Conv", "ConvInteger", "QLinearConv", "ConvTranspose"):
+        weight_index = 3 if op == "QLinearConv" else 1
+        weight = known.get(node.input[weight_index], (None,))[0]
+        if weight is None or out_shape is None:
+            return "other", out_elems
+        groups = _attr(node, "group", 1)
+        kernel = weight[2:]
+        in_channels = weight[1] * groups
+        if op == "ConvTranspose":
+            return "conv_kxk", int(np.prod(known.get(node.input[0], ([0],))[0])) * weight[1] * int(np.prod(kernel))
+        return conv_class(kernel, groups, in_channels), out_elems * weight[1] * int(np.prod(kernel))
+    if op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"):
+        a = known.get(node.input[0], (None,))[0]
+        if a is None:
+            return "fc/matmul", 0
+        k = a[0] if op == "Gemm" and _attr(node, "transA", 0) else a[-1]
+        return "fc/matmul", out_elems * k
+    if op in POOLS:
+        if op.startswith("Global"):
+            source = known.get(node.input[0], (None,))[0]
+            return "pool", int(np.prod(source)) if source else 0
+        return "pool", out_elems * int(np.prod(_attr(node, "kernel_shape", [1])))
+    if op in ELEMENTWISE:
+        return "elementwise", out_elems
+    if op in NO_WORK:
+        return "other", 0
+    return "other", out_elems
+
+
+# ---------------------------------------------------------------- TFLite
+
+def tflite_card(path, shapes, batch=1):
     from profiler.runtimes import tflite_adapter
 
-    interp = tflite_adapter._interpreter.Interpreter(model_path=path)
-    ops = Counter(op["op_name"] for op in interp._get_ops_details())
-    consumed = set()
-    for op in interp._get_ops_details():
-        consumed.update(int(i) for i in op["inputs"] if i >= 0)
-    params = 0
-    for tensor in interp.get_tensor_details():
-        # Constant tensors (weights, biases) are the ones whose buffers the file carries.
-        if tensor["index"] in consumed and not _is_activation(interp, tensor):
-            params += int(np.prod(tensor["shape"])) if len(tensor["shape"]) else 1
-    return {"params": params, "ops": dict(ops.most_common())}
+    try:
+        interp = tflite_adapter._interpreter.Interpreter(model_path=path)
+        interp.allocate_tensors()
+        ops = interp._get_ops_details()
+        tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    except Exception as exc:
+        raise CardError(f"{path}: not a TFLite model ({str(exc).splitlines()[0][:120]})") from None
+    produced = {int(o) for op in ops for o in op["outputs"]}
+    graph_inputs = {d["index"] for d in interp.get_input_details()}
+    state, params, counted = _empty(), 0, set()
+    for op in ops:
+        name = op["op_name"]
+        state["ops"][name] += 1
+        state["nodes"] += 1
+        inputs = [tensors[i] for i in op["inputs"] if i >= 0]
+        outputs = [tensors[i] for i in op["outputs"] if i >= 0]
+        for tensor in inputs:
+            index = tensor["index"]
+            if index not in produced and index not in graph_inputs and index not in counted:
+                counted.add(index)
+                if tensor["dtype"] in (np.float32, np.float16, np.int8, np.uint8) and len(tensor["shape"]):
+                    params += int(np.prod(tensor["shape"]))
+        out_shape = list(outputs[0]["shape"]) if outputs else None
+        out_elems = int(np.prod(out_shape)) if out_shape else 0
+        for tensor in outputs:
+            state["activation_bytes"] += int(np.prod(tensor["shape"])) * np.dtype(tensor["dtype"]).itemsize
+        kind = TFLITE_CLASS.get(name, "other")
+        if kind == "conv":
+            weight = list(inputs[1]["shape"])  # [O, kh, kw, I] (3D: [kd, kh, kw, I, O])
+            if name == "CONV_3D":
+                kernel, per_out = weight[:3], weight[3]
+                in_channels = list(inputs[0]["shape"])[-1]
+            else:
+                kernel, per_out = weight[1:3], weight[3]
+                in_channels = list(inputs[0]["shape"])[-1]
+            groups = max(1, in_channels // per_out)
+            state["macs_by_class"][conv_class(kernel, groups, in_channels)] += out_elems * per_out * int(np.prod(kernel))
+        elif kind == "depthwise":
+            weight = list(inputs[1]["shape"])  # [1, kh, kw, C*multiplier]
+            state["macs_by_class"]["depthwise"] += out_elems * int(np.prod(weight[1:3]))
+        elif kind == "fc/matmul":
+            k = list(inputs[1]["shape"])[-1] if name == "FULLY_CONNECTED" else list(inputs[0]["shape"])[-1]
+            state["macs_by_class"]["fc/matmul"] += out_elems * k
+        elif kind == "pool":
+            source = int(np.prod(inputs[0]["shape"]))
+            # The window is not exposed by the interpreter; input/output spatial ratio bounds it (exact for global).
+            state["macs_by_class"]["pool"] += max(source, out_elems)
+        elif kind == "elementwise":
+            state["macs_by_class"]["elementwise"] += out_elems
+        elif kind is not None:
+            state["macs_by_class"]["other"] += out_elems
+    return _finish(state, params)
 
 
-def _is_activation(interp, tensor):
-    inputs = {d["index"] for d in interp.get_input_details()}
-    if tensor["index"] in inputs:
-        return True
-    produced = {int(o) for op in interp._get_ops_details() for o in op["outputs"]}
-    return tensor["index"] in produced
+# ---------------------------------------------------------------- TorchScript
 
+def torchscript_card(path, shapes, batch=1):
+    """Exported to ONNX at the profiled shape (the trace gives every op its shapes)."""
+    import json
 
-def _torchscript(path):
+    import onnx
     import torch
 
-    module = torch.jit.load(path, map_location="cpu")
-    params = sum(p.numel() for p in module.parameters())
-    ops = Counter(node.kind().split("::")[-1] for node in module.inlined_graph.nodes()
-                  if not node.kind().startswith("prim::"))
-    return {"params": params, "ops": dict(ops.most_common())}
+    from profiler.runtimes.torch_adapter import SHAPES_FILE
+
+    extra = {SHAPES_FILE: ""}
+    module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+    stored = {s["name"]: s["shape"] for s in json.loads(extra[SHAPES_FILE])} if extra[SHAPES_FILE] else {}
+    stored.update(shapes)
+    if not stored:
+        raise CardError(f"{path}: TorchScript has no input shapes; set INPUT_SHAPES")
+    example = tuple(torch.rand(shape) for shape in stored.values())
+    buffer = io.BytesIO()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
+                          do_constant_folding=False)
+    card = onnx_card_from_model(onnx.load_from_string(buffer.getvalue()), {}, batch)
+    card["params"] = int(sum(p.numel() for p in module.parameters()))
+    return card

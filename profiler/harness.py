@@ -184,6 +184,31 @@ def host_info():
 
 # ---------------------------------------------------------------- one model, in the worker
 
+_POOL_OPS = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"}
+_FC_OPS = {"Gemm", "MatMul", "FusedMatMul", "MatMulInteger", "QLinearMatMul", "FusedGemm"}
+_MOVE_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat", "Split", "Slice",
+             "Gather", "Shape", "ReorderInput", "ReorderOutput"}
+
+
+def classify_op(op_name, input_shapes):
+    """Operator class of a runtime kernel, the same classes as the model card's MACs."""
+    if "Conv" in op_name and len(input_shapes) >= 2 and len(input_shapes[1]) >= 3:
+        weight, source = input_shapes[1], input_shapes[0]
+        groups = max(1, source[1] // weight[1]) if len(source) > 1 and weight[1] else 1
+        kernel = 1
+        for d in weight[2:]:
+            kernel *= d
+        if groups == 1:
+            return "conv_1x1" if kernel == 1 else "conv_kxk"
+        return "depthwise" if groups == source[1] else "grouped"
+    if op_name in _FC_OPS:
+        return "fc/matmul"
+    if op_name in _POOL_OPS:
+        return "pool"
+    if op_name in _MOVE_OPS:
+        return "other"
+    return "elementwise"
+
 def measure(path, runtime, opts, cgroup):
     """Load and time one model; returns the measurement fields of the result."""
     rt = adapter(runtime)
@@ -220,8 +245,13 @@ def measure(path, runtime, opts, cgroup):
     samples_ms = [t / 1e6 for t in timings]
     stats = latency_stats(samples_ms)
 
+    op_time_ms = None
+    if opts.op_profile and hasattr(rt, "op_times"):
+        op_time_ms = rt.op_times(path, opts.threads, make_inputs(specs, shapes, opts.seed), opts.op_profile,
+                                 classify_op)
+
     result = {
-        "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
+        "op_time_ms": op_time_ms, "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
         "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
         "throughput_ips": round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
         "rss_peak_mb": round(proc_status_mb("VmHWM"), 3),
@@ -411,6 +441,8 @@ def build_parser():
     parser.add_argument("--timeout", type=float, default=0, help="seconds per model before it counts as timeout (0: none)")
     parser.add_argument("--cgroup", action="store_true", help="report this process's cgroup peak (set by sandboxes)")
     parser.add_argument("--no-fork", dest="fork", action="store_false", help="measure in this process (no isolation)")
+    parser.add_argument("--op-profile", type=non_negative_int, default=0, metavar="RUNS",
+                        help="also time RUNS runs with the runtime's own profiler, per operator class (ONNX)")
     parser.add_argument("--keep-samples", action="store_true", help="include every timed sample in the JSON")
     parser.add_argument("--csv", metavar="FILE", help="also write the rows `calibrate` imports to FILE")
     parser.add_argument("--json", metavar="FILE", help="also write all results as one JSON list to FILE")

@@ -161,7 +161,7 @@ def test_whole_loop_fit_plot_predict(host_profiles):
     lines.append("not_profiled,1,5,5,5")
     device.write_text("\n".join(lines) + "\n")
     calib, figures = folder / "calib.json", folder / "figs"
-    done = run_cli("calibrate", device, "--host", host, "--out", calib, "--plot", figures)
+    done = run_cli("calibrate", device, "--host", host, "--out", calib, "--plot", figures, "--method", "ols")
     assert done.returncode == 0, done.stderr
     assert "not_profiled@1t" in done.stderr  # unmatched rows are listed
     saved = json.loads(calib.read_text())

@@ -49,3 +49,35 @@ def runner(session, inputs):
 
 def _first_line(exc):
     return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def op_times(path, threads, inputs, runs, classify):
+    """Per-operator-class time (ms per inference) from onnxruntime's own profiler.
+
+    A separate profiling session, so the timed loop is never slowed by it. classify(op_name,
+    input_shapes) -> class name. 'overhead' is the run time not spent inside any node."""
+    import json
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ort-profile-") as folder:
+        session = load(path, threads, profile_path=os.path.join(folder, "ort"))
+        run = runner(session, inputs)
+        for _ in range(runs):
+            run()
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    totals, model_us = {}, 0.0
+    for event in events:
+        if event.get("cat") != "Node" and event.get("name") == "model_run":
+            model_us += event.get("dur", 0)
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        args = event.get("args", {})
+        shapes = [list(s.values())[0] for s in args.get("input_type_shape", []) if s]
+        cls = classify(args.get("op_name", ""), shapes)
+        totals[cls] = totals.get(cls, 0.0) + event.get("dur", 0)
+    # The first run after session creation is profiled too; divide by all runs profiled.
+    per_run = {cls: us / 1000.0 / runs for cls, us in totals.items()}
+    per_run["overhead"] = max(0.0, model_us / 1000.0 / runs - sum(per_run.values()))
+    return {cls: round(ms, 6) for cls, ms in sorted(per_run.items())}
