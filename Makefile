@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# torch is pinned to the one CPU build (see pyproject.toml); drop it with EXTRAS=test
-EXTRAS ?= test,torch
+# torch: the one CPU build (see pyproject.toml); tf makes TFLite models for tests and experiments
+EXTRAS ?= test,torch,tf
 
 .PHONY: demo test bench docker-base fixtures clean
 

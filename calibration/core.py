@@ -176,6 +176,15 @@ def fit_features(names, records, y):
     return fit
 
 
+def auto_choice(errors):
+    """Candidates run from simplest to richest; a richer one must beat the choice by 5% (parsimony)."""
+    chosen = None
+    for candidate in AUTO_CANDIDATES:
+        if candidate in errors and (chosen is None or errors[candidate] < AUTO_MARGIN * errors[chosen]):
+            chosen = candidate
+    return chosen
+
+
 def fit_group(names, records, x, y, method):
     if method in LINEAR_METHODS:
         return fit_one(names, x, y, method)
@@ -189,11 +198,7 @@ def fit_group(names, records, x, y, method):
         except ValueError:  # e.g. loglinear with a non-positive value
             continue
         errors[candidate] = candidates[candidate].get("loo_mape", float("inf"))
-    # Candidates run from simplest to richest; a richer one must beat the choice by 5% (parsimony).
-    chosen = None
-    for candidate in AUTO_CANDIDATES:
-        if candidate in errors and (chosen is None or errors[candidate] < AUTO_MARGIN * errors[chosen]):
-            chosen = candidate
+    chosen = auto_choice(errors)
     fit = candidates[chosen]
     fit["auto"] = {"chose": chosen, "loo_mape": errors,
                    "why": f"leave-one-out MAPE on the {len(y)} references: "

@@ -106,7 +106,9 @@ def _nnls_intercept(A, y, ridge):
     if ridge:
         centred = np.vstack([centred, np.sqrt(ridge) * np.eye(A.shape[1])])
         target = np.concatenate([target, np.zeros(A.shape[1])])
-    w = lsq_linear(centred, target, bounds=(0, np.inf), method="bvls").x
+    w = np.linalg.lstsq(centred, target, rcond=None)[0]
+    if np.any(w < 0):  # the unconstrained optimum is the answer whenever it is feasible
+        w = lsq_linear(centred, target, bounds=(0, np.inf), method="bvls").x
     return w, float(y_mean - a_mean @ w)
 
 

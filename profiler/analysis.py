@@ -97,14 +97,19 @@ def onnx_card_from_model(model, shapes, batch=1):
             elif not dim.dim_value:
                 dim.dim_value = batch if i == 0 else 1
     try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:
         inferred = model
-    known = {}
+    known, unresolved = {}, []
     for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         tensor = value.type.tensor_type
         if tensor.HasField("shape"):
-            known[value.name] = ([d.dim_value or 1 for d in tensor.shape.dim], tensor.elem_type)
+            known[value.name] = ([d.dim_value for d in tensor.shape.dim], tensor.elem_type)
+            if any(d.dim_value == 0 for d in tensor.shape.dim):
+                unresolved.append(value.name)
+    if unresolved:  # shapes computed at run time (e.g. Reshape of a Shape): ask the runtime once
+        known.update(_runtime_shapes(inferred, known))
+    known = {name: ([d or 1 for d in dims], elem) for name, (dims, elem) in known.items()}
     for name, init in initializers.items():
         known[name] = (list(init.dims), init.data_type)
 
@@ -126,6 +131,37 @@ def onnx_card_from_model(model, shapes, batch=1):
         cls, macs = _onnx_node_work(node, known, out_shape, out_elems)
         state["macs_by_class"][cls] += macs
     return _finish(state, params)
+
+
+def _runtime_shapes(model, known):
+    """Run the model once on zeros with every node output exposed, and read the real shapes."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outputs = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in outputs and name in known and known[name][1]:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(name, known[name][1], None))
+                outputs.add(name)
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feeds = {}
+        for value in session.get_inputs():
+            dims, elem = known.get(value.name, ([], 1))
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else np.float32
+            feeds[value.name] = np.zeros([d or 1 for d in dims], dtype)
+        names = [o.name for o in session.get_outputs()]
+        results = session.run(names, feeds)
+    except Exception:  # the card falls back to the statically known shapes
+        return {}
+    return {name: (list(value.shape), known.get(name, (None, 1))[1]) for name, value in zip(names, results)
+            if hasattr(value, "shape")}
 
 
 def _attr(node, name, default=None):
@@ -195,26 +231,26 @@ def tflite_card(path, shapes, batch=1):
                 counted.add(index)
                 if tensor["dtype"] in (np.float32, np.float16, np.int8, np.uint8) and len(tensor["shape"]):
                     params += int(np.prod(tensor["shape"]))
-        out_shape = list(outputs[0]["shape"]) if outputs else None
+        out_shape = [int(d) for d in outputs[0]["shape"]] if outputs else None
         out_elems = int(np.prod(out_shape)) if out_shape else 0
         for tensor in outputs:
             state["activation_bytes"] += int(np.prod(tensor["shape"])) * np.dtype(tensor["dtype"]).itemsize
         kind = TFLITE_CLASS.get(name, "other")
         if kind == "conv":
-            weight = list(inputs[1]["shape"])  # [O, kh, kw, I] (3D: [kd, kh, kw, I, O])
+            weight = [int(d) for d in inputs[1]["shape"]]  # [O, kh, kw, I] (3D: [kd, kh, kw, I, O])
             if name == "CONV_3D":
                 kernel, per_out = weight[:3], weight[3]
-                in_channels = list(inputs[0]["shape"])[-1]
+                in_channels = int(inputs[0]["shape"][-1])
             else:
                 kernel, per_out = weight[1:3], weight[3]
-                in_channels = list(inputs[0]["shape"])[-1]
+                in_channels = int(inputs[0]["shape"][-1])
             groups = max(1, in_channels // per_out)
             state["macs_by_class"][conv_class(kernel, groups, in_channels)] += out_elems * per_out * int(np.prod(kernel))
         elif kind == "depthwise":
-            weight = list(inputs[1]["shape"])  # [1, kh, kw, C*multiplier]
+            weight = [int(d) for d in inputs[1]["shape"]]  # [1, kh, kw, C*multiplier]
             state["macs_by_class"]["depthwise"] += out_elems * int(np.prod(weight[1:3]))
         elif kind == "fc/matmul":
-            k = list(inputs[1]["shape"])[-1] if name == "FULLY_CONNECTED" else list(inputs[0]["shape"])[-1]
+            k = int(inputs[1]["shape"][-1] if name == "FULLY_CONNECTED" else inputs[0]["shape"][-1])
             state["macs_by_class"]["fc/matmul"] += out_elems * k
         elif kind == "pool":
             source = int(np.prod(inputs[0]["shape"]))

@@ -30,6 +30,8 @@ OVERRIDES = [  # (option, env key, help)
     ("--seed", "SEED", "seed for the random inputs (default 0)"),
     ("--base-image", "BASE_IMAGE", "Docker base image (default python:3.11-slim, offline fallback)"),
     ("--device-ram", "DEVICE_RAM", "the device's RAM, to flag models that won't fit, e.g. 4g"),
+    ("--op-profile", "OP_PROFILE", "also time RUNS runs per operator class with onnxruntime's profiler "
+                                   "(features for `calibrate --method features`)"),
 ]
 
 

@@ -32,6 +32,7 @@ class TargetDevice:
     input_shapes: str = ""
     seed: int = 0
     device_ram_mb: Optional[float] = None
+    op_profile_runs: int = 0  # >0: also time per operator class with the runtime's profiler (ONNX)
     warnings: List[str] = field(default_factory=list, compare=False)
 
     def describe(self):
@@ -110,7 +111,7 @@ def _docker_args(text, values, warnings):
 
 
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
-        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM"}
+        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE"}
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
 
 
@@ -205,6 +206,8 @@ def build_target(values, warnings, host_cores=None):
         t.input_shapes = str(get("INPUT_SHAPES")).strip()
     if get("SEED") not in (None, ""):
         t.seed = _number("SEED", get("SEED"), int)
+    if get("OP_PROFILE") not in (None, ""):
+        t.op_profile_runs = _number("OP_PROFILE", get("OP_PROFILE"), int, 0)
     if get("DEVICE_RAM") not in (None, ""):
         t.device_ram_mb = parse_size_mb("DEVICE_RAM", get("DEVICE_RAM"))
     return t

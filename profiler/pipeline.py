@@ -38,7 +38,8 @@ def check_models(paths, runtime):
 def profile(opts, notice):
     overrides = {key: getattr(opts, key, None) for key in
                  ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP",
-                  "ITERATIONS", "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM")}
+                  "ITERATIONS", "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM",
+                  "OP_PROFILE")}
     try:
         target = load_target(opts.env, overrides, host_cores=physical_first_cores())
     except ConfigError as exc:
@@ -52,7 +53,12 @@ def profile(opts, notice):
 
         for paths in groups.values():
             for path in paths:
-                _out(report.card_lines(path, model_card(path, target)))
+                try:
+                    card = model_card(path, target)
+                except Exception as exc:  # a card of a bad file is a one-line error, never a traceback
+                    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                    raise PipelineError(text if text.startswith(path) else f"{path}: no model card ({text})") from None
+                _out(report.card_lines(path, card))
         return None
 
     calibration = None
@@ -80,7 +86,7 @@ def profile(opts, notice):
     progress = _progress(sum(len(p) for p in groups.values()), opts.quiet)
 
     def on_result(record):
-        _add_card(record, target)
+        add_card(record, target)
         if calibration is not None:
             calibration.annotate(record)
         records.append(record)
@@ -119,7 +125,7 @@ def profile(opts, notice):
     return records
 
 
-def _add_card(record, target):
+def add_card(record, target):
     if record.get("status") != "ok":
         return
     try:

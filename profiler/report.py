@@ -15,6 +15,11 @@ def _mb(value):
     return "-" if value is None else f"{value:.1f}"
 
 
+def _macs(record):
+    macs = (record.get("model_card") or {}).get("macs")
+    return "-" if macs is None else f"{macs / 1e6:.1f}"
+
+
 def _caps(record):
     enforced, target = record.get("enforced") or {}, record.get("target") or {}
     if not enforced:
@@ -33,7 +38,8 @@ def _table(header, rows):
 
 def results_table(records):
     predicted = any(r.get("prediction") for r in records)
-    header = ["model", "runtime", "status", "load ms", "median ± IQR ms (min … max)", "p99 ms", "peak MiB", "caps"]
+    header = ["model", "runtime", "status", "load ms", "median ± IQR ms (min … max)", "p99 ms", "peak MiB", "MMACs",
+              "caps"]
     if predicted:
         header += ["device ms (95% PI)", "device MiB"]
     rows = []
@@ -42,7 +48,7 @@ def results_table(records):
         latency = (f"{_ms(stats['median'])} ± {_ms(stats['iqr'])} ({_ms(stats['min'])} … {_ms(stats['max'])})"
                    if stats else (r.get("error") or "-")[:60])
         row = [r["model"], r.get("runtime") or "-", r["status"], _ms(r.get("load_ms")), latency,
-               _ms(stats["p99"]) if stats else "-", _mb(r.get("peak_memory_mb")), _caps(r)]
+               _ms(stats["p99"]) if stats else "-", _mb(r.get("peak_memory_mb")), _macs(r), _caps(r)]
         if predicted:
             row += _prediction_cells(r.get("prediction"))
         rows.append(row)
@@ -87,9 +93,13 @@ def ranking(records):
 
 
 def card_lines(path, card):
-    lines = [f"{path}", f"  size    {card['size_mb']:.3f} MiB",
-             f"  params  {card['params']:,}" if card.get("params") is not None else "  params  -"]
+    lines = [f"{path}", f"  size         {card['size_mb']:.3f} MiB"]
+    if card.get("params") is not None:
+        lines.append(f"  params       {card['params']:,}")
+        lines.append(f"  MACs         {card['macs']:,} (conv + fc/matmul)")
+        lines += [f"    {cls:<11}{value:,}" for cls, value in card["macs_by_class"].items() if value]
+        lines.append(f"  activations  {card['activation_bytes'] / (1024 * 1024):.2f} MiB written, {card['nodes']} nodes")
     ops = card.get("ops") or {}
     if ops:
-        lines.append("  ops     " + ", ".join(f"{name}×{count}" for name, count in ops.items()))
+        lines.append("  ops          " + ", ".join(f"{name}×{count}" for name, count in ops.items()))
     return lines

@@ -1,0 +1,261 @@
+"""Host profiles + calibration against real Raspberry Pi 5 latencies (NAS-Bench-201).
+
+    python experiments/nb201_pi5/run.py [--dataset ../shared/datasets/nb201-pi5] [--networks 240]
+                                        [--draws 50] [--ks 5 10 20] [--out experiments/nb201_pi5]
+
+1. draws distinct networks (distinct rep_arch_idx, fixed seed) from the dataset;
+2. builds them with the zoo's NAS-Bench-201 builder and exports ONNX;
+3. profiles them with edge-profiler under the device's own conditions (1 core, 1 thread,
+   10 warm-up + 40 runs, median), with per-operator-class times; results are cached in a
+   store, so a rerun only re-fits;
+4. for each k and each draw of k reference networks, calibrates on the references and
+   predicts all the others, for latency and energy, with every method.
+Writes RESULTS.md, a predicted-vs-measured figure for a typical k = 10 draw and an
+accuracy-against-k plot.
+"""
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)
+
+from calibration import core, metrics as M  # noqa: E402
+from profiler.config import load_target  # noqa: E402
+
+METHODS = ("ols", "loglinear", "features", "auto")
+TARGETS = {"latency": "lat_ms_median", "energy": "energy_mj"}
+
+
+def load_dataset(folder):
+    archs = os.path.join(folder, "nb201_archs.csv")
+    measured = os.path.join(folder, "pi5_onnxruntime_cifar100.csv")
+    for path in (archs, measured):
+        if not os.path.isfile(path):
+            raise SystemExit(f"nb201_pi5: {path} not found (give --dataset)")
+    arch_str = {int(r["arch_idx"]): r["arch_str"] for r in csv.DictReader(open(archs))}
+    rows = {}
+    for r in csv.DictReader(open(measured)):
+        if int(r["arch_idx"]) == int(r["rep_arch_idx"]):  # the canonical row of each distinct network
+            rows[int(r["arch_idx"])] = {"arch_str": arch_str[int(r["arch_idx"])],
+                                        "lat_ms_median": float(r["lat_ms_median"]), "energy_mj": float(r["energy_mj"])}
+    return rows
+
+
+def draw_networks(rows, count, seed):
+    ids = sorted(rows)
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(ids, size=min(count, len(ids)), replace=False))
+
+
+def build_models(ids, rows, folder):
+    from experiments.zoo import export_onnx, nb201
+
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    for i in ids:
+        path = os.path.join(folder, f"nb201_{i:05d}.onnx")
+        if not os.path.exists(path):
+            export_onnx(nb201.build(rows[i]["arch_str"], seed=i), nb201.INPUT_SHAPE, path + ".tmp")
+            os.replace(path + ".tmp", path)
+        paths[i] = path
+    return paths
+
+
+def profile_models(paths, store_path, backend_name, progress=True):
+    """Profile what the store does not have yet; returns {arch id: host record}."""
+    from profiler.harness import sha256_of
+    from profiler.pipeline import add_card
+    from profiler.sandbox import select_backend
+    from profiler.store import Store
+
+    target = load_target(None, {"DEVICE_NAME": "raspberry-pi-5", "CPUS": "1", "THREADS": "1", "WARMUP": "10",
+                                "ITERATIONS": "40", "MEMORY": "1g", "BACKEND": backend_name, "OP_PROFILE": "20"})
+    store = Store(store_path)
+    cached = {(r["sha256"], json.dumps(r["target"], sort_keys=True)): r for r in store.records()}
+    key = json.dumps(target.describe(), sort_keys=True)
+    by_sha = {sha256_of(p): i for i, p in paths.items()}
+    records = {by_sha[sha]: cached[(sha, key)] for sha in by_sha if (sha, key) in cached}
+    missing = [paths[i] for i in sorted(paths) if i not in records]
+    if missing:
+        from tqdm import tqdm
+
+        backend = select_backend(target)
+        bar = tqdm(total=len(missing), desc=f"profiling ({backend.name})", unit="net", disable=not progress)
+        start = time.perf_counter()
+
+        def on_result(record):
+            add_card(record, target)
+            store.save(record)
+            if record["status"] == "ok":
+                records[by_sha[record["sha256"]]] = record
+            bar.update(1)
+
+        backend.run(target, missing, on_result, runtime="onnx")
+        bar.close()
+        print(f"profiled {len(missing)} networks in {time.perf_counter() - start:.1f} s "
+              f"({backend.name} backend)", file=sys.stderr)
+    store.close()
+    return records
+
+
+def evaluate(ids, rows, records, ks, draws, seed):
+    """Per (quantity, k, method): list of per-draw scores on the held-out networks."""
+    ids = [i for i in ids if i in records]
+    scores = {}
+    typical = {}
+    rng = np.random.default_rng(seed + 1)
+    for k in ks:
+        for draw in range(draws):
+            refs = sorted(int(i) for i in rng.choice(ids, size=k, replace=False))
+            held = [i for i in ids if i not in set(refs)]
+            for quantity, column in TARGETS.items():
+                y = [rows[i][column] for i in refs]
+                names = [f"nb201_{i:05d}" for i in refs]
+                recs = [records[i] for i in refs]
+                x = [records[i]["latency_ms"]["median"] for i in refs]
+                fits = {m: core.fit_group(names, recs, x, y, m) for m in ("ols", "loglinear", "features")}
+                errors = {m: f.get("loo_mape", float("inf")) for m, f in fits.items()}
+                fits["auto"] = fits[core.auto_choice(errors)]
+                measured = np.array([rows[i][column] for i in held])
+                for method, fit in fits.items():
+                    predicted = np.array([core.predict_value(fit, records[i]["latency_ms"]["median"], records[i])["value"]
+                                          for i in held])
+                    score = {"mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
+                             "spearman": M.spearman(measured, predicted), "kendall": M.kendall(measured, predicted)}
+                    if method == "auto":
+                        score["chose"] = core.auto_choice(errors)
+                    scores.setdefault((quantity, k, method), []).append(score)
+                    if k == 10 and quantity == "latency":
+                        typical.setdefault(method, []).append((score["mape"], measured, predicted, refs, held))
+    return scores, typical
+
+
+def summarise(scores):
+    table = {}
+    for key, draws in scores.items():
+        table[key] = {m: statistics.median(d[m] for d in draws) for m in ("mape", "within10", "spearman", "kendall")}
+        if key[2] == "auto":
+            chosen = [d["chose"] for d in draws]
+            table[key]["chose"] = {c: chosen.count(c) for c in sorted(set(chosen))}
+        table[key]["draws"] = len(draws)
+    return table
+
+
+def write_results(out, table, meta, ks):
+    lines = ["# NAS-Bench-201 on a Raspberry Pi 5: host profiles + calibration", "",
+             "Generated by `python experiments/nb201_pi5/run.py` "
+             f"({meta['networks']} networks, {meta['draws']} draws per k, seed {meta['seed']}).", "",
+             f"- Device: Raspberry Pi 5, ONNX Runtime, 1 thread, pinned core; numbers from `{meta['dataset']}`.",
+             f"- Host: {meta['host']}; edge-profiler {meta['backend']} backend, CPUS=1, THREADS=1, "
+             f"10 warm-up + 40 runs, median, plus 20 runs of onnxruntime's per-operator profiler.",
+             f"- Profiling the networks took {meta['profile_s']}.",
+             "- For each k, k reference networks are drawn at random; every method is fitted on them only "
+             "(feature selection and `auto`'s choice use leave-one-out error on the references) and predicts "
+             "all the other networks. Figures are medians over the draws.", ""]
+    for quantity in TARGETS:
+        lines += [f"## {quantity.capitalize()}", "",
+                  "| k | method | MAPE % | within ±10 % | Spearman ρ | Kendall τ |", "|---|---|---|---|---|---|"]
+        for k in ks:
+            for method in METHODS:
+                row = table.get((quantity, k, method))
+                if row:
+                    note = (" (chose " + ", ".join(f"{c} ×{n}" for c, n in row["chose"].items()) + ")"
+                            if method == "auto" else "")
+                    lines.append(f"| {k} | {method}{note} | {row['mape']:.2f} | {row['within10']:.1f} | "
+                                 f"{row['spearman']:.4f} | {row['kendall']:.4f} |")
+        lines.append("")
+    lines += ["![predicted against measured, typical k = 10 draw](pred_vs_measured_k10.png)", "",
+              "![accuracy against k](accuracy_vs_k.png)", ""]
+    with open(os.path.join(out, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def plot(out, typical, table, ks):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, method in zip(axes, ("ols", "features")):
+        runs = sorted(typical[method], key=lambda r: r[0])
+        mape, measured, predicted, refs, held = runs[len(runs) // 2]  # the median draw: a typical one
+        ax.scatter(measured, predicted, s=10, alpha=0.7)
+        lo, hi = measured.min() * 0.95, measured.max() * 1.05
+        ax.plot([lo, hi], [lo, hi], color="tab:red", linewidth=1, label="y = x")
+        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:red", alpha=0.08, label="±10%")
+        within = 100 * M.within(measured, predicted)
+        ax.set_title(f"{method}: k = 10, MAPE {mape:.2f}%, {within:.1f}% within ±10%")
+        ax.set_xlabel("measured Pi 5 latency (ms)")
+        ax.set_ylabel("predicted Pi 5 latency (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "pred_vs_measured_k10.png"), dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, metric, label in ((axes[0], "within10", "share within ±10% (%)"), (axes[1], "mape", "MAPE (%)")):
+        for method in METHODS:
+            ax.plot(ks, [table[("latency", k, method)][metric] for k in ks], marker="o", label=method)
+        ax.set_xlabel("reference networks k")
+        ax.set_ylabel(label)
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Pi 5 latency predicted from host profiles (median over draws)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "accuracy_vs_k.png"), dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=os.path.join(ROOT, "..", "shared", "datasets", "nb201-pi5"))
+    parser.add_argument("--networks", type=int, default=240)
+    parser.add_argument("--draws", type=int, default=50)
+    parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", default="local", choices=["auto", "local", "docker"],
+                        help="sandbox for the host profiles (default local: the device ran without a container)")
+    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="models and results store")
+    parser.add_argument("--out", default=HERE, help="where RESULTS.md and the figures go")
+    opts = parser.parse_args(argv)
+
+    rows = load_dataset(opts.dataset)
+    ids = draw_networks(rows, opts.networks, opts.seed)
+    paths = build_models(ids, rows, os.path.join(opts.cache, "models"))
+    start = time.perf_counter()
+    records = profile_models(paths, os.path.join(opts.cache, "profiles.db"), opts.backend)
+    profile_s = time.perf_counter() - start
+    scores, typical = evaluate(ids, rows, records, opts.ks, opts.draws, opts.seed)
+    table = summarise(scores)
+    os.makedirs(opts.out, exist_ok=True)
+    some = next(iter(records.values()))
+    meta = {"networks": len(records), "draws": opts.draws, "seed": opts.seed, "dataset": "nb201-pi5",
+            "host": some["host"].get("cpu_model", "?"), "backend": some.get("backend"),
+            "profile_s": f"{profile_s:.0f} s in this run (0 when all came from the cache)"}
+    write_results(opts.out, table, meta, opts.ks)
+    plot(opts.out, typical, table, opts.ks)
+    with open(os.path.join(opts.out, "results.json"), "w") as f:
+        json.dump({f"{q}|k={k}|{m}": v for (q, k, m), v in table.items()}, f, indent=1)
+    for quantity in TARGETS:
+        for method in METHODS:
+            row = table.get((quantity, 10, method))
+            if row:
+                print(f"{quantity:8s} k=10 {method:9s} MAPE {row['mape']:6.2f}%  within±10% {row['within10']:5.1f}%  "
+                      f"ρ {row['spearman']:.4f}  τ {row['kendall']:.4f}")
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Feature calibration: LOO model selection on synthetic truths, and the real Pi 5 data (small version)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from calibration import core
+from tests.conftest import SHARED
+
+DATASET = os.path.join(SHARED, "datasets", "nb201-pi5")
+
+
+def synthetic(n, seed):
+    rng = np.random.default_rng(seed)
+    conv, pool = rng.uniform(0.2, 4.0, n), rng.uniform(0.1, 3.0, n)
+    records = [{"model": f"m{i}", "latency_ms": {"median": c + p}, "op_time_ms": {"conv_kxk": c, "pool": p},
+                "model_card": {"macs_by_class": {"conv_kxk": 1e6 * c, "pool": 1e5 * p}, "nodes": 40}}
+               for i, (c, p) in enumerate(zip(conv, pool))]
+    return records, conv, pool, rng
+
+
+def choose(records, y):
+    names = [r["model"] for r in records]
+    fit = core.fit_group(names, records, [r["latency_ms"]["median"] for r in records], y, "auto")
+    return fit
+
+
+def test_a_purely_linear_truth_chooses_linear():
+    records, conv, pool, rng = synthetic(12, 1)
+    host = conv + pool
+    y = 3.0 * host + 0.1 + rng.normal(0, 0.01, len(host)) * host
+    fit = choose(records, y)
+    assert fit["auto"]["chose"] == "ols", fit["auto"]["why"]
+
+
+def test_two_op_classes_at_different_ratios_choose_features():
+    records, conv, pool, rng = synthetic(12, 2)
+    y = 5.0 * conv + 1.0 * pool + 0.05
+    fit = choose(records, y)
+    assert fit["auto"]["chose"] == "features", fit["auto"]["why"]
+    assert fit["loo_mape"] < 1.0
+    # The fit recovers the two ratios on whichever representation of the classes it selected.
+    test_records, conv2, pool2, _ = synthetic(5, 3)
+    for record, c, p in zip(test_records, conv2, pool2):
+        assert core.predict_value(fit, c + p, record)["value"] == pytest.approx(5 * c + p + 0.05, rel=0.02)
+
+
+def test_never_more_coefficients_than_references_minus_two():
+    records, conv, pool, rng = synthetic(5, 4)
+    y = 5.0 * conv + 1.0 * pool + rng.normal(0, 0.05, 5)
+    fit = core.fit_group([r["model"] for r in records], records, conv + pool, y, "features")
+    assert len(fit["model"]["selected"]) + 1 <= len(records) - 2
+
+
+@pytest.mark.skipif(not os.path.isdir(DATASET), reason="../shared/datasets/nb201-pi5 is absent")
+def test_nb201_pi5_small(tmp_path):
+    from experiments.nb201_pi5.run import main
+
+    table = main(["--dataset", DATASET, "--networks", "40", "--draws", "10", "--ks", "10",
+                  "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
+    features = table[("latency", 10, "features")]
+    assert features["within10"] >= 85.0, features
+    assert (tmp_path / "out" / "RESULTS.md").exists()
+    assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000

@@ -1,0 +1,111 @@
+"""Model cards against published figures, across formats, and on unknown ops."""
+
+import os
+
+import pytest
+
+from experiments import zoo
+from profiler.analysis import model_card
+from tests.conftest import run_cli
+
+PUBLISHED = [  # name, MACs, tolerance, params, tolerance (224×224 / 299×299, 1000 classes)
+    ("mobilenet_v2_1.0", 300e6, 0.03, 3.50e6, 0.02),
+    ("resnet18", 1.82e9, 0.02, 11.69e6, 0.01),
+    ("squeezenet1_1", 0.35e9, 0.05, 1.24e6, 0.02),
+    ("inception_v3", 5.7e9, 0.05, 23.8e6, 0.03),
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from experiments.zoo.__main__ import export
+
+    folder = tmp_path_factory.mktemp("zoo")
+    cache = {}
+
+    def get(name, formats=("onnx",)):
+        key = (name, tuple(formats))
+        if key not in cache:
+            cache[key] = export(name, list(formats), str(folder))
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("name, macs, macs_tol, params, params_tol", PUBLISHED)
+def test_card_matches_published_figures(exported, name, macs, macs_tol, params, params_tol):
+    card = model_card(exported(name)["onnx"])
+    assert card["macs"] == pytest.approx(macs, rel=macs_tol)
+    assert card["params"] == pytest.approx(params, rel=params_tol)
+    assert sum(card["macs_by_class"].values()) >= card["macs"]
+    assert card["activation_bytes"] > 0 and card["nodes"] == sum(card["ops"].values())
+
+
+def test_classes_are_the_right_ones(exported):
+    mobilenet = model_card(exported("mobilenet_v2_1.0")["onnx"])["macs_by_class"]
+    assert mobilenet["depthwise"] > 0 and mobilenet["conv_1x1"] > mobilenet["conv_kxk"] and mobilenet["grouped"] == 0
+    resnet = model_card(exported("resnet18")["onnx"])["macs_by_class"]
+    assert resnet["depthwise"] == 0 and resnet["conv_kxk"] > 10 * resnet["conv_1x1"]
+    assert resnet["fc/matmul"] == 512 * 1000 and resnet["pool"] > 0
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_1.0", "squeezenet1_1"])
+def test_formats_agree_within_one_percent(exported, name):
+    formats = ["onnx", "pt"]
+    try:
+        import tensorflow  # noqa: F401
+
+        formats.append("tflite")
+    except ImportError:
+        pass
+    paths = exported(name, formats)
+    cards = {fmt: model_card(path) for fmt, path in paths.items()}
+    if "tflite" not in cards:
+        pytest.skip("TensorFlow is not installed: ONNX and TorchScript compared only")
+    reference = cards["onnx"]
+    for fmt, card in cards.items():
+        assert card["macs"] == pytest.approx(reference["macs"], rel=0.01), fmt
+        assert card["params"] == pytest.approx(reference["params"], rel=0.01), fmt
+
+
+def test_onnx_and_torchscript_agree(exported):
+    paths = exported("shufflenet_v2_1.0", ("onnx", "pt"))
+    onnx_card, pt_card = model_card(paths["onnx"]), model_card(paths["pt"])
+    assert onnx_card["macs"] == pytest.approx(146e6, rel=0.03)  # ShuffleNetV2 1.0×: 146 M
+    assert pt_card["macs"] == pytest.approx(onnx_card["macs"], rel=0.01)
+    assert pt_card["params"] == pytest.approx(onnx_card["params"], rel=0.01)
+
+
+def test_video_models_have_cards(exported):
+    card = model_card(exported("mobilenet_v2_3d_1.0")["onnx"])
+    assert card["macs"] > 0 and card["macs_by_class"]["depthwise"] > 0
+
+
+def test_unknown_op_still_gets_a_card(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("MysteryOp", ["c"], ["y"], domain="com.example")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    path = tmp_path / "mystery.onnx"
+    onnx.save(model, path)
+    card = model_card(str(path))
+    assert card["ops"] == {"Conv": 1, "MysteryOp": 1}
+    assert card["macs_by_class"]["conv_kxk"] == 4 * 8 * 8 * 3 * 9 and card["params"] == 108
+    done = run_cli("profile", "--card-only", path)
+    assert done.returncode == 0 and "MysteryOp×1" in done.stdout
+
+
+def test_card_in_profile_results(models, tmp_path):
+    import json
+
+    out = tmp_path / "r.json"
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--json", out, models["onnx"])
+    card = json.loads(out.read_text())[0]["model_card"]
+    assert card["params"] > 0 and card["macs"] > 0 and "Conv" in card["ops"]
+    assert "MMACs" in done.stdout
