@@ -13,6 +13,8 @@ LABELS = {"latency_ms": "latency (ms)", "peak_memory_mb": "peak memory (MiB)", "
 
 
 def _equation(fit):
+    if fit["model"]["kind"] == "features":
+        return f"y = Σ w·feature + b ({', '.join(fit['model']['selected'])}), R² = {fit['r2']:.3f}"
     if fit["method"] == "loglinear":
         return f"log y = {fit['a']:.3g}·log x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}, R² = {fit['r2']:.3f}"
     return f"y = {fit['a']:.3g}x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}, R² = {fit['r2']:.3f}"
@@ -33,16 +35,19 @@ def plot_metric(fits, metric, folder, device_name="device"):
         top.scatter(x, y, color="tab:blue", zorder=3, label="measured")
         for r in refs:
             top.annotate(r["model"], (r["host"], r["device"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        line_x = np.linspace(x.min(), x.max(), 100)
-        from calibration.models import LinearCalibration
+        if fit["model"]["kind"] == "features":  # not a line in host space: show the fitted values
+            top.scatter(x, [r["fitted"] for r in refs], marker="_", s=120, color="tab:red", zorder=4, label="fit")
+        else:
+            from calibration.models import LinearCalibration
 
-        model = LinearCalibration.from_dict(fit["model"])
-        top.plot(line_x, model.predict(line_x[:, None]), color="tab:red", label="fit")
+            line_x = np.linspace(x.min(), x.max(), 100)
+            model = LinearCalibration.from_dict(fit["model"])
+            top.plot(line_x, model.predict(line_x[:, None]), color="tab:red", label="fit")
         if refs and "loo" in refs[0]:
             top.scatter(x, [r["loo"] for r in refs], marker="x", color="tab:orange", zorder=4,
                         label="leave-one-out prediction")
         top.set_title(f"CPU/Thread = {fit['threads']}")
-        top.text(0.03, 0.95, _equation(fit), transform=top.transAxes, va="top", fontsize=9,
+        top.text(0.03, 0.95, _equation(fit), transform=top.transAxes, va="top", fontsize=8, wrap=True,
                  bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
         top.set_xlabel(f"host {host_label}")
         top.set_ylabel(f"{device_name} {label}")

@@ -221,6 +221,8 @@ def tflite_card(path, shapes, batch=1):
     state, params, counted = _empty(), 0, set()
     for op in ops:
         name = op["op_name"]
+        if name == "DELEGATE":  # the runtime's delegate node wraps ops listed on their own
+            continue
         state["ops"][name] += 1
         state["nodes"] += 1
         inputs = [tensors[i] for i in op["inputs"] if i >= 0]

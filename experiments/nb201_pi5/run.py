@@ -218,6 +218,26 @@ def plot(out, typical, table, ks):
     plt.close(fig)
 
 
+def write_calibrate_example(out, ids, rows, records, k=10, seed=0):
+    """A real `calibrate` run: k references' Pi 5 numbers as a device CSV, their host profiles as JSON."""
+    from calibration.cli import main as calibrate
+
+    folder = os.path.join(out, "calibrate_example")
+    os.makedirs(folder, exist_ok=True)
+    refs = sorted(int(i) for i in np.random.default_rng(seed).choice(sorted(records), size=k, replace=False))
+    with open(os.path.join(folder, "pi5_device.csv"), "w") as f:
+        f.write("model,threads,latency_ms,energy_mj\n")
+        for i in refs:
+            f.write(f"nb201_{i:05d},1,{rows[i]['lat_ms_median']},{rows[i]['energy_mj']}\n")
+    host = [dict(records[i], path=f"nb201_{i:05d}.onnx") for i in refs]
+    with open(os.path.join(folder, "host.json"), "w") as f:
+        json.dump(host, f, indent=1)
+    for method in ("ols", "auto"):
+        calibrate([os.path.join(folder, "pi5_device.csv"), "--host", os.path.join(folder, "host.json"),
+                   "--method", method, "--device-name", "Raspberry Pi 5", "--out",
+                   os.path.join(folder, f"calib_{method}.json"), "--plot", os.path.join(folder, method)])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=os.path.join(ROOT, "..", "shared", "datasets", "nb201-pi5"))
@@ -245,6 +265,7 @@ def main(argv=None):
             "host": some["host"].get("cpu_model", "?"), "backend": some.get("backend"),
             "profile_s": f"{profile_s:.0f} s in this run (0 when all came from the cache)"}
     write_results(opts.out, table, meta, opts.ks)
+    write_calibrate_example(opts.out, ids, rows, records, seed=opts.seed)
     plot(opts.out, typical, table, opts.ks)
     with open(os.path.join(opts.out, "results.json"), "w") as f:
         json.dump({f"{q}|k={k}|{m}": v for (q, k, m), v in table.items()}, f, indent=1)
