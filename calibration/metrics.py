@@ -30,11 +30,11 @@ def within(y, pred, tolerance=0.10):
 
 
 def spearman(a, b):
-    return float(stats.spearmanr(a, b).statistic) if len(a) > 2 else float("nan")
+    return float(stats.spearmanr(a, b).statistic) if len(a) >= 2 else float("nan")
 
 
 def kendall(a, b):
-    return float(stats.kendalltau(a, b).statistic) if len(a) > 2 else float("nan")
+    return float(stats.kendalltau(a, b).statistic) if len(a) >= 2 else float("nan")
 
 
 def loo_predictions(make_estimator, X, y):

@@ -33,6 +33,7 @@ class TargetDevice:
     seed: int = 0
     device_ram_mb: Optional[float] = None
     op_profile_runs: int = 0  # >0: also time per operator class with the runtime's profiler (ONNX)
+    sample_memory: bool = False  # resident memory after every timed run (mean_rss_mb)
     warnings: List[str] = field(default_factory=list, compare=False)
 
     def describe(self):
@@ -111,7 +112,7 @@ def _docker_args(text, values, warnings):
 
 
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
-        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE"}
+        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY"}
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
 
 
@@ -208,6 +209,11 @@ def build_target(values, warnings, host_cores=None):
         t.seed = _number("SEED", get("SEED"), int)
     if get("OP_PROFILE") not in (None, ""):
         t.op_profile_runs = _number("OP_PROFILE", get("OP_PROFILE"), int, 0)
+    if get("SAMPLE_MEMORY") not in (None, ""):
+        flag = str(get("SAMPLE_MEMORY")).strip().lower()
+        if flag not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigError(f"SAMPLE_MEMORY={get('SAMPLE_MEMORY')}: use 1 or 0")
+        t.sample_memory = flag in ("1", "true", "yes")
     if get("DEVICE_RAM") not in (None, ""):
         t.device_ram_mb = parse_size_mb("DEVICE_RAM", get("DEVICE_RAM"))
     return t

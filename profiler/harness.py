@@ -231,14 +231,25 @@ def measure(path, runtime, opts, cgroup):
         run()
 
     timings = [0] * opts.iterations
+    rss_samples = [0] * opts.iterations if opts.sample_memory else None
     clock = time.perf_counter_ns
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the loop would land on one unlucky sample
     try:
-        for i in range(opts.iterations):
-            start = clock()
-            run()
-            timings[i] = clock() - start
+        if rss_samples is None:
+            for i in range(opts.iterations):
+                start = clock()
+                run()
+                timings[i] = clock() - start
+        else:  # resident pages after each run, read outside the timed span
+            statm = os.open("/proc/self/statm", os.O_RDONLY)
+            page = os.sysconf("SC_PAGE_SIZE")
+            for i in range(opts.iterations):
+                start = clock()
+                run()
+                timings[i] = clock() - start
+                rss_samples[i] = int(os.pread(statm, 64, 0).split()[1]) * page
+            os.close(statm)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -255,6 +266,8 @@ def measure(path, runtime, opts, cgroup):
         "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
         "throughput_ips": round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
         "rss_peak_mb": round(proc_status_mb("VmHWM"), 3),
+        "mean_rss_mb": round(sum(rss_samples) / len(rss_samples) / MIB, 3) if rss_samples else None,
+        "total_runtime_ms": round(sum(timings) / 1e6, 3),
         "cpus_seen": sorted(os.sched_getaffinity(0)),
     }
     if opts.cgroup:
@@ -443,6 +456,8 @@ def build_parser():
     parser.add_argument("--no-fork", dest="fork", action="store_false", help="measure in this process (no isolation)")
     parser.add_argument("--op-profile", type=non_negative_int, default=0, metavar="RUNS",
                         help="also time RUNS runs with the runtime's own profiler, per operator class (ONNX)")
+    parser.add_argument("--sample-memory", action="store_true",
+                        help="read the resident memory after every timed run (mean_rss_mb)")
     parser.add_argument("--keep-samples", action="store_true", help="include every timed sample in the JSON")
     parser.add_argument("--csv", metavar="FILE", help="also write the rows `calibrate` imports to FILE")
     parser.add_argument("--json", metavar="FILE", help="also write all results as one JSON list to FILE")

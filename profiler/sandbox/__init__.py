@@ -49,6 +49,8 @@ def harness_args(target, paths, cgroup):
             "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}"]
     if target.input_shapes:
         args += ["--input-shapes", target.input_shapes]
+    if target.sample_memory:
+        args.append("--sample-memory")
     if target.op_profile_runs:
         args += ["--op-profile", str(target.op_profile_runs)]
     if cgroup:

@@ -1,0 +1,194 @@
+"""What the two seed experiments share: build from the zoo, profile a grid of caps with
+repetitions, check the seed's claims, write CSV, markdown and figures, calibrate if a device
+CSV is given."""
+
+import csv
+import os
+import statistics
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from calibration import metrics as M  # noqa: E402
+from profiler.config import load_target  # noqa: E402
+from profiler.sandbox import physical_first_cores, select_backend  # noqa: E402
+
+
+def build(names, formats, folder):
+    from experiments.zoo.__main__ import export
+
+    return {name: export(name, formats, folder)[formats[0]] for name in names}
+
+
+def usable_cpus(wanted):
+    """Split the CPU counts into what this host can honour and what it cannot (never oversubscribed)."""
+    cores = len(physical_first_cores())
+    return [c for c in wanted if c <= cores], [c for c in wanted if c > cores], cores
+
+
+def profile_grid(models, runtime, configs, memory, iterations, repetitions, backend_name, extra=None, progress=True):
+    """Rows: one per (model, cpus, threads, repetition). configs: [(cpus, threads, iterations or None)]."""
+    from tqdm import tqdm
+
+    rows = []
+    for path in models.values():
+        # Read once on the host: the file's page cache is then charged here, not to whichever sandbox
+        # reads it first, so the cgroup peak compares models rather than cache history.
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    total = len(models) * len(configs) * repetitions
+    bar = tqdm(total=total, desc="profiling", unit="run", disable=not progress)
+    backend = None
+    for cpus, threads, per_model_iterations in configs:
+        for repetition in range(repetitions):
+            for name, path in models.items():
+                n = (per_model_iterations or {}).get(name, iterations)
+                target = load_target(None, {"CPUS": str(cpus), "THREADS": str(threads), "MEMORY": memory,
+                                            "ITERATIONS": str(n), "WARMUP": "10", "BACKEND": backend_name,
+                                            **(extra or {})}, host_cores=physical_first_cores())
+                backend = backend or select_backend(target)
+                got = []
+                backend.run(target, [path], got.append, runtime=runtime)
+                record = got[0]
+                stats = record.get("latency_ms") or {}
+                rows.append({"model": name, "cpus": cpus, "threads": threads, "repetition": repetition + 1,
+                             "iterations": n, "status": record["status"], "backend": record.get("backend"),
+                             "mean_ms": stats.get("mean"), "median_ms": stats.get("median"),
+                             "total_runtime_s": (record.get("total_runtime_ms") or 0) / 1000 or None,
+                             "peak_memory_mb": record.get("peak_memory_mb"), "mean_rss_mb": record.get("mean_rss_mb"),
+                             "memory_source": record.get("memory_source"),
+                             "enforced": (record.get("enforced") or {}).get("how")})
+                bar.update(1)
+    bar.close()
+    return rows
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summarise(rows, metric):
+    """{(model, cpus): (mean over repetitions, std)} for rows with status ok."""
+    groups = {}
+    for r in rows:
+        if r["status"] == "ok" and r[metric] is not None:
+            groups.setdefault((r["model"], r["cpus"]), []).append(r[metric])
+    return {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()}
+
+
+def claims(rows, models, cpus_done, latency_metric="mean_ms"):
+    """The seed's three claims, checked: ranking stability, memory vs threads, run-to-run variance."""
+    lines = []
+    latency = summarise(rows, latency_metric)
+    memory = summarise(rows, "peak_memory_mb")
+    if len(cpus_done) >= 2:
+        a, b = cpus_done[0], cpus_done[1]
+        common = [m for m in models if (m, a) in latency and (m, b) in latency]
+        tau = M.kendall([latency[(m, a)][0] for m in common], [latency[(m, b)][0] for m in common])
+        order_a = sorted(common, key=lambda m: latency[(m, a)][0])
+        order_b = sorted(common, key=lambda m: latency[(m, b)][0])
+        lines += [f"1. **Ranking stability across CPU caps.** Kendall τ between the model orderings at CPU = {a} "
+                  f"and CPU = {b}: **{tau:.3f}** over {len(common)} models.",
+                  f"   - CPU = {a}: {' < '.join(order_a)}", f"   - CPU = {b}: {' < '.join(order_b)}"]
+        changes = {m: abs(memory[(m, b)][0] - memory[(m, a)][0]) / memory[(m, a)][0]
+                   for m in common if (m, a) in memory and (m, b) in memory}
+        worst = max(changes, key=changes.get)
+        lines.append(f"2. **Peak memory against thread count.** Largest relative change of peak memory between "
+                     f"{a} and {b} threads: **{100 * changes[worst]:.1f}%** ({worst}); median over models "
+                     f"{100 * statistics.median(changes.values()):.1f}%.")
+    else:
+        lines.append("1–2. Only one CPU count could run on this host, so ranking stability and the "
+                     "memory-against-threads claim could not be checked.")
+    cvs = {k: v[1] / v[0] for k, v in latency.items() if v[0] and v[2] > 1}
+    noisy = sorted((k for k, cv in cvs.items() if cv > 0.02), key=lambda k: -cvs[k])
+    lines.append(f"3. **Run-to-run variance.** Coefficient of variation of the {latency_metric.replace('_ms', '')} "
+                 f"latency over the repetitions: median **{100 * statistics.median(cvs.values()):.2f}%**, "
+                 f"largest {100 * max(cvs.values()):.2f}% ({max(cvs, key=cvs.get)[0]} at CPU = {max(cvs, key=cvs.get)[1]}). "
+                 + (f"Noisy (> 2%): {', '.join(f'{m} at CPU = {c}' for m, c in noisy)}." if noisy
+                    else "No configuration is above 2%."))
+    return lines
+
+
+def table(rows, models, cpus_done, columns):
+    """Markdown table: one row per model, mean ± std over repetitions per (metric, CPU count)."""
+    stats = {metric: summarise(rows, metric) for metric, _ in columns}
+    header = ["model"] + [f"{label} CPU={c}" for metric, label in columns for c in cpus_done]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in models:
+        cells = [m]
+        for metric, _ in columns:
+            for c in cpus_done:
+                v = stats[metric].get((m, c))
+                cells.append(f"{v[0]:.3f} ± {v[1]:.3f}" if v else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def host_figures(rows, models, cpus_done, out, title, latency_metric="mean_ms", latency_label="mean inference time (ms)"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latency, memory = summarise(rows, latency_metric), summarise(rows, "peak_memory_mb")
+    x = np.arange(len(models))
+    width = 0.8 / max(1, len(cpus_done))
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(models)), 4.5))
+    for i, c in enumerate(cpus_done):
+        values = [latency.get((m, c), (np.nan, 0))[0] for m in models]
+        errors = [latency.get((m, c), (0, 0))[1] for m in models]
+        ax.bar(x + i * width, values, width, yerr=errors, capsize=2, label=f"CPU/Thread = {c}")
+    ax.set_xticks(x + width * (len(cpus_done) - 1) / 2)
+    ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(latency_label)
+    ax.set_yscale("log")
+    ax.set_title(f"{title}: time per model per CPU count (mean ± std over repetitions)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "time_per_model.png"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(models)), 4.5))
+    for i, c in enumerate(cpus_done):
+        ax.bar(x + i * width, [memory.get((m, c), (np.nan, 0))[0] for m in models], width, label=f"CPU/Thread = {c}")
+    ax.set_xticks(x + width * (len(cpus_done) - 1) / 2)
+    ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("peak memory (MiB)")
+    ax.set_title(f"{title}: peak memory per model")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "peak_memory.png"), dpi=110)
+    plt.close(fig)
+
+
+def calibrate_with_device(rows, device_csv, out, runtime, latency_metric="mean_ms"):
+    """Full calibration against a device CSV (model, threads, latency_ms, ...): figures with R²."""
+    import json
+
+    from calibration import core, importers, plots
+
+    device = importers.load(device_csv)
+    latency, memory = summarise(rows, latency_metric), summarise(rows, "peak_memory_mb")
+    host = [{"model": m, "threads": c, "runtime": runtime, "status": "ok", "latency_ms": {"median": v[0]},
+             "peak_memory_mb": memory.get((m, c), (None,))[0]} for (m, c), v in latency.items()]
+    calibration = core.build(device, host, "ols")
+    core.save(calibration, os.path.join(out, "calibration.json"))
+    figures = plots.plot_all(calibration, out, "device")
+    return calibration, figures
+
+
+def cpu_note(skipped, cores):
+    if not skipped:
+        return []
+    return [f"- CPU = {', '.join(map(str, skipped))} could not run: this host has {cores} cores, and edge-profiler "
+            f"refuses a cap it cannot honour rather than oversubscribe (`CPUS={skipped[0]}: this host has only "
+            f"{cores} usable cores`)."]
