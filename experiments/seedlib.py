@@ -43,6 +43,12 @@ def profile_grid(models, runtime, configs, memory, iterations, repetitions, back
     total = len(models) * len(configs) * repetitions
     bar = tqdm(total=total, desc="profiling", unit="run", disable=not progress)
     backend = None
+    # One discarded run first: the sandbox's runtime libraries enter the page cache here, not
+    # inside the first measured model's cgroup peak.
+    warm = load_target(None, {"CPUS": "1", "ITERATIONS": "1", "WARMUP": "0", "BACKEND": backend_name,
+                              "MEMORY": memory}, host_cores=physical_first_cores())
+    backend = select_backend(warm)
+    backend.run(warm, [next(iter(models.values()))], lambda record: None, runtime=runtime)
     for cpus, threads, per_model_iterations in configs:
         for repetition in range(repetitions):
             for name, path in models.items():
@@ -59,7 +65,8 @@ def profile_grid(models, runtime, configs, memory, iterations, repetitions, back
                              "iterations": n, "status": record["status"], "backend": record.get("backend"),
                              "mean_ms": stats.get("mean"), "median_ms": stats.get("median"),
                              "total_runtime_s": (record.get("total_runtime_ms") or 0) / 1000 or None,
-                             "peak_memory_mb": record.get("peak_memory_mb"), "mean_rss_mb": record.get("mean_rss_mb"),
+                             "peak_memory_mb": record.get("peak_memory_mb"), "rss_peak_mb": record.get("rss_peak_mb"),
+                             "mean_rss_mb": record.get("mean_rss_mb"),
                              "memory_source": record.get("memory_source"),
                              "enforced": (record.get("enforced") or {}).get("how")})
                 bar.update(1)
