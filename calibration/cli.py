@@ -1,7 +1,6 @@
 """`calibrate`: fit device ≈ a·host + b from device logs and host profiles; `calibrate predict`."""
 
 import argparse
-import json
 import sys
 
 EPILOG = """examples:

@@ -138,49 +138,56 @@ def table(rows, models, cpus_done, columns):
     return lines
 
 
-def host_figures(rows, models, cpus_done, out, title, latency_metric="mean_ms", latency_label="mean inference time (ms)"):
+def _bars(summary, models, cpus_done, path, ylabel, title, log=False):
+    """Grouped bars: one group per model, one bar per CPU count, std over repetitions as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    latency, memory = summarise(rows, latency_metric), summarise(rows, "peak_memory_mb")
     x = np.arange(len(models))
     width = 0.8 / max(1, len(cpus_done))
     fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(models)), 4.5))
     for i, c in enumerate(cpus_done):
-        values = [latency.get((m, c), (np.nan, 0))[0] for m in models]
-        errors = [latency.get((m, c), (0, 0))[1] for m in models]
+        values = [summary.get((m, c), (np.nan, 0))[0] for m in models]
+        errors = [summary.get((m, c), (0, 0))[1] for m in models]
         ax.bar(x + i * width, values, width, yerr=errors, capsize=2, label=f"CPU/Thread = {c}")
     ax.set_xticks(x + width * (len(cpus_done) - 1) / 2)
     ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(latency_label)
-    ax.set_yscale("log")
-    ax.set_title(f"{title}: time per model per CPU count (mean ± std over repetitions)")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "time_per_model.png"), dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(models)), 4.5))
-    for i, c in enumerate(cpus_done):
-        ax.bar(x + i * width, [memory.get((m, c), (np.nan, 0))[0] for m in models], width, label=f"CPU/Thread = {c}")
-    ax.set_xticks(x + width * (len(cpus_done) - 1) / 2)
-    ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("peak memory (MiB)")
-    ax.set_title(f"{title}: peak memory per model")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "peak_memory.png"), dpi=110)
-    plt.close(fig)
+
+def host_figures(rows, models, cpus_done, out, title, latency_metric="mean_ms", latency_label="mean inference time (ms)"):
+    _bars(summarise(rows, latency_metric), models, cpus_done, os.path.join(out, "time_per_model.png"), latency_label,
+          f"{title}: time per model per CPU count (mean ± std over repetitions)", log=True)
+    _bars(summarise(rows, "peak_memory_mb"), models, cpus_done, os.path.join(out, "peak_memory.png"),
+          "peak memory (MiB)", f"{title}: peak memory per model (mean ± std over repetitions)")
+
+
+def common_arguments(parser, here, cpus, memory, quick_help):
+    """The options both seed experiments take."""
+    parser.add_argument("--models", nargs="+", help="zoo names (default: the experiment's full set)")
+    parser.add_argument("--cpus", type=int, nargs="+", default=cpus, help="CPU caps; threads = CPUs")
+    parser.add_argument("--iterations", type=int, default=500, help="timed iterations (default 500)")
+    parser.add_argument("--repetitions", type=int, default=5, help="repetitions of every configuration (default 5)")
+    parser.add_argument("--memory", default=memory, help=f"memory cap (default {memory})")
+    parser.add_argument("--backend", default="auto", choices=["auto", "docker", "local"])
+    parser.add_argument("--device-csv", help="device measurements (model, threads, latency_ms[, peak_memory_mb])")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", default=here, help="where RESULTS.md, results.csv and the figures go")
+    parser.add_argument("--models-dir", default=os.path.join(here, ".cache", "models"))
 
 
 def calibrate_with_device(rows, device_csv, out, runtime, latency_metric="mean_ms"):
     """Full calibration against a device CSV (model, threads, latency_ms, ...): figures with R²."""
-    import json
-
     from calibration import core, importers, plots
 
     device = importers.load(device_csv)
@@ -191,6 +198,19 @@ def calibrate_with_device(rows, device_csv, out, runtime, latency_metric="mean_m
     core.save(calibration, os.path.join(out, "calibration.json"))
     figures = plots.plot_all(calibration, out, "device")
     return calibration, figures
+
+
+def finish(opts, rows, lines, runtime):
+    """With a device CSV, add the calibration section; then write RESULTS.md and print it."""
+    if opts.device_csv:
+        calibration, figures = calibrate_with_device(rows, opts.device_csv, opts.out, runtime)
+        lines += ["## Calibration against the device", ""]
+        lines += [f"- {f['metric']} at {f['threads']} threads: y = {f['a']:.3g}x + {f['b']:.3g}, R² = {f['r2']:.3f}, "
+                  f"LOO MAPE {f.get('loo_mape', float('nan')):.1f}%" for f in calibration["fits"]]
+        lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures]
+    with open(os.path.join(opts.out, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def cpu_note(skipped, cores):

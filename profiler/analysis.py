@@ -81,7 +81,7 @@ def onnx_card(path, shapes, batch=1):
 
 def onnx_card_from_model(model, shapes, batch=1):
     import onnx
-    from onnx import numpy_helper, shape_inference
+    from onnx import shape_inference
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}

@@ -1,10 +1,8 @@
 """`profile`: measure models under a target device's caps. Parses, then runs the pipeline."""
 
 import argparse
-import os
 import signal
 import sys
-from collections import OrderedDict
 
 EPILOG = """examples:
   profile --env env.template model.tflite other.onnx net.pt --json results.json

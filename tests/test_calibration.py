@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from calibration import core, importers, metrics
+from calibration import core, importers
 from calibration.models import LinearCalibration
-from tests.conftest import ROOT, SHARED, run_cli
+from tests.conftest import SHARED, run_cli
 
 LOGS = os.path.join(SHARED, "reference", "device-logs")
 needs_logs = pytest.mark.skipif(not os.path.isdir(LOGS), reason="../shared/reference/device-logs is absent")

@@ -130,8 +130,9 @@ def test_ctrl_c_removes_the_container(docker_backend, models, tmp_path):
 def test_backends_agree_on_a_model(docker_backend, models, tmp_path):
     """Same harness, same runtime versions: medians agree (loose here; the tight figure is in make bench)."""
     done, (docker_record,) = docker_profile(tmp_path, models["slow"], "--iterations", 30)
-    local = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--quiet", "--json",
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--quiet", "--json",
                     tmp_path / "l.json", models["slow"], "--iterations", 30)
+    assert done.returncode == 0, done.stderr
     local_record = json.loads((tmp_path / "l.json").read_text())[0]
     assert docker_record["runtime_version"] == local_record["runtime_version"]
     ratio = docker_record["latency_ms"]["median"] / local_record["latency_ms"]["median"]

@@ -1,10 +1,7 @@
 """Model cards against published figures, across formats, and on unknown ops."""
 
-import os
-
 import pytest
 
-from experiments import zoo
 from profiler.analysis import model_card
 from tests.conftest import run_cli
 

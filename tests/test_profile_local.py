@@ -64,6 +64,7 @@ def test_store_keeps_every_result(models, tmp_path):
         assert done.returncode == 0
     done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["onnx"], "--iterations", 5,
                    "--threads", 2, "--cpus", 2)
+    assert done.returncode == 0, done.stderr
     records = Store(str(db)).records()
     assert len(records) == 2  # same model and target replaces; another target adds
     assert {r["target"]["threads"] for r in records} == {1, 2}
@@ -75,6 +76,7 @@ def test_csv_export(models, tmp_path):
     out = tmp_path / "r.csv"
     done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--csv", out, models["onnx"],
                    models["tflite"], "--iterations", 5)
+    assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(open(out)))
     assert [r["runtime"] for r in rows] == ["onnx", "tflite"]
     assert float(rows[0]["latency_median_ms"]) > 0 and rows[0]["enforced_memory"] == "True"

@@ -25,16 +25,8 @@ QUICK_MODELS = ["squeezenet1_1", "mobilenet_v2_0.25"]
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", help=f"zoo names (default: {' '.join(MODELS)})")
-    parser.add_argument("--cpus", type=int, nargs="+", default=[1, 2, 4], help="CPU caps; threads = CPUs")
-    parser.add_argument("--iterations", type=int, default=500)
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--memory", default="2g")
-    parser.add_argument("--backend", default="auto", choices=["auto", "docker", "local"])
-    parser.add_argument("--device-csv", help="device measurements (model, threads, latency_ms[, peak_memory_mb])")
-    parser.add_argument("--quick", action="store_true", help="two models, 30 iterations, 2 repetitions")
-    parser.add_argument("--out", default=HERE)
-    parser.add_argument("--models-dir", default=os.path.join(HERE, ".cache", "models"))
+    seedlib.common_arguments(parser, HERE, cpus=[1, 2, 4], memory="2g",
+                             quick_help="two models, 30 iterations, 2 repetitions")
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.models = opts.models or QUICK_MODELS
@@ -60,15 +52,7 @@ def main(argv=None):
              *seedlib.table(rows, models, cpus_done, [("mean_ms", "time ms"), ("peak_memory_mb", "peak MiB")]), "",
              "## The seed's claims, checked on this host", "", *seedlib.claims(rows, models, cpus_done), "",
              "![time per model](time_per_model.png)", "", "![peak memory](peak_memory.png)", ""]
-    if opts.device_csv:
-        calibration, figures = seedlib.calibrate_with_device(rows, opts.device_csv, opts.out, "tflite")
-        lines += ["## Calibration against the device", ""]
-        lines += [f"- {f['metric']} at {f['threads']} threads: y = {f['a']:.3g}x + {f['b']:.3g}, R² = {f['r2']:.3f}, "
-                  f"LOO MAPE {f.get('loo_mape', float('nan')):.1f}%" for f in calibration["fits"]]
-        lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures]
-    with open(os.path.join(opts.out, "RESULTS.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    seedlib.finish(opts, rows, lines, "tflite")
     return rows
 
 

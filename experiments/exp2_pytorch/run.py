@@ -28,18 +28,9 @@ QUICK = ["shufflenet_v2_0.5", "shufflenet_v2_3d_0.25"]
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", help="zoo names (default: all image and video models)")
-    parser.add_argument("--cpus", type=int, nargs="+", default=[1], help="CPU caps; threads = CPUs (default 1)")
-    parser.add_argument("--iterations", type=int, default=500, help="timed iterations, image models")
+    seedlib.common_arguments(parser, HERE, cpus=[1], memory="4g", quick_help="two models, 20/5 iterations, 2 repetitions")
     parser.add_argument("--video-iterations", type=int, default=100,
                         help="timed iterations, video models (default 100, so the whole run fits in 45 minutes)")
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--memory", default="4g")
-    parser.add_argument("--backend", default="auto", choices=["auto", "docker", "local"])
-    parser.add_argument("--device-csv", help="device measurements (model, threads, latency_ms[, peak_memory_mb])")
-    parser.add_argument("--quick", action="store_true", help="two models, 20/5 iterations, 2 repetitions")
-    parser.add_argument("--out", default=HERE)
-    parser.add_argument("--models-dir", default=os.path.join(HERE, ".cache", "models"))
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.models = opts.models or QUICK
@@ -76,15 +67,7 @@ def main(argv=None):
                                                       ("peak_memory_mb", "cgroup peak MiB")]),
              "", "## The seed's claims, checked on this host", "", *seedlib.claims(rows, models, cpus_done), "",
              "![time per model](time_per_model.png)", "", "![peak memory](peak_memory.png)", ""]
-    if opts.device_csv:
-        calibration, figures = seedlib.calibrate_with_device(rows, opts.device_csv, opts.out, "torch")
-        lines += ["## Calibration against the device", ""]
-        lines += [f"- {f['metric']} at {f['threads']} threads: y = {f['a']:.3g}x + {f['b']:.3g}, R² = {f['r2']:.3f}"
-                  for f in calibration["fits"]]
-        lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures]
-    with open(os.path.join(opts.out, "RESULTS.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    seedlib.finish(opts, rows, lines, "torch")
     return rows
 
 
