@@ -306,6 +306,11 @@ def predict_value(fit, host, record=None):
 class Predictor:
     """Adds `prediction` to host records: device latency and peak memory with 95% intervals."""
 
+    def needs_op_profile(self):
+        """True if a feature fit uses per-operator-class times, which profiling must then record."""
+        return any(name.startswith("op_ms:") for fit in self.calibration["fits"]
+                   for name in fit["model"].get("selected", []))
+
     def __init__(self, calibration, force=False, warn=print, device_ram_mb=None):
         self.calibration, self.force, self.warn = calibration, force, warn
         self.device_ram_mb = device_ram_mb or calibration.get("device_ram_mb")
@@ -342,7 +347,10 @@ class Predictor:
             fit = self._fit(metric, threads)
             host = host_value(record, metric)[0] if fit else None
             if fit and host is not None and (host > 0 or fit["method"] != "loglinear"):
-                prediction[metric] = predict_value(fit, host, record)
+                try:
+                    prediction[metric] = predict_value(fit, host, record)
+                except CalibrationError as exc:
+                    self.warn(f"warning: no {metric} prediction: {exc}")
         if self.device_ram_mb and "peak_memory_mb" in prediction:
             p = prediction["peak_memory_mb"]
             p["exceeds_device_ram"] = p["value"] > self.device_ram_mb

@@ -70,6 +70,9 @@ def profile(opts, notice):
                                     device_ram_mb=target.device_ram_mb)
         except CalibrationError as exc:
             raise PipelineError(str(exc)) from None
+        if calibration.needs_op_profile() and not target.op_profile_runs:
+            target.op_profile_runs = 20
+            notice("notice: the calibration uses per-operator times; profiling with --op-profile 20")
 
     store = None
     if not opts.no_store:
