@@ -74,6 +74,19 @@ def profile_grid(models, runtime, configs, memory, iterations, repetitions, back
     return rows
 
 
+def read_csv(path):
+    """Rows of a results.csv back, numbers as numbers (to redraw figures without re-profiling)."""
+    def value(text):
+        try:
+            return float(text) if "." in text or "e" in text else int(text)
+        except ValueError:
+            return None if text == "" else text
+
+    with open(path, newline="") as f:
+        return [{k: value(v) if k not in ("model", "status", "backend", "enforced", "memory_source") else v
+                 for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def write_csv(path, rows):
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
@@ -157,7 +170,7 @@ def _bars(summary, models, cpus_done, path, ylabel, title, log=False):
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -167,9 +180,9 @@ def _bars(summary, models, cpus_done, path, ylabel, title, log=False):
 
 def host_figures(rows, models, cpus_done, out, title, latency_metric="mean_ms", latency_label="mean inference time (ms)"):
     _bars(summarise(rows, latency_metric), models, cpus_done, os.path.join(out, "time_per_model.png"), latency_label,
-          f"{title}: time per model per CPU count (mean ± std over repetitions)", log=True)
+          f"{title}: time per model (mean ± std over repetitions)", log=True)
     _bars(summarise(rows, "peak_memory_mb"), models, cpus_done, os.path.join(out, "peak_memory.png"),
-          "peak memory (MiB)", f"{title}: peak memory per model (mean ± std over repetitions)")
+          "peak memory (MiB)", f"{title}: peak memory per model (mean ± std)")
 
 
 def common_arguments(parser, here, cpus, memory, quick_help):
@@ -200,8 +213,13 @@ def calibrate_with_device(rows, device_csv, out, runtime, latency_metric="mean_m
     return calibration, figures
 
 
-def finish(opts, rows, lines, runtime):
+def finish(opts, rows, lines, runtime, started):
     """With a device CSV, add the calibration section; then write RESULTS.md and print it."""
+    import time
+
+    minutes, seconds = divmod(int(time.monotonic() - started), 60)
+    lines[next(i for i, line in enumerate(lines) if line.startswith("- Every row"))] += (
+        f"\n- Wall time of this run on this host: {minutes} min {seconds} s (model export included).")
     if opts.device_csv:
         calibration, figures = calibrate_with_device(rows, opts.device_csv, opts.out, runtime)
         lines += ["## Calibration against the device", ""]

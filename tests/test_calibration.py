@@ -228,3 +228,23 @@ def test_profile_with_calibration_and_device_ram(host_profiles, tmp_path):
     results = json.loads(out.read_text())
     assert all(r["prediction"]["peak_memory_mb"]["exceeds_device_ram"] for r in results)
     assert "WON'T FIT" in done.stdout and "Ranking by predicted device latency" in done.stdout
+
+
+def test_feature_calibration_through_the_cli(host_profiles, tmp_path):
+    folder, host, records = host_profiles
+    device = tmp_path / "d.csv"
+    device.write_text("model,threads,latency_ms\n" + "".join(
+        f"{r['model']},1,{2 * r['latency_ms']['median'] + 1e-9 * r['model_card']['macs_by_class']['conv_kxk']}\n"
+        for r in records))
+    calib = tmp_path / "c.json"
+    done = run_cli("calibrate", device, "--host", host, "--method", "features", "--out", calib)
+    assert done.returncode == 0, done.stderr
+    fit = json.loads(calib.read_text())["fits"][0]
+    assert fit["method"] == "features" and fit["model"]["selected"]
+    out = tmp_path / "p.json"
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 10, "--calibration", calib,
+                   "--json", out, records[0]["path"], records[-1]["path"])
+    assert done.returncode == 0, done.stderr
+    for r in json.loads(out.read_text()):
+        expected = 2 * r["latency_ms"]["median"] + 1e-9 * r["model_card"]["macs_by_class"]["conv_kxk"]
+        assert r["prediction"]["latency_ms"]["value"] == pytest.approx(expected, rel=0.25)

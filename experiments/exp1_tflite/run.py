@@ -12,6 +12,7 @@ Measured: mean inference time and peak memory, 5 repetitions of every configurat
 import argparse
 import os
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
@@ -28,6 +29,7 @@ def main(argv=None):
     seedlib.common_arguments(parser, HERE, cpus=[1, 2, 4], memory="2g",
                              quick_help="two models, 30 iterations, 2 repetitions")
     opts = parser.parse_args(argv)
+    started = time.monotonic()
     if opts.quick:
         opts.models = opts.models or QUICK_MODELS
         opts.iterations, opts.repetitions = min(opts.iterations, 30), min(opts.repetitions, 2)
@@ -52,7 +54,7 @@ def main(argv=None):
              *seedlib.table(rows, models, cpus_done, [("mean_ms", "time ms"), ("peak_memory_mb", "peak MiB")]), "",
              "## The seed's claims, checked on this host", "", *seedlib.claims(rows, models, cpus_done), "",
              "![time per model](time_per_model.png)", "", "![peak memory](peak_memory.png)", ""]
-    seedlib.finish(opts, rows, lines, "tflite")
+    seedlib.finish(opts, rows, lines, "tflite", started)
     return rows
 
 

@@ -14,6 +14,7 @@ memory over them, and peak memory; 5 repetitions of every configuration.
 import argparse
 import os
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
@@ -32,6 +33,7 @@ def main(argv=None):
     parser.add_argument("--video-iterations", type=int, default=100,
                         help="timed iterations, video models (default 100, so the whole run fits in 45 minutes)")
     opts = parser.parse_args(argv)
+    started = time.monotonic()
     if opts.quick:
         opts.models = opts.models or QUICK
         opts.iterations, opts.video_iterations = min(opts.iterations, 20), min(opts.video_iterations, 5)
@@ -67,7 +69,7 @@ def main(argv=None):
                                                       ("peak_memory_mb", "cgroup peak MiB")]),
              "", "## The seed's claims, checked on this host", "", *seedlib.claims(rows, models, cpus_done), "",
              "![time per model](time_per_model.png)", "", "![peak memory](peak_memory.png)", ""]
-    seedlib.finish(opts, rows, lines, "torch")
+    seedlib.finish(opts, rows, lines, "torch", started)
     return rows
 
 
