@@ -37,8 +37,14 @@ IDENTITY = {"model", "threads", "status", "runtime", "runtime_version", "sha256"
 SECONDARY = {"latency_mean_ms", "latency_p90_ms", "latency_p99_ms", "rss_peak_mb", "idle_memory_mb"}
 
 
+MODEL_EXTENSIONS = {".onnx", ".tflite", ".pt", ".pth", ".pt2", ".ort", ".mlmodel", ".engine", ".trt"}
+
+
 def _stem(name):
-    return os.path.splitext(os.path.basename(str(name).strip()))[0]
+    """File stem of a model path; 'mobilenet_v2_0.25' keeps its dot (only model extensions go)."""
+    base = os.path.basename(str(name).strip())
+    stem, ext = os.path.splitext(base)
+    return stem if ext.lower() in MODEL_EXTENSIONS else base
 
 
 def _number(text, where):

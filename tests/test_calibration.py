@@ -248,3 +248,9 @@ def test_feature_calibration_through_the_cli(host_profiles, tmp_path):
     for r in json.loads(out.read_text()):
         expected = 2 * r["latency_ms"]["median"] + 1e-9 * r["model_card"]["macs_by_class"]["conv_kxk"]
         assert r["prediction"]["latency_ms"]["value"] == pytest.approx(expected, rel=0.25)
+
+
+def test_model_names_with_dots_keep_them(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("model,threads,latency_ms\nmobilenet_v2_0.25,1,2\n/data/mobilenet_v2_0.5.tflite,1,3\n")
+    assert [r.model for r in importers.load(str(path))] == ["mobilenet_v2_0.25", "mobilenet_v2_0.5"]
