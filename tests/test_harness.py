@@ -79,3 +79,13 @@ def test_timeout_is_a_row(models):
     assert [r["status"] for r in records] == ["timeout", "timeout"]
     done, records = harness(models["slow"], models["onnx"], "--iterations", 3, "--timeout", 30)
     assert [r["status"] for r in records] == ["ok", "ok"]
+
+
+def test_torch_export_program(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1)).eval()
+    path = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(model, (torch.rand(1, 3, 16, 16),)), str(path))
+    done, (record,) = harness(path, "--iterations", 10)
+    assert record["status"] == "ok", record["error"]
+    assert record["runtime"] == "torch" and record["input_shapes"] == {"input": [1, 3, 16, 16]}

@@ -40,7 +40,7 @@ def load(path, threads):
     except Exception as exc:
         message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable PyTorch model ({message})") from None
-    if hasattr(module, "eval"):
+    if not path.endswith(".pt2"):  # an exported program's module is already in inference form
         module.eval()
     return _Session(module, specs)
 
