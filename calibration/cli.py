@@ -60,14 +60,14 @@ def fail(message):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     from calibration.core import CalibrationError
-    from calibration.importers import ImportError_
+    from calibration.importers import DeviceLogError
     from profiler.config import ConfigError
 
     try:
         if argv[:1] == ["predict"]:
             return predict(predict_parser().parse_args(argv[1:]))
         return fit(fit_parser().parse_args(argv))
-    except (CalibrationError, ImportError_, ConfigError) as exc:
+    except (CalibrationError, DeviceLogError, ConfigError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
         return 130

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 MIB = 1024 * 1024
 
 
-class ImportError_(Exception):
+class DeviceLogError(Exception):
     """Bad device input; the message names the file and the line or column."""
 
 
@@ -51,7 +51,7 @@ def _number(text, where):
     try:
         value = float(str(text).strip())
     except ValueError:
-        raise ImportError_(f"{where}: {text!r} is not a number") from None
+        raise DeviceLogError(f"{where}: {text!r} is not a number") from None
     return value
 
 
@@ -59,10 +59,10 @@ def _canonical(column, where):
     """'latency_us' -> ('latency_ms', 1e-3); raises on an unknown unit suffix."""
     base, _, suffix = column.strip().lower().rpartition("_")
     if not base:
-        raise ImportError_(f"{where}: column {column!r} has no unit suffix (e.g. _ms, _mb)")
+        raise DeviceLogError(f"{where}: column {column!r} has no unit suffix (e.g. _ms, _mb)")
     if suffix not in UNITS:
         known = ", ".join("_" + u for u in UNITS)
-        raise ImportError_(f"{where}: column {column!r} has unknown unit suffix _{suffix} (known: {known})")
+        raise DeviceLogError(f"{where}: column {column!r} has unknown unit suffix _{suffix} (known: {known})")
     unit, factor = UNITS[suffix]
     return f"{base}_{unit}", factor
 
@@ -72,12 +72,12 @@ def read_csv(path, default_threads=None):
     text = _read(path)
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
-        raise ImportError_(f"{path}: empty file")
+        raise DeviceLogError(f"{path}: empty file")
     columns = [c.strip() for c in reader.fieldnames]
     if "model" not in columns:
-        raise ImportError_(f"{path}: missing column 'model' (header: {', '.join(columns)})")
+        raise DeviceLogError(f"{path}: missing column 'model' (header: {', '.join(columns)})")
     if "threads" not in columns and default_threads is None:
-        raise ImportError_(f"{path}: missing column 'threads' (or give --threads)")
+        raise DeviceLogError(f"{path}: missing column 'threads' (or give --threads)")
     metric_columns = {}
     for column in columns:
         if column in IDENTITY or column in SECONDARY:
@@ -92,7 +92,7 @@ def read_csv(path, default_threads=None):
         threads = int(_number(row.get("threads") or default_threads, f"{where}: column 'threads'"))
         model = _stem(row["model"])
         if not model:
-            raise ImportError_(f"{where}: empty model name")
+            raise DeviceLogError(f"{where}: empty model name")
         metrics = {}
         for column, (name, factor) in metric_columns.items():
             if row.get(column, "") == "":
@@ -100,12 +100,12 @@ def read_csv(path, default_threads=None):
             metrics[name] = _number(row[column], f"{where}: column {column!r}") * factor
         key = (model.lower(), threads)
         if key in seen:
-            raise ImportError_(f"{where}: duplicate row for model {model!r} with {threads} threads "
+            raise DeviceLogError(f"{where}: duplicate row for model {model!r} with {threads} threads "
                                f"(first on line {seen[key]})")
         seen[key] = line_no
         rows.append(DeviceMeasurement(model, threads, metrics, source=path, sha256=row.get("sha256") or None))
     if not rows:
-        raise ImportError_(f"{path}: no data rows")
+        raise DeviceLogError(f"{path}: no data rows")
     return rows
 
 
@@ -115,14 +115,14 @@ def read_harness_json(path):
     try:
         records = json.loads(text) if text.startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
     except json.JSONDecodeError as exc:
-        raise ImportError_(f"{path}:{exc.lineno}: not harness JSON ({exc.msg})") from None
+        raise DeviceLogError(f"{path}:{exc.lineno}: not harness JSON ({exc.msg})") from None
     rows, seen = [], set()
     for index, record in enumerate(records, start=1):
         if record.get("status") != "ok":
             continue
         key = (record["model"].lower(), int(record["threads"]))
         if key in seen:
-            raise ImportError_(f"{path}: record {index}: duplicate model {record['model']!r} with "
+            raise DeviceLogError(f"{path}: record {index}: duplicate model {record['model']!r} with "
                                f"{record['threads']} threads")
         seen.add(key)
         rows.append(DeviceMeasurement(record["model"], int(record["threads"]),
@@ -130,7 +130,7 @@ def read_harness_json(path):
                                        "peak_memory_mb": record["peak_memory_mb"]},
                                       source=path, sha256=record.get("sha256")))
     if not rows:
-        raise ImportError_(f"{path}: no successful harness records")
+        raise DeviceLogError(f"{path}: no successful harness records")
     return rows
 
 
@@ -144,7 +144,7 @@ def read_benchmark_model(path, model=None, threads=None):
     found_threads = next((int(re.search(r"\[(\d+)\]", l).group(1)) for l in lines if l.startswith("Num threads:")), None)
     counts = [l for l in lines if l.startswith("count=")]
     if not counts:
-        raise ImportError_(f"{path}: not a benchmark_model log (no 'count=' timing line)")
+        raise DeviceLogError(f"{path}: not a benchmark_model log (no 'count=' timing line)")
     timed = dict(re.findall(r"(\w+)=" + _NUM, counts[-1]))  # the last count= line is the timed runs
     latency_us = float(timed["median"]) if "median" in timed else float(timed["avg"])
     metrics = {"latency_ms": latency_us / 1000.0}
@@ -156,9 +156,9 @@ def read_benchmark_model(path, model=None, threads=None):
         metrics["peak_memory_mb"] = float(overall.group(1))
     name = model or (graph and _stem(graph))
     if not name:
-        raise ImportError_(f"{path}: no 'Graph:' line; give the model name with --model")
+        raise DeviceLogError(f"{path}: no 'Graph:' line; give the model name with --model")
     if threads is None and found_threads is None:
-        raise ImportError_(f"{path}: no 'Num threads:' line; give --threads")
+        raise DeviceLogError(f"{path}: no 'Num threads:' line; give --threads")
     return [DeviceMeasurement(name, threads or found_threads, metrics, source=path)]
 
 
@@ -166,27 +166,27 @@ def read_ort_perf_test(path, model=None, threads=None):
     text = _read(path)
     fields = dict(re.findall(r"^\s*([A-Za-z0-9 ]+?):\s*" + _NUM, text, re.MULTILINE))
     if "P50 Latency" not in fields and "Average inference time cost" not in fields:
-        raise ImportError_(f"{path}: not onnxruntime_perf_test output (no 'P50 Latency' line)")
+        raise DeviceLogError(f"{path}: not onnxruntime_perf_test output (no 'P50 Latency' line)")
     latency_ms = float(fields["P50 Latency"]) * 1000 if "P50 Latency" in fields \
         else float(fields["Average inference time cost"])
     metrics = {"latency_ms": latency_ms}
     if "Peak working set size" in fields:
         metrics["peak_memory_mb"] = float(fields["Peak working set size"]) / MIB
     if not model:
-        raise ImportError_(f"{path}: onnxruntime_perf_test output names no model; give --model")
+        raise DeviceLogError(f"{path}: onnxruntime_perf_test output names no model; give --model")
     if threads is None:
-        raise ImportError_(f"{path}: onnxruntime_perf_test output gives no thread count; give --threads")
+        raise DeviceLogError(f"{path}: onnxruntime_perf_test output gives no thread count; give --threads")
     return [DeviceMeasurement(model, threads, metrics, source=path)]
 
 
 def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, end=None):
     reader = csv.DictReader(io.StringIO(_read(path)))
     if not reader.fieldnames or "RAM" not in reader.fieldnames:
-        raise ImportError_(f"{path}: not a jetson-stats log (no 'RAM' column)")
+        raise DeviceLogError(f"{path}: not a jetson-stats log (no 'RAM' column)")
     if not device_ram_mb:
-        raise ImportError_(f"{path}: jtop RAM is a fraction; give the board's total with --device-ram (e.g. 4g)")
+        raise DeviceLogError(f"{path}: jtop RAM is a fraction; give the board's total with --device-ram (e.g. 4g)")
     if not model or threads is None:
-        raise ImportError_(f"{path}: a jtop log names no model; give --model and --threads")
+        raise DeviceLogError(f"{path}: a jtop log names no model; give --model and --threads")
     power_column = next((c for c in reader.fieldnames if c.strip().lower() in ("power cur", "power tot")), None)
     ram, power = [], []
     for line_no, row in enumerate(reader, start=2):
@@ -197,7 +197,7 @@ def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, en
         if power_column and row.get(power_column) not in (None, "", "OFF"):
             power.append(_number(row[power_column], f"{path}:{line_no}: column {power_column!r}"))
     if not ram:
-        raise ImportError_(f"{path}: no rows in the time window")
+        raise DeviceLogError(f"{path}: no rows in the time window")
     metrics = {"peak_memory_mb": max(ram), "mean_memory_mb": sum(ram) / len(ram)}
     if power:
         metrics["power_mw"] = sum(power) / len(power)
@@ -209,11 +209,11 @@ def _read(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        raise ImportError_(f"{path}: file not found") from None
+        raise DeviceLogError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ImportError_(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise DeviceLogError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if not text.strip():
-        raise ImportError_(f"{path}: empty file")
+        raise DeviceLogError(f"{path}: empty file")
     return text
 
 
@@ -231,7 +231,7 @@ def detect(path):
         return "jtop"
     if "," in first and ("model" in [c.strip() for c in first.split(",")] or path.lower().endswith(".csv")):
         return "csv"  # the CSV importer names a missing column
-    raise ImportError_(f"{path}: not a recognised device log (CSV with a 'model' column, harness JSON, "
+    raise DeviceLogError(f"{path}: not a recognised device log (CSV with a 'model' column, harness JSON, "
                        f"benchmark_model, onnxruntime_perf_test or jtop)")
 
 
@@ -250,4 +250,4 @@ def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None):
         return read_ort_perf_test(path, model, threads)
     if fmt == "jtop":
         return read_jtop(path, model, threads, device_ram_mb)
-    raise ImportError_(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    raise DeviceLogError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")

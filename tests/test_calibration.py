@@ -48,7 +48,7 @@ def test_onnxruntime_perf_test():
 @needs_logs
 def test_jtop_needs_the_board_ram():
     path = os.path.join(LOGS, "jtop_logger_example.csv")
-    with pytest.raises(importers.ImportError_, match="--device-ram"):
+    with pytest.raises(importers.DeviceLogError, match="--device-ram"):
         importers.load(path, model="m", threads=1)
     (row,) = importers.load(path, model="m", threads=1, device_ram_mb=4096)
     assert row.metrics["peak_memory_mb"] == pytest.approx(0.421 * 4096)
