@@ -28,6 +28,8 @@ def fit_parser():
     parser.add_argument("--model", help="model name, for logs that do not name it (onnxruntime_perf_test, jtop)")
     parser.add_argument("--threads", type=int, help="thread count, for logs or CSVs that do not give it")
     parser.add_argument("--device-ram", metavar="SIZE", help="the device's RAM, e.g. 4g (jtop RAM is a fraction of it)")
+    parser.add_argument("--start", metavar="TIME", help="jtop logs: first timestamp of the run, e.g. '2026-11-20 10:20:01'")
+    parser.add_argument("--end", metavar="TIME", help="jtop logs: last timestamp of the run")
     parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="use only host profiles of this runtime")
     parser.add_argument("--method", choices=["auto", "ols", "robust", "loglinear", "features"], default="auto",
                         help="auto (default: the lowest leave-one-out error of ols, loglinear and features), "
@@ -85,7 +87,8 @@ def fit(opts):
     device_ram_mb = _ram(opts.device_ram)
     rows = []
     for path in opts.device:
-        rows += importers.load(path, opts.format, model=opts.model, threads=opts.threads, device_ram_mb=device_ram_mb)
+        rows += importers.load(path, opts.format, model=opts.model, threads=opts.threads, device_ram_mb=device_ram_mb,
+                               start=opts.start, end=opts.end)
     seen = {}
     for row in rows:
         key = (row.model.lower(), row.threads)

@@ -238,7 +238,7 @@ def detect(path):
 FORMATS = ("auto", "csv", "harness", "benchmark_model", "ort_perf_test", "jtop")
 
 
-def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None):
+def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None, start=None, end=None):
     fmt = detect(path) if fmt == "auto" else fmt
     if fmt == "csv":
         return read_csv(path, default_threads=threads)
@@ -249,5 +249,5 @@ def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None):
     if fmt == "ort_perf_test":
         return read_ort_perf_test(path, model, threads)
     if fmt == "jtop":
-        return read_jtop(path, model, threads, device_ram_mb)
+        return read_jtop(path, model, threads, device_ram_mb, start, end)
     raise DeviceLogError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")

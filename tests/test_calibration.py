@@ -54,6 +54,9 @@ def test_jtop_needs_the_board_ram():
     assert row.metrics["peak_memory_mb"] == pytest.approx(0.421 * 4096)
     assert row.metrics["mean_memory_mb"] == pytest.approx((0.412 + 0.418 + 0.421) / 3 * 4096)
     assert row.metrics["power_mw"] == pytest.approx((3120 + 3240 + 3310) / 3)
+    (window,) = importers.load(path, model="m", threads=1, device_ram_mb=4096, start="2026-11-20 10:20:02")
+    assert window.metrics["peak_memory_mb"] == pytest.approx(0.421 * 4096)
+    assert window.metrics["mean_memory_mb"] == pytest.approx((0.418 + 0.421) / 2 * 4096)
 
 
 def test_generic_csv_units(tmp_path):
