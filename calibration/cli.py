@@ -71,6 +71,8 @@ def main(argv=None):
         return fit(fit_parser().parse_args(argv))
     except (CalibrationError, DeviceLogError, ConfigError) as exc:
         return fail(str(exc))
+    except OSError as exc:  # an output that cannot be written
+        return fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
     except KeyboardInterrupt:
         return 130
 

@@ -35,6 +35,17 @@ def check_models(paths, runtime):
     return groups
 
 
+def check_output(path, option):
+    """Fail before measuring anything if a result file could not be written."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise PipelineError(f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PipelineError(f"{option} {path}: folder {folder} is not writable")
+
+
 def profile(opts, notice):
     overrides = {key: getattr(opts, key, None) for key in
                  ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP",
@@ -47,6 +58,8 @@ def profile(opts, notice):
     for warning in target.warnings:
         notice(f"warning: {warning}")
     groups = check_models(opts.models, opts.runtime)
+    for option in ("json", "csv"):
+        check_output(getattr(opts, option, None), f"--{option}")
 
     if opts.card_only:
         from profiler.analysis import model_card

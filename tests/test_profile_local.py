@@ -123,3 +123,10 @@ def test_unreadable_env_file(tmp_path, models):
 def test_invalid_setting_on_the_command_line(models):
     done = run_cli("profile", "--cpus", "0", models["onnx"])
     assert done.returncode == 2 and done.stderr.strip() == "profile: error: CPUS=0: must be greater than 0"
+
+
+def test_unwritable_output_fails_before_profiling(models, tmp_path):
+    done = run_cli("profile", "--backend", "local", "--no-store", "--json", tmp_path / "missing" / "r.json", models["onnx"])
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"profile: error: --json {tmp_path / 'missing' / 'r.json'}: folder " \
+                                  f"{tmp_path / 'missing'} does not exist"

@@ -74,4 +74,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (KeyError, OSError) as exc:  # an unknown zoo name, an unwritable output
+        sys.exit(f"{os.path.basename(os.path.dirname(os.path.abspath(__file__)))}: error: {exc}")
