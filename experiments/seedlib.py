@@ -213,13 +213,16 @@ def calibrate_with_device(rows, device_csv, out, runtime, latency_metric="mean_m
     return calibration, figures
 
 
-def finish(opts, rows, lines, runtime, started):
-    """With a device CSV, add the calibration section; then write RESULTS.md and print it."""
+def finish(opts, rows, lines, runtime, started, models, cpus_done):
+    """Add the wall time, the seed's claims, the figures and (with a device CSV) the calibration;
+    then write RESULTS.md and print it."""
     import time
 
     minutes, seconds = divmod(int(time.monotonic() - started), 60)
     lines[next(i for i, line in enumerate(lines) if line.startswith("- Every row"))] += (
         f"\n- Wall time of this run on this host: {minutes} min {seconds} s (model export included).")
+    lines += ["## The seed's claims, checked on this host", "", *claims(rows, models, cpus_done), "",
+              "![time per model](time_per_model.png)", "", "![peak memory](peak_memory.png)", ""]
     if opts.device_csv:
         calibration, figures = calibrate_with_device(rows, opts.device_csv, opts.out, runtime)
         lines += ["## Calibration against the device", ""]
@@ -229,6 +232,14 @@ def finish(opts, rows, lines, runtime, started):
     with open(os.path.join(opts.out, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def command(main, name):
+    """Run an experiment's main as a command: an unknown zoo name or an unwritable output is one line."""
+    try:
+        main()
+    except (KeyError, OSError) as exc:
+        sys.exit(f"{name}: error: {exc}")
 
 
 def cpu_note(skipped, cores):

@@ -51,15 +51,10 @@ def main(argv=None):
              *seedlib.cpu_note(skipped, cores),
              f"- Every row: `{rows[0]['enforced']}` (CPU = {cpus_done[0]}).", "",
              "## Mean inference time (ms) and peak memory (MiB), mean ± std over repetitions", "",
-             *seedlib.table(rows, models, cpus_done, [("mean_ms", "time ms"), ("peak_memory_mb", "peak MiB")]), "",
-             "## The seed's claims, checked on this host", "", *seedlib.claims(rows, models, cpus_done), "",
-             "![time per model](time_per_model.png)", "", "![peak memory](peak_memory.png)", ""]
-    seedlib.finish(opts, rows, lines, "tflite", started)
+             *seedlib.table(rows, models, cpus_done, [("mean_ms", "time ms"), ("peak_memory_mb", "peak MiB")]), ""]
+    seedlib.finish(opts, rows, lines, "tflite", started, models, cpus_done)
     return rows
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (KeyError, OSError) as exc:  # an unknown zoo name, an unwritable output
-        sys.exit(f"{os.path.basename(os.path.dirname(os.path.abspath(__file__)))}: error: {exc}")
+    seedlib.command(main, os.path.basename(HERE))

@@ -67,14 +67,10 @@ def main(argv=None):
              *seedlib.table(rows, models, cpus_done, [("mean_ms", "mean ms"), ("total_runtime_s", "total s"),
                                                       ("mean_rss_mb", "avg RSS MiB"), ("rss_peak_mb", "peak RSS MiB"),
                                                       ("peak_memory_mb", "cgroup peak MiB")]),
-             "", "## The seed's claims, checked on this host", "", *seedlib.claims(rows, models, cpus_done), "",
-             "![time per model](time_per_model.png)", "", "![peak memory](peak_memory.png)", ""]
-    seedlib.finish(opts, rows, lines, "torch", started)
+             ""]
+    seedlib.finish(opts, rows, lines, "torch", started, models, cpus_done)
     return rows
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (KeyError, OSError) as exc:  # an unknown zoo name, an unwritable output
-        sys.exit(f"{os.path.basename(os.path.dirname(os.path.abspath(__file__)))}: error: {exc}")
+    seedlib.command(main, os.path.basename(HERE))

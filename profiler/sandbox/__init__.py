@@ -6,7 +6,6 @@ itself dies mid-batch (memory cap, timeout), the model in flight gets that statu
 a fresh sandbox runs the rest.
 """
 
-import hashlib
 import math
 import os
 import sys
@@ -43,7 +42,7 @@ def pick_cores(target):
     return sorted(physical_first_cores()[: math.ceil(target.cpus)])
 
 
-def harness_args(target, paths, cgroup):
+def harness_args(target, paths, cgroup, runtime=None):
     args = [*paths, "--threads", str(target.threads), "--warmup", str(target.warmup),
             "--iterations", str(target.iterations), "--batch", str(target.batch),
             "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}"]
@@ -55,14 +54,17 @@ def harness_args(target, paths, cgroup):
         args += ["--op-profile", str(target.op_profile_runs)]
     if cgroup:
         args.append("--cgroup")
+    if runtime:
+        args += ["--runtime", runtime]
     return args
 
 
 def failure_record(path, runtime, status, error):
     """A row for a model whose sandbox died before the harness could report it."""
+    from profiler.harness import sha256_of
+
     try:
-        with open(path, "rb") as f:
-            sha = hashlib.sha256(f.read()).hexdigest()
+        sha = sha256_of(path)
     except OSError:
         sha = None
     return {"model": os.path.splitext(os.path.basename(path))[0], "path": path, "sha256": sha,

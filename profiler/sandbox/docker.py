@@ -258,7 +258,7 @@ class DockerBackend(Backend):
         container = None
         try:
             container = self.client.containers.create(
-                image, command=harness_args(target, inside, cgroup=True) + ["--runtime", runtime], **options)
+                image, command=harness_args(target, inside, cgroup=True, runtime=runtime), **options)
             container.start()
             failure = self._stream(container, target, emit_host)
             state = self._wait(container)

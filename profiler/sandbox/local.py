@@ -142,9 +142,7 @@ class LocalBackend(Backend):
         project_root = os.path.dirname(os.path.dirname(os.path.abspath(profiler.__file__)))
         env = dict(os.environ, PYTHONPATH=project_root + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    OMP_NUM_THREADS=str(target.threads), PYTHONDONTWRITEBYTECODE="1")
-        command = [sys.executable, "-m", "profiler.harness", *harness_args(target, paths, caps.memory)]
-        if runtime:
-            command += ["--runtime", runtime]
+        command = [sys.executable, "-m", "profiler.harness", *harness_args(target, paths, caps.memory, runtime)]
         child = None
         # stderr goes to a file: runtimes can log a lot, and a full pipe would stall the child
         with tempfile.TemporaryFile() as stderr:
