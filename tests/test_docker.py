@@ -128,15 +128,19 @@ def test_ctrl_c_removes_the_container(docker_backend, models, tmp_path):
 
 
 def test_backends_agree_on_a_model(docker_backend, models, tmp_path):
-    """Same harness, same runtime versions: medians agree (loose here; the tight figure is in make bench)."""
+    """Same harness, same runtime build, same inputs and card on both backends.
+
+    Latency agreement is a timing figure and is measured by `make bench` (d), not asserted here."""
     done, (docker_record,) = docker_profile(tmp_path, models["slow"], "--iterations", 30)
     done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--quiet", "--json",
                     tmp_path / "l.json", models["slow"], "--iterations", 30)
     assert done.returncode == 0, done.stderr
     local_record = json.loads((tmp_path / "l.json").read_text())[0]
-    assert docker_record["runtime_version"] == local_record["runtime_version"]
-    ratio = docker_record["latency_ms"]["median"] / local_record["latency_ms"]["median"]
-    assert 0.7 < ratio < 1.3
+    same = ("status", "runtime", "runtime_version", "sha256", "model_card", "input_shapes", "iterations", "warmup",
+            "threads", "cpus_seen", "memory_source", "seed")
+    assert {k: docker_record[k] for k in same} == {k: local_record[k] for k in same}
+    assert (docker_record["backend"], local_record["backend"]) == ("docker", "local")
+    assert docker_record["cgroup"]["limit_mb"] == local_record["cgroup"]["limit_mb"] == 1024
 
 
 def test_no_engine_auto_falls_back_and_docker_fails(models, tmp_path):
