@@ -169,6 +169,29 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+def read_through(paths, chunk=1 << 20):
+    """Read files whole, so their pages sit in the page cache, charged to whoever reads them now."""
+    buffer = bytearray(chunk)
+    for path in paths:
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while f.readinto(buffer):
+                    pass
+        except OSError:
+            pass  # an unreadable model is reported as that model's error row
+
+
+def mapped_files():
+    """Files this process has mapped: the interpreter, numpy's and the runtime's shared libraries."""
+    found = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[5].startswith("/"):
+                found.add(fields[5].strip())
+    return sorted(p for p in found if os.path.isfile(p))
+
+
 def host_info():
     cpu_model = platform.processor() or ""
     try:
@@ -368,6 +391,21 @@ def run_model(path, runtime, opts, cgroup):
     return {"status": "error", "error": f"worker exited with code {os.WEXITSTATUS(status)} and no result"}
 
 
+def empty_run(opts):
+    """The executor's own cost, for the backend to time: interpreter start and runtime import, no model.
+
+    Run in a fresh sandbox before the models, it also reads every library the runtime mapped whole,
+    so those pages are cached and charged to this throwaway cgroup: the measuring sandbox's peak
+    is then the same whether the page cache was cold or warm."""
+    t0 = time.perf_counter_ns()
+    rt = adapter(opts.runtime)
+    import_ms = (time.perf_counter_ns() - t0) / 1e6
+    read_through(mapped_files())
+    return {"result_version": RESULT_VERSION, "empty_run": True, "runtime": opts.runtime,
+            "runtime_package": rt.PACKAGE, "runtime_version": rt.version(), "import_ms": round(import_ms, 3),
+            "idle_rss_mb": round(proc_status_mb("VmRSS"), 3)}
+
+
 def profile_models(opts, emit):
     cgroup = Cgroup()
     if opts.cgroup and cgroup.version is None:
@@ -443,7 +481,7 @@ def build_parser():
                     "Run it on the device itself to take the measurements `calibrate` imports.",
         epilog="example (on a Raspberry Pi): python -m profiler.harness a.tflite b.tflite "
                "--threads 4 --csv pi5.csv")
-    parser.add_argument("models", nargs="+", help="model files (.onnx, .tflite, .pt, .pth, .pt2)")
+    parser.add_argument("models", nargs="*", help="model files (.onnx, .tflite, .pt, .pth, .pt2)")
     parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="override the runtime picked by extension")
     parser.add_argument("--threads", type=positive_int, default=1, help="runtime thread count (default 1)")
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs (default 10)")
@@ -458,6 +496,8 @@ def build_parser():
                         help="also time RUNS runs with the runtime's own profiler, per operator class (ONNX)")
     parser.add_argument("--sample-memory", action="store_true",
                         help="read the resident memory after every timed run (mean_rss_mb)")
+    parser.add_argument("--empty", action="store_true",
+                        help="load no model: import --runtime and print the start-up cost (sandboxes time this)")
     parser.add_argument("--keep-samples", action="store_true", help="include every timed sample in the JSON")
     parser.add_argument("--csv", metavar="FILE", help="also write the rows `calibrate` imports to FILE")
     parser.add_argument("--json", metavar="FILE", help="also write all results as one JSON list to FILE")
@@ -465,7 +505,20 @@ def build_parser():
 
 
 def main(argv=None):
-    opts = build_parser().parse_args(argv)
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.empty:
+        if not opts.runtime:
+            parser.error("--empty needs --runtime")
+        try:
+            print(json.dumps(empty_run(opts)), flush=True)
+        except ImportError as exc:
+            print(json.dumps({"empty_run": True, "runtime": opts.runtime, "error": f"runtime not installed ({exc})"}),
+                  flush=True)
+            return 1
+        return 0
+    if not opts.models:
+        parser.error("give at least one model file")
     records = []
 
     def emit(record):

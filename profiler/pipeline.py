@@ -131,6 +131,10 @@ def profile(opts, notice):
     if ranked:
         print()
         _out(ranked)
+    overhead = report.overhead_lines(records)
+    if overhead and not opts.quiet:
+        print()
+        _out(overhead)
     for record in records:
         for warning in record.get("warnings") or []:
             print(f"WARNING: {warning}", file=sys.stderr)

@@ -103,3 +103,21 @@ def card_lines(path, card):
     if ops:
         lines.append("  ops          " + ", ".join(f"{name}×{count}" for name, count in ops.items()))
     return lines
+
+
+def overhead_lines(records):
+    """One line per backend and runtime: what an empty sandbox run costs, outside every figure."""
+    seen, lines = set(), []
+    for r in records:
+        overhead = r.get("executor_overhead")
+        key = (r.get("backend"), r.get("runtime"))
+        if not overhead or key in seen:
+            continue
+        seen.add(key)
+        if overhead.get("empty_run_ms") is None:
+            lines.append(f"Overhead: the empty {key[0]} run with {key[1]} failed: {overhead.get('error')}")
+        else:
+            lines.append(f"Overhead: an empty {key[0]} run with {key[1]} takes {overhead['empty_run_ms']:.0f} ms "
+                         f"({overhead['runtime_import_ms']:.0f} ms of it importing the runtime); "
+                         f"no figure above includes it")
+    return lines

@@ -65,3 +65,27 @@ def pytest_report_header(config):
     problem = docker_engine_problem()
     return [f"docker: {'engine available' if problem is None else 'SKIPPING Docker tests: ' + problem}",
             f"shared data: {'present' if os.path.isdir(SHARED) else 'absent (dataset tests skip)'}"]
+
+
+@pytest.fixture
+def cold_page_cache():
+    """Empty the host's page cache (root only), as after a reboot or on a busy machine."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+    except OSError as exc:
+        pytest.skip(f"cannot drop the page cache here ({exc.strerror})")
+
+
+def same_peak_cold_and_warm(profile):
+    """profile() -> one record. Run it on a cold page cache, then warm: the cgroup peak must not
+    count the runtime's libraries or the model file just because this sandbox read them first
+    (without the empty run and the host read-through, cold was 145 MiB against 48 MiB warm)."""
+    cold, warm = profile(), profile()
+    assert cold["status"] == warm["status"] == "ok"
+    assert cold["memory_source"] == warm["memory_source"] == "cgroup"
+    assert abs(cold["peak_memory_mb"] - warm["peak_memory_mb"]) < 8, (cold["peak_memory_mb"], warm["peak_memory_mb"])
+    assert abs(cold["idle_memory_mb"] - warm["idle_memory_mb"]) < 8, (cold["idle_memory_mb"], warm["idle_memory_mb"])
+    for record in (cold, warm):
+        assert record["executor_overhead"]["empty_run_ms"] > record["executor_overhead"]["runtime_import_ms"] > 0

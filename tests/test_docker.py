@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from profiler.config import load_target
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, same_peak_cold_and_warm
 
 pytestmark = pytest.mark.docker
 ENV = os.path.join(ROOT, "env.template")
@@ -153,3 +154,14 @@ def test_no_engine_auto_falls_back_and_docker_fails(models, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == ("profile: error: BACKEND=docker: no Docker engine answers at "
                                    "unix:///nonexistent/docker.sock")
+
+
+def test_a_cold_page_cache_does_not_move_the_peak(docker_backend, models, tmp_path, cold_page_cache):
+    same_peak_cold_and_warm(lambda: docker_profile(tmp_path, models["slow"], "--iterations", 5)[1][0])
+
+
+def test_the_empty_run_is_reported(docker_backend, models, tmp_path):
+    done = run_cli("profile", "--env", ENV, "--backend", "docker", "--no-store", models["onnx"], "--iterations", 5)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^Overhead: an empty docker run with onnx takes \d+ ms \(\d+ ms of it importing the runtime\); "
+                     r"no figure above includes it$", done.stdout, re.M), done.stdout

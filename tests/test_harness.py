@@ -89,3 +89,14 @@ def test_torch_export_program(tmp_path):
     done, (record,) = harness(path, "--iterations", 10)
     assert record["status"] == "ok", record["error"]
     assert record["runtime"] == "torch" and record["input_shapes"] == {"input": [1, 3, 16, 16]}
+
+
+def test_empty_run_imports_the_runtime_and_loads_no_model():
+    done, (record,) = harness("--empty", "--runtime", "tflite")
+    assert done.returncode == 0, done.stderr
+    assert record["empty_run"] is True and record["runtime"] == "tflite" and record["import_ms"] > 0
+    assert record["runtime_package"] in ("ai-edge-litert", "tflite-runtime") and record["runtime_version"]
+    for args, message in [(("--empty",), "--empty needs --runtime"), ((), "give at least one model file")]:
+        done = subprocess.run([sys.executable, "-m", "profiler.harness", *args], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2 and done.stderr.strip().endswith(f"error: {message}")

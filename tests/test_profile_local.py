@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, same_peak_cold_and_warm
 
 ENV = os.path.join(ROOT, "env.template")
 
@@ -130,3 +130,7 @@ def test_unwritable_output_fails_before_profiling(models, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == f"profile: error: --json {tmp_path / 'missing' / 'r.json'}: folder " \
                                   f"{tmp_path / 'missing'} does not exist"
+
+
+def test_a_cold_page_cache_does_not_move_the_peak(models, tmp_path, cold_page_cache):
+    same_peak_cold_and_warm(lambda: profile_json(tmp_path, models["slow"], "--iterations", 5)[1][0])

@@ -9,6 +9,7 @@ a fresh sandbox runs the rest.
 import math
 import os
 import sys
+import time
 
 import profiler
 from profiler.runtimes import runtime_for
@@ -43,6 +44,8 @@ def pick_cores(target):
 
 
 def harness_args(target, paths, cgroup, runtime=None):
+    if not paths:
+        return ["--empty", "--runtime", runtime]
     args = [*paths, "--threads", str(target.threads), "--warmup", str(target.warmup),
             "--iterations", str(target.iterations), "--batch", str(target.batch),
             "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}"]
@@ -79,13 +82,17 @@ class Backend:
 
     def run(self, target, paths, on_result, runtime=None):
         """Profile paths (all of one runtime) and call on_result(record) once per model."""
+        from profiler.harness import read_through
+
+        read_through(paths)  # model pages cached and charged outside the sandbox, cold cache or warm
+        overhead = self.overhead(target, runtime or runtime_for(paths[0]))
         pending = list(paths)
         while pending:
             enforced, done = {}, []
 
             def emit(record):
                 done.append(record)
-                on_result(self._decorate(record, target, enforced))
+                on_result(self._decorate(record, target, enforced, overhead))
 
             failure = self._run_batch(target, pending, runtime, emit, enforced)
             if len(done) >= len(pending):
@@ -93,11 +100,31 @@ class Backend:
             status, error = failure or ("error", "the sandbox stopped without a result")
             in_flight = pending[len(done)]
             record = failure_record(in_flight, runtime or runtime_for(in_flight), status, error)
-            on_result(self._decorate(record, target, enforced))
+            on_result(self._decorate(record, target, enforced, overhead))
             pending = pending[len(done) + 1:]
 
-    def _decorate(self, record, target, enforced):
+    def overhead(self, target, runtime):
+        """Time one empty sandbox run (start, interpreter, runtime import, teardown), once per runtime
+        and target. It is reported, not subtracted: every latency figure is taken inside the sandbox,
+        so this is the price of a profile, not a bias in it."""
+        key = (runtime, repr(target.describe()))
+        cache = self.__dict__.setdefault("_overheads", {})
+        if key not in cache:
+            records = []
+            start = time.perf_counter()
+            failure = self._run_batch(target, [], runtime, records.append, {})
+            wall_ms = round((time.perf_counter() - start) * 1000, 1)
+            found = records[0] if records else {}
+            if failure or not found or found.get("error"):
+                error = found.get("error") or (failure[1] if failure else "no result")
+                cache[key] = {"empty_run_ms": None, "error": error}
+            else:
+                cache[key] = {"empty_run_ms": wall_ms, "runtime_import_ms": found["import_ms"]}
+        return cache[key]
+
+    def _decorate(self, record, target, enforced, overhead=None):
         record["backend"] = self.name
+        record["executor_overhead"] = dict(overhead) if overhead else None
         record["target"] = target.describe()
         record["enforced"] = dict(enforced)
         record.setdefault("host", {})["tool_version"] = profiler.__version__
