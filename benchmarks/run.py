@@ -9,6 +9,8 @@
 (d) Docker wall / local wall on the same N models, warm image (target <= 1.5), and the median latency
     of one model under both backends (target: within 3%)
 (e) `profile --card-only` wall time on a 50 MB ONNX model (target < 2 s)
+(f) the executor's overhead: one empty sandbox run (start, interpreter, onnxruntime import,
+    teardown) per backend, as every profile reports it; no latency figure includes it
 """
 
 import argparse
@@ -118,6 +120,7 @@ def main():
             docker.image_for("onnx")  # warm image: built before timing
             docker_wall, _ = profile(docker, small_target, small)
             local_wall, _ = profile(local, small_target, small)
+            figures["f_empty_docker_run_ms"] = docker.overhead(small_target, "onnx")["empty_run_ms"]
             figures["d_docker_over_local"] = docker_wall / local_wall
             print(f"(d) {len(small)} CNNs: Docker wall {docker_wall:.2f} s / local wall {local_wall:.2f} s = "
                   f"{figures['d_docker_over_local']:.3f}   (target <= 1.5)")
@@ -135,6 +138,10 @@ def main():
     figures["e_card_only_s"] = time.perf_counter() - start
     print(f"(e) profile --card-only on a {os.path.getsize(big) / 1e6:.0f} MB ONNX model: "
           f"{figures['e_card_only_s']:.2f} s (exit {done.returncode})   (target < 2 s)")
+    figures["f_empty_local_run_ms"] = local.overhead(small_target, "onnx")["empty_run_ms"]
+    print(f"(f) empty run: local {figures['f_empty_local_run_ms']:.0f} ms"
+          + (f", Docker {figures['f_empty_docker_run_ms']:.0f} ms" if "f_empty_docker_run_ms" in figures else "")
+          + "   (reported, outside every latency figure)")
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
 
 

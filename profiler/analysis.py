@@ -210,7 +210,10 @@ def tflite_card(path, shapes, batch=1):
     from profiler.runtimes import tflite_adapter
 
     try:
-        interp = tflite_adapter._interpreter.Interpreter(model_path=path)
+        # Builtin kernels only: the card needs the graph, not XNNPACK (which would also log to stderr)
+        resolver = getattr(tflite_adapter._interpreter, "OpResolverType", None)
+        extra = {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if resolver else {}
+        interp = tflite_adapter._interpreter.Interpreter(model_path=path, **extra)
         interp.allocate_tensors()
         ops = interp._get_ops_details()
         tensors = {t["index"]: t for t in interp.get_tensor_details()}
