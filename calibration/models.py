@@ -121,6 +121,15 @@ def _loo_mape(A, y, ridge):
     return float(100 * errors.mean())
 
 
+def _best_single(A, y, ridge):
+    """Too few references for leave-one-out: the one feature that fits them best."""
+    def residual(j):
+        w, b = _nnls_intercept(A[:, [j]], y, ridge)
+        return float(np.sum((A[:, j] * w[0] + b - y) ** 2))
+
+    return [min(range(A.shape[1]), key=residual)], float("nan")
+
+
 def _select(A, y, limit, ridge):
     """Forward selection by leave-one-out MAPE on the references only."""
     selected, best = [], float("inf")
@@ -159,7 +168,7 @@ class FeatureCalibration(RegressorMixin, BaseEstimator):
         scale[scale == 0] = 1.0
         A = X / scale
         limit = max(1, min(self.max_features or X.shape[1], n - 3, X.shape[1]))
-        selected, self.loo_mape_ = _select(A, y, limit, self.ridge) if n >= 4 else ([0], float("nan"))
+        selected, self.loo_mape_ = _select(A, y, limit, self.ridge) if n >= 4 else _best_single(A, y, self.ridge)
         w, b = _nnls_intercept(A[:, selected], y, self.ridge)
         self.scale_ = scale
         self.selected_ = np.array(selected, dtype=int)

@@ -63,3 +63,14 @@ def test_nb201_pi5_small(tmp_path):
     assert features["within10"] >= 85.0, features
     assert (tmp_path / "out" / "RESULTS.md").exists()
     assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000
+
+
+def test_three_references_pick_the_feature_that_fits_not_the_first_one():
+    from calibration.models import FeatureCalibration
+
+    rng = np.random.default_rng(7)
+    X = rng.uniform(1, 10, (3, 4))
+    y = 2.0 * X[:, 2] + 0.5
+    model = FeatureCalibration().fit(X, y)
+    assert list(model.selected_) == [2]
+    assert model.predict(X) == pytest.approx(y, rel=1e-4)
