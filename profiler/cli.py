@@ -46,6 +46,7 @@ def build_parser():
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the results as a JSON list")
     out.add_argument("--csv", metavar="FILE", help="write the results as CSV")
+    out.add_argument("--markdown", metavar="FILE", help="write the results table and ranking as markdown")
     out.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite results store (default ./profiles.db)")
     out.add_argument("--no-store", action="store_true", help="do not save results in the store")
     out.add_argument("--calibration", metavar="FILE", help="calibration JSON from `calibrate`: predict device figures and rank")

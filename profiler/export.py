@@ -52,3 +52,9 @@ def write_csv(path, records):
         writer.writerows(flatten(r) for r in records)
 
     _atomic(path, write)
+
+
+def write_markdown(path, records):
+    from profiler.report import markdown_lines
+
+    _atomic(path, lambda f: f.write("\n".join(markdown_lines(records)) + "\n"))

@@ -58,7 +58,7 @@ def profile(opts, notice):
     for warning in target.warnings:
         notice(f"warning: {warning}")
     groups = check_models(opts.models, opts.runtime)
-    for option in ("json", "csv"):
+    for option in ("json", "csv", "markdown"):
         check_output(getattr(opts, option, None), f"--{option}")
 
     if opts.card_only:
@@ -113,6 +113,8 @@ def profile(opts, notice):
             export.write_json(opts.json, records)
         if opts.csv:
             export.write_csv(opts.csv, records)
+        if opts.markdown:
+            export.write_markdown(opts.markdown, records)
         progress.update(1)
         progress.set_postfix_str(f"{record['model']}: {record['status']}")
 

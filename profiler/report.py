@@ -37,6 +37,23 @@ def _table(header, rows):
 
 
 def results_table(records):
+    return _table(*result_rows(records))
+
+
+def markdown_lines(records):
+    """The results table as GitHub markdown, then the ranking, for pasting into a review."""
+    header, rows = result_rows(records)
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    ranked = ranking(records)
+    if ranked:
+        lines += ["", ranked[0], ""] + [f"- {line.strip()}" for line in ranked[1:]]
+    return lines
+
+
+def result_rows(records):
+    """(header, rows): one row per model; the terminal and markdown tables both show these."""
     predicted = any(r.get("prediction") for r in records)
     header = ["model", "runtime", "status", "load ms", "median ± IQR ms (min … max)", "p99 ms", "peak MiB", "MMACs",
               "caps"]
@@ -52,7 +69,7 @@ def results_table(records):
         if predicted:
             row += _prediction_cells(r.get("prediction"))
         rows.append(row)
-    return _table(header, rows)
+    return header, rows
 
 
 def _prediction_cells(prediction):

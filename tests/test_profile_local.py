@@ -70,16 +70,22 @@ def test_store_keeps_every_result(models, tmp_path):
     assert {r["target"]["threads"] for r in records} == {1, 2}
 
 
-def test_csv_export(models, tmp_path):
+def test_csv_and_markdown_export(models, tmp_path):
     import csv
 
-    out = tmp_path / "r.csv"
-    done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--csv", out, models["onnx"],
-                   models["tflite"], "--iterations", 5)
+    out, table = tmp_path / "r.csv", tmp_path / "r.md"
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--csv", out, "--markdown", table,
+                   models["onnx"], models["tflite"], "--iterations", 5)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(open(out)))
     assert [r["runtime"] for r in rows] == ["onnx", "tflite"]
     assert float(rows[0]["latency_median_ms"]) > 0 and rows[0]["enforced_memory"] == "True"
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("| model | runtime | status |") and lines[1].startswith("|---|")
+    body = [line.split(" | ") for line in lines[2:4]]
+    assert [(cells[1], cells[2]) for cells in body] == [("onnx", "ok"), ("tflite", "ok")]
+    assert {line.count(" | ") for line in (lines[2], lines[3])} == {lines[0].count(" | ")}
+    assert lines[5] == "Ranking by median latency:" and "× slower: tiny_cnn" in lines[8]
 
 
 BAD = [
