@@ -1,6 +1,7 @@
 """`calibrate`: fit device ≈ a·host + b from device logs and host profiles; `calibrate predict`."""
 
 import argparse
+import os
 import sys
 
 EPILOG = """examples:
@@ -85,7 +86,12 @@ def _ram(text):
 
 def fit(opts):
     from calibration import core, importers, plots, report
+    from profiler.export import check_writable
 
+    if opts.out:
+        check_writable(opts.out)  # before any work, so a bad path costs nothing
+    if opts.plot and os.path.exists(opts.plot) and not os.path.isdir(opts.plot):
+        raise core.CalibrationError(f"--plot {opts.plot}: is a file, not a folder")
     device_ram_mb = _ram(opts.device_ram)
     rows = []
     for path in opts.device:
@@ -115,8 +121,10 @@ def fit(opts):
 
 def predict(opts):
     from calibration import core, report
-    from profiler.export import write_json
+    from profiler.export import check_writable, write_json
 
+    if opts.json:
+        check_writable(opts.json)
     calibration = core.load(opts.calibration)
     predictor = core.Predictor(calibration, force=opts.force, device_ram_mb=_ram(opts.device_ram),
                                warn=lambda m: print(m, file=sys.stderr))

@@ -254,10 +254,9 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
 # ---------------------------------------------------------------- saving, loading, predicting
 
 def save(calibration, path):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(calibration, f, indent=1)
-    os.replace(tmp, path)
+    from profiler.export import write_json
+
+    write_json(path, calibration)
 
 
 def load(path):

@@ -1,6 +1,7 @@
 """Exporters: one function per format, each writing atomically (temp file, then rename)."""
 
 import csv
+import errno
 import json
 import os
 
@@ -30,12 +31,31 @@ def flatten(record):
     return row
 
 
+def _tmp(path):
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def check_writable(path):
+    """Raise OSError naming `path` when a result file could not be written there (nothing is left behind)."""
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "is a folder, not a file", path)
+    try:
+        open(_tmp(path), "w").close()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    os.remove(_tmp(path))
+
+
 def _atomic(path, write):
-    tmp = f"{path}.tmp-{os.getpid()}"
+    """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file."""
+    check_writable(path)
+    tmp = _tmp(path)
     try:
         with open(tmp, "w", newline="") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -44,6 +44,10 @@ def check_output(path, option):
         raise PipelineError(f"{option} {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise PipelineError(f"{option} {path}: folder {folder} is not writable")
+    try:
+        export.check_writable(path)
+    except OSError as exc:
+        raise PipelineError(f"{option} {path}: {exc.strerror}") from None
 
 
 def profile(opts, notice):
@@ -109,12 +113,15 @@ def profile(opts, notice):
         if store is not None:
             store.save(record)
         # Exported after every model, so an interrupted run keeps what it measured.
-        if opts.json:
-            export.write_json(opts.json, records)
-        if opts.csv:
-            export.write_csv(opts.csv, records)
-        if opts.markdown:
-            export.write_markdown(opts.markdown, records)
+        try:
+            if opts.json:
+                export.write_json(opts.json, records)
+            if opts.csv:
+                export.write_csv(opts.csv, records)
+            if opts.markdown:
+                export.write_markdown(opts.markdown, records)
+        except OSError as exc:  # e.g. the disk filled up; the sandbox is removed on the way out
+            raise PipelineError(f"{exc.filename}: {exc.strerror}") from None
         progress.update(1)
         progress.set_postfix_str(f"{record['model']}: {record['status']}")
 

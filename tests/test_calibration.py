@@ -200,11 +200,17 @@ def test_calibration_errors(host_profiles, tmp_path):
     assert done.returncode == 2 and "schema version 99 is not supported" in done.stderr
 
 
-def test_other_runtime_or_threads_is_a_warning_and_force_allows_it(host_profiles, tmp_path):
-    folder, host, records = host_profiles
+def twice_as_slow(tmp_path, records):
+    """A device CSV whose latencies are twice the host's."""
     device = tmp_path / "d.csv"
     device.write_text("model,threads,latency_ms\n" + "".join(
         f"{r['model']},1,{2 * r['latency_ms']['median']}\n" for r in records))
+    return device
+
+
+def test_other_runtime_or_threads_is_a_warning_and_force_allows_it(host_profiles, tmp_path):
+    folder, host, records = host_profiles
+    device = twice_as_slow(tmp_path, records)
     calib = tmp_path / "c.json"
     assert run_cli("calibrate", device, "--host", host, "--out", calib).returncode == 0
     data = json.loads(calib.read_text())
@@ -257,3 +263,19 @@ def test_model_names_with_dots_keep_them(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("model,threads,latency_ms\nmobilenet_v2_0.25,1,2\n/data/mobilenet_v2_0.5.tflite,1,3\n")
     assert [r.model for r in importers.load(str(path))] == ["mobilenet_v2_0.25", "mobilenet_v2_0.5"]
+
+
+def test_an_output_that_is_a_folder_is_a_one_line_error(host_profiles, tmp_path):
+    folder, host, records = host_profiles
+    device = twice_as_slow(tmp_path, records)
+    out = tmp_path / "out"
+    out.mkdir()
+    done = run_cli("calibrate", device, "--host", host, "--out", out)
+    assert done.returncode == 2 and done.stderr.strip() == f"calibrate: error: {out}: is a folder, not a file"
+    calib = tmp_path / "c.json"
+    assert run_cli("calibrate", device, "--host", host, "--out", calib).returncode == 0
+    done = run_cli("calibrate", "predict", "--calibration", calib, "--host", host, "--json", out)
+    assert done.returncode == 2 and done.stderr.strip() == f"calibrate: error: {out}: is a folder, not a file"
+    done = run_cli("calibrate", device, "--host", host, "--plot", device)
+    assert done.returncode == 2 and done.stderr.strip() == f"calibrate: error: --plot {device}: is a file, not a folder"
+    assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "d.csv", "out"]

@@ -136,6 +136,11 @@ def test_unwritable_output_fails_before_profiling(models, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == f"profile: error: --json {tmp_path / 'missing' / 'r.json'}: folder " \
                                   f"{tmp_path / 'missing'} does not exist"
+    for option in ("--json", "--csv", "--markdown"):
+        done = run_cli("profile", "--backend", "local", "--no-store", option, tmp_path, models["onnx"])
+        assert done.returncode == 2
+        assert done.stderr.strip() == f"profile: error: {option} {tmp_path}: is a folder, not a file"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_cold_page_cache_does_not_move_the_peak(models, tmp_path, cold_page_cache):
