@@ -128,6 +128,12 @@ def read_env_file(path):
         raise ConfigError(f"{path}: cannot read env file ({getattr(exc, 'strerror', None) or exc})") from None
     import io
 
+    from dotenv.parser import parse_stream
+
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise ConfigError(f"{path}:{binding.original.line}: cannot read {binding.original.string.strip()!r}; "
+                              "expected KEY=VALUE")
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 

@@ -54,6 +54,13 @@ def test_unknown_key_is_a_warning(tmp_path):
     assert any("CPUZ" in w for w in target.warnings)
 
 
+def test_a_line_that_is_not_key_value_names_its_line(tmp_path):
+    path = write(tmp_path, "CPUS=1\n# a comment\nMEMORY 512m\n")
+    with pytest.raises(ConfigError) as info:
+        load_target(path, host_cores=[0, 1])
+    assert str(info.value) == f"{path}:3: cannot read 'MEMORY 512m'; expected KEY=VALUE"
+
+
 def test_more_cpus_than_the_host_has_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="only 2 usable cores"):
         load_target(write(tmp_path, "CPUS=4\n"), host_cores=[0, 1])
