@@ -240,6 +240,8 @@ FORMATS = ("auto", "csv", "harness", "benchmark_model", "ort_perf_test", "jtop")
 
 def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None, start=None, end=None):
     fmt = detect(path) if fmt == "auto" else fmt
+    if (start or end) and fmt != "jtop":
+        raise DeviceLogError(f"{path}: --start/--end select a run in a jtop log; this is a {fmt} file")
     if fmt == "csv":
         return read_csv(path, default_threads=threads)
     if fmt == "harness":
