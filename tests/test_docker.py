@@ -108,6 +108,8 @@ def test_oom_error_and_timeout_are_rows_and_leave_nothing(docker_backend, models
                                    "--iterations", 5)
     assert [r["status"] for r in records] == ["oom", "error", "ok"], done.stderr
     assert "Traceback" not in done.stderr
+    # The error names the user's file, not where it is mounted in the container.
+    assert records[1]["path"] == os.path.abspath(models["corrupt"]) and records[1]["path"] in records[1]["error"]
     assert labelled() == []
     done, records = docker_profile(tmp_path, models["slow"], models["onnx"], "--timeout", "2", "--iterations", 100000)
     assert [r["status"] for r in records] == ["timeout", "timeout"]

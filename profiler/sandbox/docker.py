@@ -252,7 +252,11 @@ class DockerBackend(Backend):
         host_path = dict(zip(inside, paths))
 
         def emit_host(record):
-            record["path"] = host_path.get(record.get("path"), record.get("path"))
+            inside_path = record.get("path")
+            if inside_path in host_path:  # messages name the user's file, not its mount point
+                record["path"] = host_path[inside_path]
+                if record.get("error"):
+                    record["error"] = record["error"].replace(inside_path, record["path"])
             emit(record)
 
         container = None
