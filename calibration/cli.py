@@ -86,7 +86,7 @@ def _ram(text):
 
 def fit(opts):
     from calibration import core, importers, plots, report
-    from profiler.export import check_writable
+    from profiler.harness import check_writable
 
     if opts.out:
         check_writable(opts.out)  # before any work, so a bad path costs nothing
@@ -121,7 +121,8 @@ def fit(opts):
 
 def predict(opts):
     from calibration import core, report
-    from profiler.export import check_writable, write_json
+    from profiler.export import write_json
+    from profiler.harness import check_writable
 
     if opts.json:
         check_writable(opts.json)

@@ -1,9 +1,9 @@
 """Exporters: one function per format, each writing atomically (temp file, then rename)."""
 
 import csv
-import errno
 import json
-import os
+
+from profiler.harness import write_atomic
 
 CSV_COLUMNS = [
     "model", "path", "sha256", "format", "runtime", "runtime_version", "backend", "status", "error",
@@ -31,38 +31,8 @@ def flatten(record):
     return row
 
 
-def _tmp(path):
-    return f"{path}.tmp-{os.getpid()}"
-
-
-def check_writable(path):
-    """Raise OSError naming `path` when a result file could not be written there (nothing is left behind)."""
-    if os.path.isdir(path):
-        raise OSError(errno.EISDIR, "is a folder, not a file", path)
-    try:
-        open(_tmp(path), "w").close()
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, path) from None
-    os.remove(_tmp(path))
-
-
-def _atomic(path, write):
-    """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file."""
-    check_writable(path)
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_json(path, records):
-    _atomic(path, lambda f: json.dump(records, f, indent=1))
+    write_atomic(path, lambda f: json.dump(records, f, indent=1))
 
 
 def write_csv(path, records):
@@ -71,10 +41,10 @@ def write_csv(path, records):
         writer.writeheader()
         writer.writerows(flatten(r) for r in records)
 
-    _atomic(path, write)
+    write_atomic(path, write)
 
 
 def write_markdown(path, records):
     from profiler.report import markdown_lines
 
-    _atomic(path, lambda f: f.write("\n".join(markdown_lines(records)) + "\n"))
+    write_atomic(path, lambda f: f.write("\n".join(markdown_lines(records)) + "\n"))

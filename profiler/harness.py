@@ -11,6 +11,7 @@ of memory or passes its timeout becomes a row with that status; the rest still r
 
 import argparse
 import csv
+import errno
 import gc
 import hashlib
 import json
@@ -504,6 +505,36 @@ def build_parser():
     return parser
 
 
+def _tmp(path):
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def check_writable(path):
+    """Raise OSError naming `path` when a result file could not be written there (nothing is left behind)."""
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "is a folder, not a file", path)
+    try:
+        open(_tmp(path), "w").close()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    os.remove(_tmp(path))
+
+
+def write_atomic(path, write):
+    """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file."""
+    check_writable(path)
+    tmp = _tmp(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def main(argv=None):
     parser = build_parser()
     opts = parser.parse_args(argv)
@@ -519,6 +550,12 @@ def main(argv=None):
         return 0
     if not opts.models:
         parser.error("give at least one model file")
+    for option, path in (("--csv", opts.csv), ("--json", opts.json)):
+        try:
+            if path:
+                check_writable(path)  # before measuring, so a bad path costs nothing
+        except OSError as exc:
+            parser.error(f"{option} {path}: {exc.strerror}")
     records = []
 
     def emit(record):
@@ -526,23 +563,26 @@ def main(argv=None):
         print(json.dumps(record), flush=True)
         for warning in record["warnings"]:
             print(f"WARNING: {warning}", file=sys.stderr)
+        if record["status"] != "ok":
+            print(f"{record['model']}: {record['status']}: {record.get('error') or ''}".rstrip(": "), file=sys.stderr)
 
     try:
         profile_models(opts, emit)
     except KeyboardInterrupt:
         return 130
-    if opts.csv:
-        tmp = opts.csv + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(csv_row(r) for r in records)
-        os.replace(tmp, opts.csv)
-    if opts.json:
-        tmp = opts.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(records, f, indent=1)
-        os.replace(tmp, opts.json)
+    def write_csv(f):
+        writer = csv.DictWriter(f, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(csv_row(r) for r in records)
+
+    try:
+        if opts.csv:
+            write_atomic(opts.csv, write_csv)
+        if opts.json:
+            write_atomic(opts.json, lambda f: json.dump(records, f, indent=1))
+    except OSError as exc:
+        print(f"python -m profiler.harness: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     return 0 if any(r["status"] == "ok" for r in records) else 1
 
 

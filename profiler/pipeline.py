@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 from profiler import export, report
 from profiler.config import ConfigError, load_target
+from profiler.harness import check_writable
 from profiler.runtimes import ModelError, runtime_for
 from profiler.sandbox import SandboxError, physical_first_cores, select_backend
 from profiler.store import Store, StoreError
@@ -24,6 +25,8 @@ def check_models(paths, runtime):
     """Fail before any sandbox starts: every file must exist and have a known runtime."""
     groups = OrderedDict()
     for path in paths:
+        if os.path.isdir(path):
+            raise PipelineError(f"{path}: is a folder, not a model file")
         if not os.path.isfile(path):
             raise PipelineError(f"{path}: model file not found")
         if not os.access(path, os.R_OK):
@@ -45,7 +48,7 @@ def check_output(path, option):
     if not os.access(folder, os.W_OK):
         raise PipelineError(f"{option} {path}: folder {folder} is not writable")
     try:
-        export.check_writable(path)
+        check_writable(path)
     except OSError as exc:
         raise PipelineError(f"{option} {path}: {exc.strerror}") from None
 

@@ -65,6 +65,8 @@ def test_generic_csv_units(tmp_path):
     a, b = importers.load(str(path))
     assert (a.model, a.threads, a.metrics) == ("A", 1, {"latency_ms": 2.5, "peak_memory_mb": 2.0, "energy_mj": 3.5})
     assert b.metrics["latency_ms"] == 1.0
+    with pytest.raises(importers.DeviceLogError, match="--start/--end select a run in a jtop log; this is a csv file"):
+        importers.load(str(path), start="2026-11-20 10:20:02")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -72,6 +72,18 @@ def test_a_crashing_model_does_not_stop_the_others(models):
     done, records = harness(models["corrupt"], models["onnx"], "--iterations", 5)
     assert [r["status"] for r in records] == ["error", "ok"]
     assert "not a loadable ONNX model" in records[0]["error"]
+    # One line per failed model; the rest of stderr is instability warnings on a busy machine.
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("WARNING: ")]
+    assert errors == [f"{records[0]['model']}: error: {records[0]['error']}"]
+
+
+def test_an_output_that_cannot_be_written_fails_before_measuring(models, tmp_path):
+    for option in ("--json", "--csv"):
+        done, records = harness(models["onnx"], option, tmp_path)
+        assert done.returncode == 2 and records == []
+        assert done.stderr.strip().splitlines()[-1] == \
+            f"python -m profiler.harness: error: {option} {tmp_path}: is a folder, not a file"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_timeout_is_a_row(models):
