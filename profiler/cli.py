@@ -9,7 +9,8 @@ EPILOG = """examples:
   profile --env env.template --cpus 2 --memory 1g --iterations 500 model.onnx
   profile --env env.template --calibration calib.json a.tflite b.tflite   # predict and rank
 
-Settings come from the env file (see env.template); each option below overrides its key.
+Settings come from the env file (see env.template); an option overrides the key it names
+(--cpus CPUS overrides CPUS).
 Results are saved in the SQLite store (./profiles.db) that `calibrate` reads."""
 
 OVERRIDES = [  # (option, env key, help)
@@ -28,7 +29,7 @@ OVERRIDES = [  # (option, env key, help)
     ("--seed", "SEED", "seed for the random inputs (default 0)"),
     ("--base-image", "BASE_IMAGE", "Docker base image (default python:3.11-slim, offline fallback)"),
     ("--device-ram", "DEVICE_RAM", "the device's RAM, to flag models that won't fit, e.g. 4g"),
-    ("--op-profile", "OP_PROFILE", "also time RUNS runs per operator class with onnxruntime's profiler "
+    ("--op-profile", "OP_PROFILE", "also time OP_PROFILE runs per operator class with onnxruntime's profiler "
                                    "(features for `calibrate --method features`)"),
 ]
 
