@@ -522,7 +522,6 @@ def check_writable(path):
 
 def write_atomic(path, write):
     """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file."""
-    check_writable(path)
     tmp = _tmp(path)
     try:
         with open(tmp, "w", newline="") as f:
@@ -570,6 +569,7 @@ def main(argv=None):
         profile_models(opts, emit)
     except KeyboardInterrupt:
         return 130
+
     def write_csv(f):
         writer = csv.DictWriter(f, CSV_COLUMNS)
         writer.writeheader()

@@ -45,8 +45,6 @@ def check_output(path, option):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise PipelineError(f"{option} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise PipelineError(f"{option} {path}: folder {folder} is not writable")
     try:
         check_writable(path)
     except OSError as exc:
