@@ -145,6 +145,8 @@ def profile(opts, notice):
     if overhead and not opts.quiet:
         print()
         _out(overhead)
+    for line in report.cap_warnings(records):
+        print(line, file=sys.stderr)
     for record in records:
         for warning in record.get("warnings") or []:
             print(f"WARNING: {warning}", file=sys.stderr)

@@ -122,6 +122,20 @@ def card_lines(path, card):
     return lines
 
 
+def cap_warnings(records):
+    """One line per distinct reason a requested cap was not enforced (the table marks each row too)."""
+    seen, lines = set(), []
+    for r in records:
+        enforced, target = r.get("enforced") or {}, r.get("target") or {}
+        wanted = {"CPUS": True, "MEMORY": bool(target.get("memory_mb"))}
+        missing = tuple(key for key, asked in wanted.items() if asked and enforced and not enforced.get(key.lower()))
+        if missing and (missing, enforced.get("how")) not in seen:
+            seen.add((missing, enforced.get("how")))
+            lines.append(f"WARNING: {' and '.join(missing)} not enforced by the {r.get('backend')} backend: "
+                         f"{enforced.get('how')}")
+    return lines
+
+
 def overhead_lines(records):
     """One line per backend and runtime: what an empty sandbox run costs, outside every figure."""
     seen, lines = set(), []

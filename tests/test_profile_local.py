@@ -2,6 +2,9 @@
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -146,3 +149,25 @@ def test_unwritable_output_fails_before_profiling(models, tmp_path):
 
 def test_a_cold_page_cache_does_not_move_the_peak(models, tmp_path, cold_page_cache):
     same_peak_cold_and_warm(lambda: profile_json(tmp_path, models["slow"], "--iterations", 5)[1][0])
+
+
+# Every cgroup mount made read-only in a private mount namespace: the cap cannot be created.
+READ_ONLY_CGROUPS = 'for m in $(findmnt -rn -o TARGET -t cgroup,cgroup2); do mount -o remount,bind,ro "$m"; done; exec "$@"'
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("findmnt")),
+                    reason="needs root, unshare and findmnt to hide the cgroup filesystems")
+def test_a_memory_cap_that_cannot_be_applied_is_reported_not_assumed(models, tmp_path):
+    out = tmp_path / "r.json"
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", READ_ONLY_CGROUPS, "sh",
+               sys.executable, "-m", "profiler.cli", "--backend", "local", "--no-store", "--memory", "512m",
+               "--iterations", "5", "--json", str(out), models["onnx"]]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (record,) = json.loads(out.read_text())
+    assert record["status"] == "ok" and record["target"]["memory_mb"] == 512
+    assert record["enforced"]["memory"] is False and record["enforced"]["cpus"] is True
+    assert "cannot create a cgroup" in record["enforced"]["how"] and "Read-only file system" in record["enforced"]["how"]
+    assert record["memory_source"] == "vmhwm"  # no cgroup to read a peak from
+    assert "512MiB(not enforced)" in done.stdout
+    assert f"WARNING: MEMORY not enforced by the local backend: {record['enforced']['how']}" in done.stderr.splitlines()
