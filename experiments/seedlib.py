@@ -103,6 +103,26 @@ def summarise(rows, metric):
     return {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()}
 
 
+def swapped_pairs(latency, models, a, b):
+    """Each pair whose order differs between CPU = a and b, with its gap against the repetition noise
+    (two standard deviations of the noisier of the two means)."""
+    lines = []
+    for i, first in enumerate(models):
+        for second in models[i + 1:]:
+            if (latency[(first, a)][0] - latency[(second, a)][0]) * (latency[(first, b)][0] - latency[(second, b)][0]) >= 0:
+                continue
+            gaps, noise = [], []
+            for c in (a, b):
+                low, high = sorted((latency[(first, c)][0], latency[(second, c)][0]))
+                gaps.append(100 * (high - low) / low)
+                noise.append(200 * max(latency[(m, c)][1] / latency[(m, c)][0] for m in (first, second)))
+            within = all(gap < two_sd for gap, two_sd in zip(gaps, noise))
+            lines.append(f"   - Swapped: {first} and {second}, {gaps[0]:.1f}% apart at CPU = {a} and {gaps[1]:.1f}% at "
+                         f"CPU = {b}; two standard deviations of the repetitions are {noise[0]:.1f}% and {noise[1]:.1f}%, "
+                         f"so the swap is {'within' if within else 'beyond'} the noise.")
+    return lines
+
+
 def claims(rows, models, cpus_done, latency_metric="mean_ms"):
     """The seed's three claims, checked: ranking stability, memory vs threads, run-to-run variance."""
     lines = []
@@ -117,6 +137,7 @@ def claims(rows, models, cpus_done, latency_metric="mean_ms"):
         lines += [f"1. **Ranking stability across CPU caps.** Kendall τ between the model orderings at CPU = {a} "
                   f"and CPU = {b}: **{tau:.3f}** over {len(common)} models.",
                   f"   - CPU = {a}: {' < '.join(order_a)}", f"   - CPU = {b}: {' < '.join(order_b)}"]
+        lines += swapped_pairs(latency, common, a, b)
         changes = {m: abs(memory[(m, b)][0] - memory[(m, a)][0]) / memory[(m, a)][0]
                    for m in common if (m, a) in memory and (m, b) in memory}
         worst = max(changes, key=changes.get)

@@ -43,3 +43,16 @@ def test_experiment_two_quick(tmp_path):
     for r in rows:
         assert r["mean_rss_mb"] > 0 and r["total_runtime_s"] > 0 and r["peak_memory_mb"] > 0
     assert os.path.exists(tmp_path / "RESULTS.md") and os.path.exists(tmp_path / "results.csv")
+
+
+def test_swapped_pairs_are_weighed_against_the_noise():
+    from experiments.seedlib import swapped_pairs
+
+    # {(model, cpus): (mean, std, n)}: a and b swap by 1% with 2% noise; c and d swap by 30% with 1% noise.
+    latency = {("a", 1): (10.0, 0.2, 5), ("b", 1): (10.1, 0.2, 5), ("a", 2): (5.05, 0.1, 5), ("b", 2): (5.0, 0.1, 5),
+               ("c", 1): (20.0, 0.2, 5), ("d", 1): (26.0, 0.2, 5), ("c", 2): (13.0, 0.1, 5), ("d", 2): (10.0, 0.1, 5),
+               ("e", 1): (1.0, 0.01, 5), ("e", 2): (0.5, 0.01, 5)}
+    lines = swapped_pairs(latency, ["a", "b", "c", "d", "e"], 1, 2)
+    assert len(lines) == 2
+    assert lines[0].startswith("   - Swapped: a and b, 1.0% apart at CPU = 1 and 1.0% at CPU = 2") and "within the noise" in lines[0]
+    assert lines[1].startswith("   - Swapped: c and d, 30.0% apart at CPU = 1 and 30.0% at CPU = 2") and "beyond the noise" in lines[1]
