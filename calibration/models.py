@@ -74,20 +74,27 @@ class LinearCalibration(RegressorMixin, BaseEstimator):
 # ---------------------------------------------------------------- feature model
 
 CARD_CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul", "pool", "elementwise")
+# The classes of a runtime operator profile: a model with no kernel of a class spent 0 ms in it.
+OP_CLASSES = CARD_CLASSES + ("other", "overhead")
 
 
 def record_features(record):
-    """Every candidate feature of one host record, by name (absent ones are left out)."""
+    """Every candidate feature of one host record, by name.
+
+    A feature the record cannot give (no operator profile, no card) is left out; a class that
+    a profile or card has no entry for is 0, since the model has no operator of that class."""
     features = {}
     stats = record.get("latency_ms") or {}
     if stats.get("median") is not None:
         features["host_latency_ms"] = float(stats["median"])
-    for cls, ms in (record.get("op_time_ms") or {}).items():
-        features[f"op_ms:{cls}"] = float(ms)
+    op_time = record.get("op_time_ms")
+    if op_time:
+        for cls in sorted(set(OP_CLASSES) | set(op_time)):
+            features[f"op_ms:{cls}"] = float(op_time.get(cls, 0.0))
     card = record.get("model_card") or {}
-    for cls in CARD_CLASSES:
-        if cls in (card.get("macs_by_class") or {}):
-            features[f"macs:{cls}"] = float(card["macs_by_class"][cls])
+    if card.get("macs_by_class"):
+        for cls in CARD_CLASSES:
+            features[f"macs:{cls}"] = float(card["macs_by_class"].get(cls, 0.0))
     for name in ("nodes", "activation_bytes"):
         if card.get(name) is not None:
             features[name] = float(card[name])

@@ -46,6 +46,21 @@ def test_two_op_classes_at_different_ratios_choose_features():
         assert core.predict_value(fit, c + p, record)["value"] == pytest.approx(5 * c + p + 0.05, rel=0.02)
 
 
+def test_a_model_with_no_operator_of_a_selected_class_is_predicted_not_refused():
+    records, conv, pool, rng = synthetic(12, 5)
+    y = 5.0 * conv + 1.0 * pool + 0.05
+    fit = choose(records, y)
+    assert fit["auto"]["chose"] == "features", fit["auto"]["why"]
+    # The selection needs the pool class: a pool-free model spends 0 ms there, it does not lack the feature.
+    assert any("pool" in name for name in fit["model"]["selected"]), fit["model"]["selected"]
+    no_pool = {"model": "no_pool", "latency_ms": {"median": 2.0}, "op_time_ms": {"conv_kxk": 2.0},
+               "model_card": {"macs_by_class": {"conv_kxk": 2e6}, "nodes": 40}}
+    assert core.predict_value(fit, 2.0, no_pool)["value"] == pytest.approx(5 * 2.0 + 0.05, rel=0.02)
+    # A record with no operator profile and no card at all still lacks them, and says how to get them.
+    with pytest.raises(core.CalibrationError, match="lacks feature"):
+        core.predict_value(fit, 2.0, {"model": "bare", "latency_ms": {"median": 2.0}})
+
+
 def test_never_more_coefficients_than_references_minus_two():
     records, conv, pool, rng = synthetic(5, 4)
     y = 5.0 * conv + 1.0 * pool + rng.normal(0, 0.05, 5)
