@@ -46,6 +46,28 @@ def test_two_op_classes_at_different_ratios_choose_features():
         assert core.predict_value(fit, c + p, record)["value"] == pytest.approx(5 * c + p + 0.05, rel=0.02)
 
 
+def test_auto_scores_features_by_leave_one_out_with_the_selection_held_fixed():
+    records, conv, pool, rng = synthetic(8, 6)
+    y = (4.0 * conv + 1.5 * pool + 0.05) * (1 + rng.normal(0, 0.02, len(conv)))
+    fit = choose(records, y)
+    assert fit["auto"]["chose"] == "features", fit["auto"]["why"]
+    X = core.feature_matrix(records, fit["model"]["selected"])
+    # Independently: refit only the weights of the selected features on each fold (plain least squares).
+    loo = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        design = np.column_stack([X[keep], np.ones(keep.sum())])
+        coef = np.linalg.lstsq(design, y[keep], rcond=None)[0]
+        assert np.all(coef[:-1] >= -1e-9)  # non-negative up to rounding, so the constrained fit is this one
+        loo.append(X[i] @ coef[:-1] + coef[-1])
+    expected = 100 * np.mean(np.abs(np.array(loo) - y) / y)
+    assert fit["selected_loo_mape"] == pytest.approx(expected, rel=1e-3)
+    assert fit["auto"]["loo_mape"]["features"] == fit["selected_loo_mape"]
+    # The reported error stays the nested one, selection redone in every fold.
+    assert fit["loo_mape"] == pytest.approx(100 * np.mean([abs(r["loo"] - r["device"]) / r["device"]
+                                                         for r in fit["references"]]))
+
+
 def test_a_model_with_no_operator_of_a_selected_class_is_predicted_not_refused():
     records, conv, pool, rng = synthetic(12, 5)
     y = 5.0 * conv + 1.0 * pool + 0.05

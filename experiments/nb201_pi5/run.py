@@ -123,7 +123,7 @@ def evaluate(ids, rows, records, ks, draws, seed):
                 recs = [records[i] for i in refs]
                 x = [records[i]["latency_ms"]["median"] for i in refs]
                 fits = {m: core.fit_group(names, recs, x, y, m) for m in ("ols", "loglinear", "features")}
-                errors = {m: f.get("loo_mape", float("inf")) for m, f in fits.items()}
+                errors = {m: core.auto_score(f) for m, f in fits.items()}
                 fits["auto"] = fits[core.auto_choice(errors)]
                 measured = np.array([rows[i][column] for i in held])
                 for method, fit in fits.items():
