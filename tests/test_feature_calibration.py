@@ -111,3 +111,16 @@ def test_three_references_pick_the_feature_that_fits_not_the_first_one():
     model = FeatureCalibration().fit(X, y)
     assert list(model.selected_) == [2]
     assert model.predict(X) == pytest.approx(y, rel=1e-4)
+
+
+@pytest.mark.skipif(not os.path.isdir(DATASET), reason="../shared/datasets/nb201-pi5 is absent")
+@pytest.mark.parametrize("args, message", [(["--ks", "3"], "k = 3 is out of range"),
+                                           (["--ks", "40"], "k = 40 is out of range"),
+                                           (["--draws", "0"], "--draws must be at least 1")])
+def test_nb201_refuses_impossible_draws_before_any_work(tmp_path, args, message):
+    from experiments.nb201_pi5.run import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(["--dataset", DATASET, "--networks", "40", "--cache", str(tmp_path / "cache"),
+              "--out", str(tmp_path / "out"), *args])
+    assert list(tmp_path.iterdir()) == []

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from calibration import core, metrics as M  # noqa: E402
 from calibration.models import record_features  # noqa: E402
+from experiments.nb201_pi5.run import check_draws  # noqa: E402
 
 KINDS = ("linear", "power", "ops2", "ops", "macs")
 SINGLE = ("ols", "loglinear", "features")
@@ -85,6 +86,8 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3, help="truths of each kind")
     opts = parser.parse_args(argv)
+    if opts.seeds < 1:
+        raise SystemExit("auto_study: --seeds must be at least 1")
 
     from profiler.store import Store
 
@@ -94,6 +97,7 @@ def main(argv=None):
     store = Store(path)
     records = sorted((r for r in store.records() if r.get("op_time_ms")), key=lambda r: r["sha256"])
     store.close()
+    check_draws("auto_study", opts.ks, opts.draws, len(records))
     columns = SINGLE + ("auto, nested", "auto, selection fixed")
     print(f"{len(records)} host records; median share within ±10% over {opts.draws} draws")
     print(f"{'truth':8} {'seed':>4} {'k':>3} " + " ".join(f"{c:>22}" for c in columns))

@@ -50,6 +50,16 @@ def load_dataset(folder):
     return rows
 
 
+def check_draws(prog, ks, draws, networks):
+    """One-line refusal of reference counts that cannot be fitted or leave nothing to predict."""
+    if draws < 1:
+        raise SystemExit(f"{prog}: --draws must be at least 1")
+    bad = [k for k in ks if not 4 <= k < networks]
+    if bad:
+        raise SystemExit(f"{prog}: k = {bad[0]} is out of range: leave-one-out needs at least 4 references, "
+                         f"and at least one of the {networks} networks must be left to predict")
+
+
 def draw_networks(rows, count, seed):
     ids = sorted(rows)
     rng = np.random.default_rng(seed)
@@ -253,10 +263,12 @@ def main(argv=None):
 
     rows = load_dataset(opts.dataset)
     ids = draw_networks(rows, opts.networks, opts.seed)
+    check_draws("nb201_pi5", opts.ks, opts.draws, len(ids))  # before any work; again below if some failed
     paths = build_models(ids, rows, os.path.join(opts.cache, "models"))
     start = time.perf_counter()
     records = profile_models(paths, os.path.join(opts.cache, "profiles.db"), opts.backend)
     profile_s = time.perf_counter() - start
+    check_draws("nb201_pi5", opts.ks, opts.draws, len(records))
     scores, typical = evaluate(ids, rows, records, opts.ks, opts.draws, opts.seed)
     table = summarise(scores)
     os.makedirs(opts.out, exist_ok=True)
