@@ -120,14 +120,71 @@ def test_ctrl_c_removes_the_container(docker_backend, models, tmp_path):
     command = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "docker", "--no-store",
                "--iterations", "1000000", "--timeout", "300", models["slow"]]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not labelled() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert labelled(), "the container never started"
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not labelled() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert labelled(), "the container never started"
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:  # a failed assertion must not leave the run going
+            child.send_signal(signal.SIGINT)
+            child.communicate(timeout=60)
     assert child.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
     assert labelled() == []
+
+
+def test_listing_leftovers_survives_containers_removed_meanwhile(docker_backend):
+    """Listing labelled containers while another process creates and removes them is not an error."""
+    import threading
+
+    from profiler.sandbox.docker import LABEL, client
+
+    stop = threading.Event()
+    churned = []
+
+    def churn():
+        engine = client()
+        while not stop.is_set():
+            made = engine.containers.create("edge-profiler/base:offline", "true", labels={LABEL: "test-churn"})
+            made.remove(force=True)
+            churned.append(made.id)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(churned) < 40 and time.monotonic() < deadline:
+            labelled()
+    finally:
+        stop.set()
+        thread.join()
+    assert len(churned) >= 10
+    assert labelled() == []
+
+
+def test_stopped_containers_of_a_dead_process_are_swept(docker_backend):
+    """A profile process that was SIGKILLed leaves its stopped container; the next backend removes it."""
+    from profiler.sandbox import LABEL, OWNER
+    from profiler.sandbox.docker import DockerBackend, client, owner, remove
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    engine = client()
+    orphan = engine.containers.create("edge-profiler/base:offline", "true", labels={LABEL: "run", OWNER: owner(gone.pid)})
+    mine = engine.containers.create("edge-profiler/base:offline", "true", labels={LABEL: "run", OWNER: owner()})
+    other_host = engine.containers.create("edge-profiler/base:offline", "true",
+                                          labels={LABEL: "run", OWNER: f"another-host:{gone.pid}"})
+    notices = []
+    try:
+        DockerBackend(notice=notices.append)
+        left = {c.id for c in labelled()}
+    finally:
+        for container in (orphan, mine, other_host):
+            remove(container)
+    assert orphan.id not in left and {mine.id, other_host.id} <= left
+    assert notices == ["docker: removed 1 stopped container(s) left by an edge-profiler process that no longer runs"]
 
 
 def test_backends_agree_on_a_model(docker_backend, models, tmp_path):

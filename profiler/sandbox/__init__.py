@@ -15,6 +15,7 @@ import profiler
 from profiler.runtimes import runtime_for
 
 LABEL = "edge-profiler"
+OWNER = f"{LABEL}.owner"  # "host:pid" of the process that created a container
 HOST_GRACE_S = 60.0  # on top of TIMEOUT_S, for sandbox start-up and runtime import
 
 

@@ -10,6 +10,7 @@ import math
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import profiler
 from profiler.config import DEFAULT_BASE_IMAGE
-from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, SandboxError, harness_args, pick_cores
+from profiler.sandbox import HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, pick_cores
 
 OFFLINE_BASE = "edge-profiler/base:offline"
 OFFLINE_SCRIPT = "containers/build-offline-base.sh"
@@ -114,6 +115,9 @@ class DockerBackend(Backend):
         info = self.client.info()
         self.swap_limit = bool(info.get("SwapLimit"))
         self.cgroup_version = info.get("CgroupVersion", "1")
+        swept = sweep_orphans(self.client)
+        if swept:
+            self.notice(f"docker: removed {swept} stopped container(s) left by an edge-profiler process that no longer runs")
 
     # ------------------------------------------------------------ images
 
@@ -226,7 +230,8 @@ class DockerBackend(Backend):
         else:
             how.append("no MEMORY set")
         options.update(
-            labels={LABEL: "run", f"{LABEL}.session": f"{os.getpid()}-{time.time_ns()}"}, mounts=mounts,
+            labels={LABEL: "run", f"{LABEL}.session": f"{os.getpid()}-{time.time_ns()}", OWNER: owner()},
+            mounts=mounts,
             network_disabled=True, network_mode="none", read_only=True, tmpfs={"/tmp": TMPFS},
             user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges"],
             pids_limit=PIDS_LIMIT, environment={"OMP_NUM_THREADS": str(target.threads)})
@@ -327,6 +332,40 @@ def remove(container):
             time.sleep(0.2)
 
 
+def owner(pid=None):
+    """The label value naming the process that owns a container: host name and pid."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def sweep_orphans(engine):
+    """Remove stopped run containers whose owning process on this host is gone (e.g. it was SIGKILLed).
+
+    Running containers, containers of live processes and containers of other hosts are never touched."""
+    here = socket.gethostname()
+    swept = 0
+    for container in engine.containers.list(all=True, filters={"label": f"{LABEL}=run"}, sparse=True):
+        if container.attrs.get("State") == "running":
+            continue
+        host, _, pid = (container.attrs.get("Labels") or {}).get(OWNER, "").rpartition(":")
+        if host != here or not pid.isdigit() or _alive(int(pid)):
+            continue
+        remove(container)
+        swept += 1
+    return swept
+
+
 def leftover_containers():
-    """Containers with the edge-profiler label (used by tests and cleanup)."""
-    return client().containers.list(all=True, filters={"label": LABEL})
+    """Containers with the edge-profiler label (used by tests and cleanup).
+
+    One list call with no per-container inspect, so a container removed while the list is taken is not an error."""
+    return client().containers.list(all=True, filters={"label": LABEL}, sparse=True)
