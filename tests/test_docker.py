@@ -135,6 +135,27 @@ def test_ctrl_c_removes_the_container(docker_backend, models, tmp_path):
     assert labelled() == []
 
 
+def test_a_killed_profile_leaves_a_container_that_the_next_run_removes(docker_backend, models, tmp_path):
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "docker", "--no-store", "--json", str(out),
+               "--iterations", "1000000", "--timeout", "300", models["slow"]]
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not labelled() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert labelled(), "the container never started"
+    finally:
+        child.kill()
+        child.wait()
+    assert len(labelled()) == 1  # kill -9 leaves the container running its batch
+    assert not out.exists()  # and no half-written JSON
+    done = run_cli("profile", "--env", ENV, "--backend", "docker", "--no-store", "--iterations", 5, models["onnx"])
+    assert done.returncode == 0, done.stderr
+    assert "docker: removed 1 container(s) left by an edge-profiler process that no longer runs" in done.stderr
+    assert labelled() == []
+
+
 def test_listing_leftovers_survives_containers_removed_meanwhile(docker_backend):
     """Listing labelled containers while another process creates and removes them is not an error."""
     import threading
@@ -164,15 +185,16 @@ def test_listing_leftovers_survives_containers_removed_meanwhile(docker_backend)
     assert labelled() == []
 
 
-def test_stopped_containers_of_a_dead_process_are_swept(docker_backend):
-    """A profile process that was SIGKILLed leaves its stopped container; the next backend removes it."""
+def test_containers_of_a_dead_process_are_swept(docker_backend):
+    """A profile process that was SIGKILLed leaves its container; the next backend removes it, running or not."""
     from profiler.sandbox import LABEL, OWNER
     from profiler.sandbox.docker import DockerBackend, client, owner, remove
 
     gone = subprocess.Popen(["true"])
     gone.wait()
     engine = client()
-    orphan = engine.containers.create("edge-profiler/base:offline", "true", labels={LABEL: "run", OWNER: owner(gone.pid)})
+    orphan = engine.containers.run("edge-profiler/base:offline", ["sleep", "300"], detach=True,
+                                   labels={LABEL: "run", OWNER: owner(gone.pid)})
     mine = engine.containers.create("edge-profiler/base:offline", "true", labels={LABEL: "run", OWNER: owner()})
     other_host = engine.containers.create("edge-profiler/base:offline", "true",
                                           labels={LABEL: "run", OWNER: f"another-host:{gone.pid}"})
@@ -184,7 +206,7 @@ def test_stopped_containers_of_a_dead_process_are_swept(docker_backend):
         for container in (orphan, mine, other_host):
             remove(container)
     assert orphan.id not in left and {mine.id, other_host.id} <= left
-    assert notices == ["docker: removed 1 stopped container(s) left by an edge-profiler process that no longer runs"]
+    assert notices == ["docker: removed 1 container(s) left by an edge-profiler process that no longer runs"]
 
 
 def test_backends_agree_on_a_model(docker_backend, models, tmp_path):

@@ -117,7 +117,7 @@ class DockerBackend(Backend):
         self.cgroup_version = info.get("CgroupVersion", "1")
         swept = sweep_orphans(self.client)
         if swept:
-            self.notice(f"docker: removed {swept} stopped container(s) left by an edge-profiler process that no longer runs")
+            self.notice(f"docker: removed {swept} container(s) left by an edge-profiler process that no longer runs")
 
     # ------------------------------------------------------------ images
 
@@ -348,14 +348,14 @@ def _alive(pid):
 
 
 def sweep_orphans(engine):
-    """Remove stopped run containers whose owning process on this host is gone (e.g. it was SIGKILLed).
+    """Remove run containers whose owning process on this host is gone (e.g. it was SIGKILLed).
 
-    Running containers, containers of live processes and containers of other hosts are never touched."""
+    Such a container may still be running its batch, which would load the cores the next
+    measurement uses, so it is removed running or not. Containers of live processes and of
+    other hosts are never touched."""
     here = socket.gethostname()
     swept = 0
     for container in engine.containers.list(all=True, filters={"label": f"{LABEL}=run"}, sparse=True):
-        if container.attrs.get("State") == "running":
-            continue
         host, _, pid = (container.attrs.get("Labels") or {}).get(OWNER, "").rpartition(":")
         if host != here or not pid.isdigit() or _alive(int(pid)):
             continue
