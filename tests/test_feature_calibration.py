@@ -98,8 +98,12 @@ def test_nb201_pi5_small(tmp_path):
                   "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
     features = table[("latency", 10, "features")]
     assert features["within10"] >= 85.0, features
-    assert (tmp_path / "out" / "RESULTS.md").exists()
+    assert "40 of the 40 networks were profiled by this run" in (tmp_path / "out" / "RESULTS.md").read_text()
     assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000
+    again = main(["--dataset", DATASET, "--networks", "40", "--draws", "10", "--ks", "10",
+                  "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "again")])
+    assert "0 of the 40 networks were profiled by this run" in (tmp_path / "again" / "RESULTS.md").read_text()
+    assert again[("latency", 10, "features")] == features  # the store's profiles, the same draws: the same fit
 
 
 def test_three_references_pick_the_feature_that_fits_not_the_first_one():

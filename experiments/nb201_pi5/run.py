@@ -16,6 +16,7 @@ accuracy-against-k plot.
 
 import argparse
 import csv
+import datetime
 import json
 import os
 import statistics
@@ -167,7 +168,7 @@ def write_results(out, table, meta, ks):
              f"- Device: Raspberry Pi 5, ONNX Runtime, 1 thread, pinned core; numbers from `{meta['dataset']}`.",
              f"- Host: {meta['host']}; edge-profiler {meta['backend']} backend, CPUS=1, THREADS=1, "
              f"10 warm-up + 40 runs, median, plus 20 runs of onnxruntime's per-operator profiler.",
-             f"- Profiling the networks took {meta['profile_s']}.",
+             f"- Host profiles: {meta['profiled']}.",
              "- For each k, k reference networks are drawn at random; every method is fitted on them only "
              "(feature selection and `auto`'s choice use leave-one-out error on the references) and predicts "
              "all the other networks. Figures are medians over the draws.", ""]
@@ -266,8 +267,12 @@ def main(argv=None):
     check_draws("nb201_pi5", opts.ks, opts.draws, len(ids))  # before any work; again below if some failed
     paths = build_models(ids, rows, os.path.join(opts.cache, "models"))
     start = time.perf_counter()
+    run_started = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     records = profile_models(paths, os.path.join(opts.cache, "profiles.db"), opts.backend)
     profile_s = time.perf_counter() - start
+    fresh = sum(datetime.datetime.strptime(r["started_at"], "%Y-%m-%dT%H:%M:%S%z") >= run_started
+                for r in records.values())
+    stamps = sorted(r["started_at"] for r in records.values())
     check_draws("nb201_pi5", opts.ks, opts.draws, len(records))
     scores, typical = evaluate(ids, rows, records, opts.ks, opts.draws, opts.seed)
     table = summarise(scores)
@@ -275,7 +280,8 @@ def main(argv=None):
     some = next(iter(records.values()))
     meta = {"networks": len(records), "draws": opts.draws, "seed": opts.seed, "dataset": "nb201-pi5",
             "host": some["host"].get("cpu_model", "?"), "backend": some.get("backend"),
-            "profile_s": f"{profile_s:.0f} s in this run (0 when all came from the cache)"}
+            "profiled": f"measured {stamps[0]} to {stamps[-1]}; {fresh} of the {len(records)} networks were profiled "
+                        f"by this run ({profile_s:.1f} s), the rest came from the store"}
     write_results(opts.out, table, meta, opts.ks)
     write_calibrate_example(opts.out, ids, rows, records, seed=opts.seed)
     plot(opts.out, typical, table, opts.ks)
