@@ -116,15 +116,19 @@ def test_oom_error_and_timeout_are_rows_and_leave_nothing(docker_backend, models
     assert labelled() == []
 
 
+def wait_for_a_container(limit_s=120):
+    deadline = time.monotonic() + limit_s
+    while not labelled() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert labelled(), "the container never started"
+
+
 def test_ctrl_c_removes_the_container(docker_backend, models, tmp_path):
     command = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "docker", "--no-store",
                "--iterations", "1000000", "--timeout", "300", models["slow"]]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not labelled() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert labelled(), "the container never started"
+        wait_for_a_container()
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
     finally:
@@ -141,10 +145,7 @@ def test_a_killed_profile_leaves_a_container_that_the_next_run_removes(docker_ba
                "--iterations", "1000000", "--timeout", "300", models["slow"]]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not labelled() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert labelled(), "the container never started"
+        wait_for_a_container()
     finally:
         child.kill()
         child.wait()
@@ -160,7 +161,7 @@ def test_listing_leftovers_survives_containers_removed_meanwhile(docker_backend)
     """Listing labelled containers while another process creates and removes them is not an error."""
     import threading
 
-    from profiler.sandbox.docker import LABEL, client
+    from profiler.sandbox.docker import LABEL, OFFLINE_BASE, client
 
     stop = threading.Event()
     churned = []
@@ -168,7 +169,7 @@ def test_listing_leftovers_survives_containers_removed_meanwhile(docker_backend)
     def churn():
         engine = client()
         while not stop.is_set():
-            made = engine.containers.create("edge-profiler/base:offline", "true", labels={LABEL: "test-churn"})
+            made = engine.containers.create(OFFLINE_BASE, "true", labels={LABEL: "test-churn"})
             made.remove(force=True)
             churned.append(made.id)
 
@@ -188,15 +189,15 @@ def test_listing_leftovers_survives_containers_removed_meanwhile(docker_backend)
 def test_containers_of_a_dead_process_are_swept(docker_backend):
     """A profile process that was SIGKILLed leaves its container; the next backend removes it, running or not."""
     from profiler.sandbox import LABEL, OWNER
-    from profiler.sandbox.docker import DockerBackend, client, owner, remove
+    from profiler.sandbox.docker import OFFLINE_BASE, DockerBackend, client, owner, remove
 
     gone = subprocess.Popen(["true"])
     gone.wait()
     engine = client()
-    orphan = engine.containers.run("edge-profiler/base:offline", ["sleep", "300"], detach=True,
+    orphan = engine.containers.run(OFFLINE_BASE, ["sleep", "300"], detach=True,
                                    labels={LABEL: "run", OWNER: owner(gone.pid)})
-    mine = engine.containers.create("edge-profiler/base:offline", "true", labels={LABEL: "run", OWNER: owner()})
-    other_host = engine.containers.create("edge-profiler/base:offline", "true",
+    mine = engine.containers.create(OFFLINE_BASE, "true", labels={LABEL: "run", OWNER: owner()})
+    other_host = engine.containers.create(OFFLINE_BASE, "true",
                                           labels={LABEL: "run", OWNER: f"another-host:{gone.pid}"})
     notices = []
     try:
