@@ -5,13 +5,19 @@ BIN    := $(VENV)/bin
 # torch: the one CPU build (see pyproject.toml); tf makes TFLite models for tests and experiments
 EXTRAS ?= test,torch,tf
 
-.PHONY: demo test bench docker-base fixtures clean
+.PHONY: demo test bench docker-base fixtures clean zoo-packages
 
 $(BIN)/profile: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	$(MAKE) --no-print-directory zoo-packages
 	touch $@
+
+# The mmb networks (experiments/zoo/mmb.py): pytorchcv and tf2cv declare a CUDA torchvision and
+# Keras 2 a second TensorFlow, none of which they need here, so they go in without dependencies.
+zoo-packages:
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps pytorchcv==0.0.74 tf2cv==0.0.18 tf-keras==2.21.0
 
 demo: $(BIN)/profile
 	$(BIN)/profile --env env.template --store $(VENV)/demo.db \

@@ -130,6 +130,8 @@ def predict(opts):
     predictor = core.Predictor(calibration, force=opts.force, device_ram_mb=_ram(opts.device_ram),
                                warn=lambda m: print(m, file=sys.stderr))
     records = [predictor.annotate(r) for r in core.load_host(opts.host, opts.store)]
+    for line in predictor.mix_advice(records):
+        print(line, file=sys.stderr)
     for line in report.predictions(records):
         print(line)
     if opts.json:

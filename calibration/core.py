@@ -9,13 +9,13 @@ from collections import defaultdict
 import numpy as np
 
 from calibration import metrics as M
-from calibration.models import FeatureCalibration, LinearCalibration, record_features
+from calibration.models import FeatureCalibration, LinearCalibration, RelativeCalibration, record_features
 
 SCHEMA = "edge-profiler/calibration"
 SCHEMA_VERSION = 1  # 1: first version (linear fits per metric and thread count)
 MIN_FIT, MIN_INTERVALS = 2, 3
 LINEAR_METHODS = ("ols", "robust", "loglinear")
-METHODS = LINEAR_METHODS + ("features", "auto")
+METHODS = LINEAR_METHODS + ("features", "relative", "auto")
 AUTO_CANDIDATES = ("ols", "loglinear", "features")  # simplest first
 AUTO_MARGIN = 0.95
 
@@ -145,8 +145,6 @@ def feature_matrix(records, names):
 
 def fit_features(names, records, y):
     """The feature model, with its honest (nested) leave-one-out error and a relative interval."""
-    from scipy import stats
-
     y = np.asarray(y, float)
     n = len(y)
     available = sorted(set.intersection(*(set(record_features(r)) for r in records)))
@@ -160,23 +158,98 @@ def fit_features(names, records, y):
            "r2": r2, "adj_r2": M.adjusted_r2(r2, n, p - 1), "rmse": M.rmse(y, pred), "mape": M.mape(y, pred),
            "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
            "host_range": [float(host.min()), float(host.max())]}
+    return _model_fit_tail(fit, names, host, y, pred, lambda: FeatureCalibration(), X, model.loo_mape_, n - p)
+
+
+def _model_fit_tail(fit, names, host, y, pred, make, X, selected_loo_mape, dof):
+    """References, nested leave-one-out error and a relative interval from its residuals.
+
+    selected_loo_mape is the leave-one-out error with the fit's own choices (features, ridge) held
+    fixed and only the weights refitted per fold: what `auto` compares (see auto_score)."""
+    from scipy import stats
+
+    n = len(y)
     references = [{"model": name, "host": float(h), "device": float(d), "fitted": float(q)}
                   for name, h, d, q in zip(names, host, y, pred)]
     if n >= MIN_INTERVALS + 1:
-        loo = np.array([FeatureCalibration().fit(X[np.arange(n) != i], y[np.arange(n) != i]).predict(X[i:i + 1])[0]
+        loo = np.array([make().fit(X[np.arange(n) != i], y[np.arange(n) != i]).predict(X[i:i + 1])[0]
                         for i in range(n)])
         fit["loo_mape"] = M.mape(y, loo)
         fit["loo_within_10pct"] = M.within(y, loo)
-        # The same, with the selected features held fixed and only their weights refitted per fold:
-        # what `auto` compares (see auto_score).
-        fit["selected_loo_mape"] = float(model.loo_mape_)
+        fit["selected_loo_mape"] = float(selected_loo_mape)
         for ref, value in zip(references, loo):
             ref["loo"] = float(value)
         relative = (loo - y) / y
         fit["interval"] = {"space": "relative", "s": float(np.sqrt(np.mean(relative ** 2))),
-                           "t": float(stats.t.ppf(0.975, max(1, n - p)))}
+                           "t": float(stats.t.ppf(0.975, max(1, dof)))}
     fit["references"] = references
     return fit
+
+
+# Corrections the relative model may add to the plain host ratio: work by operator class (where a
+# device's kernels differ most from the host's), per-node overhead, memory traffic, a constant.
+RELATIVE_FEATURES = tuple(f"macs:{c}" for c in ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")) + (
+    "nodes", "activation_bytes")
+CONSTANT = "constant"
+
+
+def relative_matrix(records, names):
+    rows = [dict(record_features(r), **{CONSTANT: 1.0}) for r in records]
+    return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
+
+
+def fit_relative(names, records, y, host_metric="host_latency_ms"):
+    """The relative model: host ratio plus shrunk corrections, with its leave-one-out error and a
+    relative interval from the leave-one-out residuals."""
+    y = np.asarray(y, float)
+    n = len(y)
+    common = set.intersection(*(set(record_features(r)) for r in records))
+    if host_metric not in common:
+        raise ValueError(f"the relative model needs {host_metric} for every reference")
+    columns = [host_metric] + [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
+    X = relative_matrix(records, columns)
+    model = RelativeCalibration().fit(X, y)
+    pred = model.predict(X)
+    host = X[:, 0]
+    r2 = M.r2(y, pred)
+    fit = {"n": n, "method": "relative", "model": model.to_dict(columns), "a": float(model.coef_[0]), "b": None,
+           "r2": r2, "adj_r2": M.adjusted_r2(r2, n, max(1, int(np.sum(model.coef_ > 0)))), "rmse": M.rmse(y, pred),
+           "mape": M.mape(y, pred), "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
+           "host_range": [float(host.min()), float(host.max())]}
+    return _model_fit_tail(fit, names, host, y, pred, lambda: RelativeCalibration(), X, model.loo_mape_, n - 1)
+
+
+MIX_CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")
+MIX_MIN_SHARE = 0.05  # a class under 5% of a model's MACs does not decide its latency
+
+
+def operator_mix(record):
+    """{class: share of the model's MACs} from its card, or None without a card."""
+    by_class = ((record or {}).get("model_card") or {}).get("macs_by_class")
+    if not by_class:
+        return None
+    total = sum(float(by_class.get(c, 0)) for c in MIX_CLASSES)
+    return {c: float(by_class.get(c, 0)) / total for c in MIX_CLASSES} if total > 0 else None
+
+
+def reference_mix(names, records):
+    """What the references cover: each class's largest share and the reference that has it."""
+    cover = {}
+    for name, record in zip(names, records):
+        for cls, share in (operator_mix(record) or {}).items():
+            if share > cover.get(cls, {"share": -1})["share"]:
+                cover[cls] = {"share": share, "model": name}
+    return cover
+
+
+def outside_mix(fit, record):
+    """The operator classes that carry this model (≥ 5% of its MACs) at more than twice the share
+    of any reference: its latency there is extrapolated from kernels the fit saw too little of."""
+    mix, cover = operator_mix(record), fit.get("mix")
+    if not mix or not cover:
+        return []
+    return [cls for cls, share in mix.items()
+            if share >= MIX_MIN_SHARE and share > 2 * cover.get(cls, {"share": 0.0})["share"]]
 
 
 def auto_score(fit):
@@ -200,15 +273,23 @@ def auto_choice(errors):
 
 
 def fit_group(names, records, x, y, method):
+    fit = _fit_group(names, records, x, y, method)
+    fit["mix"] = reference_mix(names, records)
+    return fit
+
+
+def _fit_group(names, records, x, y, method):
     if method in LINEAR_METHODS:
         return fit_one(names, x, y, method)
     if method == "features":
         return fit_features(names, records, y)
+    if method == "relative":
+        return fit_relative(names, records, y)
     # auto: each candidate's leave-one-out MAPE on the references decides
     candidates, errors = {}, {}
     for candidate in AUTO_CANDIDATES:
         try:
-            candidates[candidate] = fit_group(names, records, x, y, candidate)
+            candidates[candidate] = _fit_group(names, records, x, y, candidate)
         except ValueError:  # e.g. loglinear with a non-positive value
             continue
         errors[candidate] = auto_score(candidates[candidate])
@@ -293,17 +374,24 @@ def load(path):
 def predict_value(fit, host, record=None):
     """Device value for one host value (linear fits) or one host record (feature fits)."""
     spec = fit["model"]
-    if spec["kind"] == "features":
-        model = FeatureCalibration.from_dict(spec)
-        available = record_features(record or {})
+    if spec["kind"] in ("relative", "features"):
+        available = dict(record_features(record or {}), **{CONSTANT: 1.0})
         missing = [name for name in spec["selected"] if name not in available]
         if missing:
+            how = ("profile it with --op-profile, as the references were" if missing[0].startswith("op_ms:")
+                   else "its model card could not be made" if missing[0] != "host_latency_ms"
+                   else "it has no host latency")
             raise CalibrationError(f"{(record or {}).get('model')}: lacks feature {missing[0]} that the calibration "
-                                   f"uses (profile it with the same options, e.g. --op-profile)")
-        value = float(model.predict(feature_matrix([record], spec["features"]))[0])
+                                   f"uses ({how})")
+        model = (RelativeCalibration if spec["kind"] == "relative" else FeatureCalibration).from_dict(spec)
+        matrix = relative_matrix if spec["kind"] == "relative" else feature_matrix
+        value = float(model.predict(matrix([record], spec["features"]))[0])
     else:
         value = float(LinearCalibration.from_dict(spec).predict(np.array([[host]]))[0])
     out = {"value": value, "host": host, "extrapolated": not (fit["host_range"][0] <= host <= fit["host_range"][1])}
+    unseen = outside_mix(fit, record)
+    if unseen:
+        out["outside_mix"] = unseen
     state = fit.get("interval")
     if state and state["space"] == "relative":
         out["low"], out["high"] = value * (1 - state["t"] * state["s"]), value * (1 + state["t"] * state["s"])
@@ -371,3 +459,22 @@ class Predictor:
         if prediction:
             record["prediction"] = prediction
         return record
+
+    def mix_advice(self, records):
+        """Warnings for predictions outside the references' operator mix, each naming the class, the
+        models it concerns and the ones that would help most as new references (the largest share)."""
+        flagged = {}
+        for record in records:
+            for metric, p in (record.get("prediction") or {}).items():
+                for cls in p.get("outside_mix", []):
+                    flagged.setdefault(cls, {})[record["model"]] = operator_mix(record)[cls]
+        lines = []
+        for cls, models in sorted(flagged.items()):
+            cover = next((f["mix"].get(cls) for f in self.calibration["fits"] if f.get("mix")), None) or {}
+            best = sorted(models, key=models.get, reverse=True)
+            lines.append(f"warning: {len(models)} model(s) outside the references' operator mix: {cls} work is "
+                         f"up to {100 * max(models.values()):.0f}% of their MACs, at most "
+                         f"{100 * cover.get('share', 0):.0f}% in any reference ({cover.get('model', 'none')}): "
+                         f"{', '.join(best[:5])}{' …' if len(best) > 5 else ''}; measuring "
+                         f"{' or '.join(best[:2])} on the device as a reference would help")
+        return lines

@@ -202,3 +202,97 @@ class FeatureCalibration(RegressorMixin, BaseEstimator):
         model.n_features_in_ = len(model.coef_)
         model.selected_ = np.array([data["features"].index(n) for n in data["selected"]], dtype=int)
         return model
+
+
+# ---------------------------------------------------------------- relative (mix) model
+
+def _relative_nnls(A, y, penalty, ridge):
+    """min Σ((A·w − y)/y)² + ridge·Σ penaltyⱼ·wⱼ², w ≥ 0: relative error, shrunk where penalty > 0."""
+    from scipy.optimize import lsq_linear
+
+    weighted = A / y[:, None]
+    target = np.ones(len(y))
+    shrink = np.sqrt(ridge * penalty)
+    rows = np.flatnonzero(shrink)
+    if len(rows):
+        extra = np.zeros((len(rows), A.shape[1]))
+        extra[np.arange(len(rows)), rows] = shrink[rows]
+        weighted = np.vstack([weighted, extra])
+        target = np.concatenate([target, np.zeros(len(rows))])
+    w = np.linalg.lstsq(weighted, target, rcond=None)[0]
+    if np.any(w < 0):  # the unconstrained optimum is the answer whenever it is feasible
+        w = lsq_linear(weighted, target, bounds=(0, np.inf), method="bvls").x
+    return w
+
+
+def _relative_loo(A, y, penalty, ridge):
+    """Leave-one-out relative errors of _relative_nnls."""
+    errors = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        w = _relative_nnls(A[keep], y[keep], penalty, ridge)
+        errors[i] = (A[i] @ w - y[i]) / y[i]
+    return errors
+
+
+RIDGES = tuple(10.0 ** p for p in range(3, -5, -1))  # strongest shrinkage first
+
+
+class RelativeCalibration(RegressorMixin, BaseEstimator):
+    """device ≈ r·host + Σ wⱼ·featureⱼ, r, wⱼ ≥ 0, fitted on the relative error.
+
+    Column 0 is the host figure (the plain ratio r, not shrunk). The other columns (work by
+    operator class, node count, a constant) are corrections, each scaled so that a weight of 1
+    adds as much as the host figure does on an average reference, and shrunk towards 0 by a ridge
+    penalty. The ridge is chosen by leave-one-out relative error on the references, among
+    RIDGES from the strongest: few references give the plain ratio, more references buy the
+    corrections their leave-one-out error can support."""
+
+    def __init__(self, *, ridges=RIDGES):
+        self.ridges = ridges
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = True  # non-negative weights, relative loss
+        tags.target_tags.positive_only = True
+        return tags
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, y_numeric=True)
+        if np.any(y <= 0):
+            raise ValueError("the relative model needs positive device values")
+        host = np.where(X[:, 0] > 0, X[:, 0], 1e-12)
+        scale = np.mean(X / host[:, None], axis=0)
+        scale[~(scale > 0)] = 1.0
+        A = X / scale
+        penalty = np.ones(X.shape[1])
+        penalty[0] = 0.0
+        if len(y) >= 4 and X.shape[1] > 1:
+            trials = [(float(np.mean(np.abs(_relative_loo(A, y, penalty, ridge)))), i, ridge)
+                      for i, ridge in enumerate(self.ridges)]
+            self.loo_mape_, _, self.ridge_ = min(trials)
+            self.loo_mape_ *= 100
+        else:
+            self.ridge_, self.loo_mape_ = max(self.ridges), float("nan")
+        w = _relative_nnls(A, y, penalty, self.ridge_)
+        self.coef_ = w / scale
+        self.intercept_ = 0.0
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return X @ self.coef_
+
+    def to_dict(self, names):
+        check_is_fitted(self)
+        return {"kind": "relative", "features": list(names), "coef": [float(c) for c in self.coef_],
+                "ridge": float(self.ridge_), "selected": [n for n, c in zip(names, self.coef_) if c > 0]}
+
+    @classmethod
+    def from_dict(cls, data):
+        model = cls()
+        model.coef_ = np.asarray(data["coef"], float)
+        model.ridge_, model.intercept_ = float(data["ridge"]), 0.0
+        model.n_features_in_ = len(model.coef_)
+        return model

@@ -74,6 +74,66 @@ def profile_grid(models, runtime, configs, memory, iterations, repetitions, back
     return rows
 
 
+def profile_cached(paths, store_path, env, runtime, progress=True):
+    """{key: host record} for {key: model path}, profiling only what the store lacks for this target.
+
+    A record is reused when the store has the same file (sha256) under the same target, so an
+    interrupted run resumes and a rerun only re-fits."""
+    import json
+    import time
+
+    from profiler.harness import sha256_of
+    from profiler.pipeline import add_card
+    from profiler.store import Store
+
+    target = load_target(None, env)
+    store = Store(store_path)
+    key = json.dumps(target.describe(), sort_keys=True)
+    cached = {r["sha256"]: r for r in store.records()
+              if r.get("runtime") == runtime and json.dumps(r["target"], sort_keys=True) == key}
+    by_sha = {sha256_of(p): k for k, p in paths.items()}
+    records = {by_sha[sha]: cached[sha] for sha in by_sha if sha in cached}
+    missing = [paths[k] for k in paths if k not in records]
+    if missing:
+        from tqdm import tqdm
+
+        backend = select_backend(target)
+        bar = tqdm(total=len(missing), desc=f"profiling {runtime} ({backend.name})", unit="model", disable=not progress)
+        start = time.perf_counter()
+
+        def on_result(record):
+            add_card(record, target)
+            store.save(record)
+            if record["status"] == "ok":
+                records[by_sha[record["sha256"]]] = record
+            else:
+                print(f"{record['model']}: {record['status']}: {record.get('error')}", file=sys.stderr)
+            bar.update(1)
+
+        backend.run(target, missing, on_result, runtime=runtime)
+        bar.close()
+        print(f"profiled {len(missing)} {runtime} models in {time.perf_counter() - start:.1f} s "
+              f"({backend.name} backend)", file=sys.stderr)
+    store.close()
+    return records
+
+
+def pred_vs_measured(ax, measured, predicted, title, xlabel, ylabel, log=False):
+    """One predicted-against-measured panel: the points, y = x and a ±10% band."""
+    ax.scatter(measured, predicted, s=12 if log else 10, alpha=0.7)
+    lo, hi = (measured.min() * 0.8, measured.max() * 1.25) if log else (measured.min() * 0.95, measured.max() * 1.05)
+    ax.plot([lo, hi], [lo, hi], color="tab:red", linewidth=1, label="y = x")
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:red", alpha=0.1, label="±10%")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def read_csv(path):
     """Rows of a results.csv back, numbers as numbers (to redraw figures without re-profiling)."""
     def value(text):

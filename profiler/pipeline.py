@@ -147,6 +147,9 @@ def profile(opts, notice):
         _out(overhead)
     for line in report.cap_warnings(records):
         print(line, file=sys.stderr)
+    if calibration is not None:
+        for line in calibration.mix_advice(records):
+            print(line, file=sys.stderr)
     for record in records:
         for warning in record.get("warnings") or []:
             print(f"WARNING: {warning}", file=sys.stderr)

@@ -57,10 +57,13 @@ class Store:
             raise StoreError(f"--store {path}: not a results store ({exc})") from None
 
     def save(self, record):
+        # A failure is kept beside the last good measurement, never in its place: a re-run that
+        # times out must not take a model out of the calibration.
+        key = result_key(record) + ("" if record.get("status") == "ok" else ":failed")
         with self.db:
             self.db.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (result_key(record), record.get("sha256"), record.get("model"),
+                (key, record.get("sha256"), record.get("model"),
                  json.dumps(record.get("target"), sort_keys=True), record.get("runtime"),
                  record.get("runtime_version"), record.get("status"), record.get("result_version", RESULT_VERSION),
                  record.get("started_at"), json.dumps(record)))

@@ -73,6 +73,20 @@ def test_store_keeps_every_result(models, tmp_path):
     assert {r["target"]["threads"] for r in records} == {1, 2}
 
 
+def test_a_failed_rerun_keeps_the_good_measurement(models, tmp_path):
+    from profiler.store import Store
+
+    db = tmp_path / "profiles.db"
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["slow"], "--iterations", 3)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["slow"], "--timeout", 2,
+                   "--iterations", 100000)
+    store = Store(str(db))
+    assert [r["status"] for r in store.records()] == ["ok"]  # still there for calibrate
+    assert [r["status"] for r in store.records("timeout")] == ["timeout"]  # and the failure beside it
+    assert "Traceback" not in done.stderr
+
+
 def test_csv_and_markdown_export(models, tmp_path):
     import csv
 

@@ -30,7 +30,6 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 from calibration import core, metrics as M  # noqa: E402
-from profiler.config import load_target  # noqa: E402
 
 METHODS = ("ols", "loglinear", "features", "auto")
 TARGETS = {"latency": "lat_ms_median", "energy": "energy_mj"}
@@ -83,39 +82,11 @@ def build_models(ids, rows, folder):
 
 def profile_models(paths, store_path, backend_name, progress=True):
     """Profile what the store does not have yet; returns {arch id: host record}."""
-    from profiler.harness import sha256_of
-    from profiler.pipeline import add_card
-    from profiler.sandbox import select_backend
-    from profiler.store import Store
+    from experiments.seedlib import profile_cached
 
-    target = load_target(None, {"DEVICE_NAME": "raspberry-pi-5", "CPUS": "1", "THREADS": "1", "WARMUP": "10",
-                                "ITERATIONS": "40", "MEMORY": "1g", "BACKEND": backend_name, "OP_PROFILE": "20"})
-    store = Store(store_path)
-    cached = {(r["sha256"], json.dumps(r["target"], sort_keys=True)): r for r in store.records()}
-    key = json.dumps(target.describe(), sort_keys=True)
-    by_sha = {sha256_of(p): i for i, p in paths.items()}
-    records = {by_sha[sha]: cached[(sha, key)] for sha in by_sha if (sha, key) in cached}
-    missing = [paths[i] for i in sorted(paths) if i not in records]
-    if missing:
-        from tqdm import tqdm
-
-        backend = select_backend(target)
-        bar = tqdm(total=len(missing), desc=f"profiling ({backend.name})", unit="net", disable=not progress)
-        start = time.perf_counter()
-
-        def on_result(record):
-            add_card(record, target)
-            store.save(record)
-            if record["status"] == "ok":
-                records[by_sha[record["sha256"]]] = record
-            bar.update(1)
-
-        backend.run(target, missing, on_result, runtime="onnx")
-        bar.close()
-        print(f"profiled {len(missing)} networks in {time.perf_counter() - start:.1f} s "
-              f"({backend.name} backend)", file=sys.stderr)
-    store.close()
-    return records
+    env = {"DEVICE_NAME": "raspberry-pi-5", "CPUS": "1", "THREADS": "1", "WARMUP": "10", "ITERATIONS": "40",
+           "MEMORY": "1g", "BACKEND": backend_name, "OP_PROFILE": "20"}
+    return profile_cached(paths, store_path, env, "onnx", progress=progress)
 
 
 def evaluate(ids, rows, records, ks, draws, seed):
@@ -196,20 +167,15 @@ def plot(out, typical, table, ks):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from experiments.seedlib import pred_vs_measured
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, method in zip(axes, ("ols", "features")):
         runs = sorted(typical[method], key=lambda r: r[0])
         mape, measured, predicted, refs, held = runs[len(runs) // 2]  # the median draw: a typical one
-        ax.scatter(measured, predicted, s=10, alpha=0.7)
-        lo, hi = measured.min() * 0.95, measured.max() * 1.05
-        ax.plot([lo, hi], [lo, hi], color="tab:red", linewidth=1, label="y = x")
-        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:red", alpha=0.08, label="±10%")
-        within = 100 * M.within(measured, predicted)
-        ax.set_title(f"{method}: k = 10, MAPE {mape:.2f}%, {within:.1f}% within ±10%")
-        ax.set_xlabel("measured Pi 5 latency (ms)")
-        ax.set_ylabel("predicted Pi 5 latency (ms)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        pred_vs_measured(ax, measured, predicted,
+                         f"{method}: k = 10, MAPE {mape:.2f}%, {100 * M.within(measured, predicted):.1f}% within ±10%",
+                         "measured Pi 5 latency (ms)", "predicted Pi 5 latency (ms)")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "pred_vs_measured_k10.png"), dpi=110)
     plt.close(fig)

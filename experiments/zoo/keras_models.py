@@ -42,24 +42,31 @@ def keras_model(name):
     raise KeyError(f"no Keras definition for {name!r} (TFLite: mobilenet_v2_*, squeezenet1_1, inception_v3)")
 
 
-def export_tflite(name, path, int8=False, seed=0):
-    import tensorflow as tf
-
-    tf.random.set_seed(seed)
-    model, shape = keras_model(name)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+def convert(tf, converter, shape, path, int8=False, seed=0, integer_io=True, samples=8):
+    """Write the converter's TFLite file: float32, or full-integer int8 calibrated on a random
+    representative set (with int8 input and output, or float ones around the int8 graph)."""
     if int8:
         rng = np.random.default_rng(seed)
 
         def representative():
-            for _ in range(8):
+            for _ in range(samples):
                 yield [rng.random(shape, dtype=np.float32)]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        if integer_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    data = converter.convert()
     with open(path, "wb") as f:
-        f.write(converter.convert())
+        f.write(data)
     return path
+
+
+def export_tflite(name, path, int8=False, seed=0):
+    import tensorflow as tf
+
+    tf.random.set_seed(seed)
+    model, shape = keras_model(name)
+    return convert(tf, tf.lite.TFLiteConverter.from_keras_model(model), shape, path, int8, seed)

@@ -1,0 +1,370 @@
+"""Host profiles + calibration against real phone latencies: 102 CNNs in 25 families (mmb-cnn).
+
+    python experiments/mmb_phones/run.py [--dataset ../shared/datasets/mmb-cnn] [--draws 30]
+                                         [--ks 5 10 20 40] [--models N] [--out experiments/mmb_phones]
+
+1. exports every network of the dataset in the formats the phones ran: TFLite fp32 and int8
+   from the Keras twins (tf2cv), TorchScript and ONNX from pytorchcv (experiments/zoo/mmb.py);
+2. profiles them on this host in the same format as the device ran (TFLite for TFLite,
+   TorchScript for PyTorch Mobile) on one core and one thread, plus ONNX Runtime with its
+   per-operator profiler; results are cached in a store, so a rerun only re-fits;
+3. for every slice (device, framework, cores, precision) and every k, draws k reference
+   networks at random, calibrates on them only, and predicts all the others; then
+   leave-one-family-out: every other family predicts a whole family never seen;
+4. writes RESULTS.md, a predicted-versus-measured figure and accuracy against k.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)
+
+from calibration import core, metrics as M  # noqa: E402
+
+# One slice: the device rows it takes, and the host profile (runtime and file) it is calibrated against.
+SLICES = {
+    "Pixel 4, TFLite fp32, 1 big core": ({"device": "pixel4", "framework": "tflite-2.10", "cores": "1large",
+                                          "precision": "fp32"}, "tflite"),
+    "Pixel 4, TFLite fp32, 4 little cores": ({"device": "pixel4", "framework": "tflite-2.10", "cores": "4small",
+                                              "precision": "fp32"}, "tflite"),
+    "Pixel 4, TFLite int8, 1 big core": ({"device": "pixel4", "framework": "tflite-2.10", "cores": "1large",
+                                          "precision": "int8"}, "tflite_int8"),
+    "Pixel 4, PyTorch Mobile fp32, 1 big core": ({"device": "pixel4", "framework": "pytorch-mobile-2.0",
+                                                  "cores": "1large", "precision": "fp32"}, "torch"),
+    "iPhone 7, TFLite fp32, 1 big core": ({"device": "iphone7", "framework": "tflite-2.10", "cores": "1large",
+                                           "precision": "fp32"}, "tflite"),
+    "iPhone 7, PyTorch Mobile fp32, 1 big core": ({"device": "iphone7", "framework": "pytorch-mobile-2.0",
+                                                   "cores": "1large", "precision": "fp32"}, "torch"),
+}
+MAIN_SLICE = "Pixel 4, TFLite fp32, 1 big core"
+# host profile name -> (file format written by the zoo, runtime that profiles it)
+HOST_PROFILES = {"tflite": ("tflite", "tflite"), "tflite_int8": ("tflite_int8", "tflite"), "torch": ("pt", "torch"),
+                 "onnx": ("onnx", "onnx")}
+HOST_ENV = {"DEVICE_NAME": "phone-1-core", "CPUS": "1", "THREADS": "1", "WARMUP": "5", "ITERATIONS": "30",
+            "MEMORY": "4g", "TIMEOUT_S": "600"}
+
+
+def load_dataset(folder):
+    import pandas as pd
+
+    path = os.path.join(folder, "mmb_cnn_latency_dev.csv")
+    if not os.path.isfile(path):
+        raise SystemExit(f"mmb_phones: {path} not found (give --dataset)")
+    return pd.read_csv(path)
+
+
+def slice_rows(data, selector):
+    """{model: (family, device latency ms)} of one slice."""
+    rows = data[(data["unit"] == "cpu")]
+    for column, value in selector.items():
+        rows = rows[rows[column] == value]
+    return {r.model: (r.family, float(r.latency_ms)) for r in rows.itertuples()}
+
+
+def export_models(names, folder, formats, progress=True):
+    """{format: {name: path}} for formats among tflite, tflite_int8, onnx and pt. The TFLite files are
+    made in a child process: Keras 2 must be chosen before TensorFlow loads, and TensorFlow beside
+    torch costs memory for nothing."""
+    import subprocess
+
+    from tqdm import tqdm
+
+    from experiments.zoo import mmb
+
+    os.makedirs(folder, exist_ok=True)
+    files = {"tflite": "{}.tflite", "tflite_int8": "{}_int8.tflite", "onnx": "{}.onnx", "pt": "{}.pt"}
+    paths = {fmt: {n: os.path.join(folder, files[fmt].format(n)) for n in names} for fmt in formats}
+    int8 = "tflite_int8" in formats
+    need_tflite = [n for n in names if any(not os.path.exists(paths[f][n]) for f in ("tflite", "tflite_int8")
+                                           if f in formats)]
+    if need_tflite:
+        code = ("import sys; from experiments.zoo import mmb\n"
+                "for name in sys.argv[2:]:\n"
+                "    mmb.export(name, ['tflite'], sys.argv[1], int8=%r)\n"
+                "    print(name, flush=True)\n") % int8
+        child = subprocess.Popen([sys.executable, "-c", code, folder, *need_tflite], cwd=ROOT, stdout=subprocess.PIPE,
+                                 text=True)
+        for _ in tqdm(child.stdout, total=len(need_tflite), desc="exporting TFLite", unit="net", disable=not progress):
+            pass
+        if child.wait():
+            raise SystemExit(f"mmb_phones: TFLite export failed (exit {child.returncode})")
+    torch_formats = [f for f in ("onnx", "pt") if f in formats]
+    if torch_formats:
+        for name in tqdm(names, desc="exporting " + " + ".join(torch_formats), unit="net", disable=not progress):
+            mmb.export(name, torch_formats, folder)
+    return paths
+
+
+def profile_all(paths, store_path, backend_name, op_profile=10):
+    """{host profile name: {network: record}}."""
+    from experiments.seedlib import profile_cached
+
+    records = {}
+    for profile, (fmt, runtime) in HOST_PROFILES.items():
+        if fmt not in paths:
+            continue
+        env = dict(HOST_ENV, BACKEND=backend_name)
+        if profile == "onnx":
+            env["OP_PROFILE"] = str(op_profile)
+        records[profile] = profile_cached(paths[fmt], store_path, env, runtime)
+    return records
+
+
+def host_record(records, profile, name):
+    """The host record a slice calibrates against, with the ONNX profile's per-operator times and
+    card added where the slice's own runtime has none (LiteRT has no per-operator profiler in Python)."""
+    record = dict(records[profile][name])
+    onnx = records.get("onnx", {}).get(name)
+    if onnx and not record.get("op_time_ms") and onnx.get("op_time_ms"):
+        record["op_time_ms"] = onnx["op_time_ms"]
+    return record
+
+
+def macs(record):
+    return float((record.get("model_card") or {}).get("macs") or np.nan)
+
+
+def fit_and_predict(method, refs, held, records, y):
+    """Fit `method` on the reference networks, predict the held-out ones: (predicted, fit)."""
+    recs = [records[n] for n in refs]
+    if method == "flops":  # the baseline: a·MACs + b (FLOPs ≈ 2·MACs, the same fit)
+        fit = core.fit_group(refs, recs, [macs(r) for r in recs], [y[n] for n in refs], "ols")
+        return np.array([core.predict_value(fit, macs(records[n]))["value"] for n in held]), fit
+    x = [r["latency_ms"]["median"] for r in recs]
+    fit = core.fit_group(refs, recs, x, [y[n] for n in refs], method)
+    return np.array([core.predict_value(fit, records[n]["latency_ms"]["median"], records[n])["value"]
+                     for n in held]), fit
+
+
+def scores(measured, predicted):
+    return {"mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
+            "spearman": M.spearman(measured, predicted), "kendall": M.kendall(measured, predicted)}
+
+
+def random_draws(names, records, y, methods, ks, draws, seed):
+    """{(k, method): [per-draw scores]}, and the predictions of every k = 10 draw (for the figure)."""
+    rng = np.random.default_rng(seed)
+    out, typical = {}, {}
+    for k in ks:
+        for _ in range(draws):
+            refs = sorted(rng.choice(names, size=k, replace=False))
+            held = [n for n in names if n not in set(refs)]
+            measured = np.array([y[n] for n in held])
+            for method in methods:
+                predicted, fit = fit_and_predict(method, refs, held, records, y)
+                score = scores(measured, predicted)
+                if method == "auto":
+                    score["chose"] = fit["auto"]["chose"]
+                out.setdefault((k, method), []).append(score)
+                if k == 10:
+                    typical.setdefault(method, []).append((score["mape"], held, measured, predicted))
+    return out, typical
+
+
+def leave_one_family_out(names, families, records, y, methods):
+    """{method: {family: scores}}: every other family is the reference set of one family."""
+    out = {}
+    for family in sorted(set(families[n] for n in names)):
+        held = [n for n in names if families[n] == family]
+        refs = [n for n in names if families[n] != family]
+        measured = np.array([y[n] for n in held])
+        for method in methods:
+            predicted, _ = fit_and_predict(method, refs, held, records, y)
+            out.setdefault(method, {})[family] = scores(measured, predicted) if len(held) > 1 else {
+                "mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
+                "spearman": float("nan"), "kendall": float("nan")}
+    return out
+
+
+def median_scores(per_draw):
+    table = {m: statistics.median(d[m] for d in per_draw) for m in ("mape", "within10", "spearman", "kendall")}
+    if "chose" in per_draw[0]:
+        chosen = [d["chose"] for d in per_draw]
+        table["chose"] = {c: chosen.count(c) for c in sorted(set(chosen))}
+    return table
+
+
+METHODS = ("flops", "ols", "features", "relative", "auto")
+METHOD_NOTES = {"flops": "a·MACs + b (the FLOPs baseline)", "ols": "a·host + b", "features": "absolute feature fit",
+                "relative": "relative model", "auto": "auto"}
+
+
+def evaluate_slice(data, selector, profile, records, ks, draws, seed, methods=METHODS, families=True):
+    rows = slice_rows(data, selector)
+    names = sorted(n for n in rows if n in records.get(profile, {}))
+    host = {n: host_record(records, profile, n) for n in names}
+    y = {n: rows[n][1] for n in names}
+    result = {"networks": len(names), "draws": {}, "typical": None, "lofo": None}
+    per_draw, typical = random_draws(names, host, y, methods, [k for k in ks if k < len(names)], draws, seed)
+    result["draws"] = {key: median_scores(v) for key, v in per_draw.items()}
+    result["typical"] = typical
+    if families:
+        result["lofo"] = leave_one_family_out(names, {n: rows[n][0] for n in names}, host, y, methods)
+    return result
+
+
+def lofo_summary(lofo):
+    """{method: (median family MAPE, share of families with MAPE ≤ 10 %)}."""
+    return {m: (statistics.median(s["mape"] for s in per.values()),
+                100 * np.mean([s["mape"] <= 10 for s in per.values()])) for m, per in lofo.items()}
+
+
+def write_results(out, results, meta, ks):
+    lines = ["# 102 CNNs in 25 families on real phones: host profiles + calibration", "",
+             f"Generated by `python experiments/mmb_phones/run.py` ({meta['draws']} draws per k, seed {meta['seed']}).",
+             "", f"- Device data: `mmb-cnn` ({meta['dataset']}), Pixel 4 and iPhone 7, CPU, batch 1, 224×224.",
+             f"- Host: {meta['host']}; edge-profiler {meta['backend']} backend, CPUS=1, THREADS=1, "
+             f"{HOST_ENV['WARMUP']} warm-up + {HOST_ENV['ITERATIONS']} runs, median. Each slice is calibrated "
+             "against a host profile in the device's own format: TFLite files made from the same Keras twins "
+             "(tf2cv) for TFLite slices, TorchScript from pytorchcv for PyTorch Mobile slices.",
+             f"- Host profiles: {meta['profiled']}.",
+             "- For each k, k reference networks are drawn at random; every method is fitted on them only "
+             "(its choices use leave-one-out error on the references) and predicts every other network. "
+             "Figures are medians over the draws.",
+             "- Methods: " + "; ".join(f"`{m}` {METHOD_NOTES[m]}" for m in METHODS) + ".", ""]
+    for name, result in results.items():
+        lines += [f"## {name} ({result['networks']} networks)", "",
+                  "| k | method | MAPE % | within ±10 % | Spearman ρ | Kendall τ |", "|---|---|---|---|---|---|"]
+        for k in ks:
+            for method in METHODS:
+                row = result["draws"].get((k, method))
+                if row:
+                    note = (" (chose " + ", ".join(f"{c} ×{n}" for c, n in row["chose"].items()) + ")"
+                            if "chose" in row else "")
+                    lines.append(f"| {k} | {method}{note} | {row['mape']:.1f} | {row['within10']:.1f} | "
+                                 f"{row['spearman']:.4f} | {row['kendall']:.4f} |")
+        if result["lofo"]:
+            summary = lofo_summary(result["lofo"])
+            lines += ["", "Leave-one-family-out (every other family is the reference set): median over the "
+                      f"{len(next(iter(result['lofo'].values())))} families of the family's MAPE, and the share "
+                      "of families predicted within 10 % MAPE:", "",
+                      "| method | median family MAPE % | families ≤ 10 % |", "|---|---|---|"]
+            lines += [f"| {m} | {summary[m][0]:.1f} | {summary[m][1]:.0f} % |" for m in METHODS if m in summary]
+        lines.append("")
+    lines += ["![predicted against measured, typical k = 10 draw](pred_vs_measured_k10.png)", "",
+              "![accuracy against k](accuracy_vs_k.png)", ""]
+    with open(os.path.join(out, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def plot(out, main_result, results, ks):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from experiments.seedlib import pred_vs_measured
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    for ax, method in zip(axes, ("flops", "ols", "relative")):
+        runs = sorted(main_result["typical"][method], key=lambda r: r[0])
+        mape, held, measured, predicted = runs[len(runs) // 2]  # the median draw: a typical one
+        pred_vs_measured(ax, measured, predicted,
+                         f"{method}: k = 10, MAPE {mape:.1f}%, {100 * M.within(measured, predicted):.0f}% within ±10%",
+                         f"measured latency (ms), {MAIN_SLICE}", "predicted latency (ms)", log=True)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "pred_vs_measured_k10.png"), dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, result in results.items():
+        done = [k for k in ks if (k, "auto") in result["draws"]]
+        axes[0].plot(done, [result["draws"][(k, "auto")]["within10"] for k in done], marker="o", label=f"auto: {name}")
+    main_done = [k for k in ks if (k, "ols") in main_result["draws"]]
+    for method, style in (("ols", "--"), ("flops", ":")):
+        axes[0].plot(main_done, [main_result["draws"][(k, method)]["within10"] for k in main_done], style,
+                     color="grey", label=f"{method}: {MAIN_SLICE}")
+    for method in METHODS:
+        axes[1].plot(main_done, [main_result["draws"][(k, method)]["mape"] for k in main_done], marker="o", label=method)
+    axes[0].set_ylabel("share within ±10% (%)")
+    axes[1].set_ylabel(f"MAPE (%), {MAIN_SLICE}")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("reference networks k")
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Phone latency predicted from host profiles (median over draws)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "accuracy_vs_k.png"), dpi=100)
+    plt.close(fig)
+
+
+def check_draws(ks, draws, networks):
+    if draws < 1:
+        raise SystemExit("mmb_phones: --draws must be at least 1")
+    bad = [k for k in ks if not 4 <= k < networks]
+    if bad:
+        raise SystemExit(f"mmb_phones: k = {bad[0]} is out of range: leave-one-out needs at least 4 references, "
+                         f"and at least one of the {networks} networks must be left to predict")
+
+
+def main(argv=None):
+    import datetime
+
+    from experiments.zoo import mmb
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=mmb.default_dataset())
+    parser.add_argument("--models", type=int, help="use only this many networks (drawn at random, fixed seed)")
+    parser.add_argument("--draws", type=int, default=30)
+    parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slices", nargs="+", choices=list(SLICES), default=list(SLICES), metavar="SLICE",
+                        help=f"device slices (default all: {'; '.join(SLICES)})")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 TFLite export and slice")
+    parser.add_argument("--no-families", action="store_true", help="skip leave-one-family-out")
+    parser.add_argument("--no-op-profile", action="store_true",
+                        help="skip the ONNX Runtime per-operator profile (used by the `features` method only)")
+    parser.add_argument("--backend", default="local", choices=["auto", "local", "docker"],
+                        help="sandbox for the host profiles (default local: the phones ran without a container)")
+    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="models and results store")
+    parser.add_argument("--out", default=HERE, help="where RESULTS.md and the figures go")
+    opts = parser.parse_args(argv)
+
+    data = load_dataset(opts.dataset)
+    names = sorted(set(data["model"]))
+    if opts.models:
+        names = sorted(np.random.default_rng(opts.seed).choice(names, size=min(opts.models, len(names)), replace=False))
+    check_draws(opts.ks, opts.draws, len(names))
+    slices = [s for s in opts.slices if not (opts.no_int8 and SLICES[s][1] == "tflite_int8")]
+    started = time.perf_counter()
+    run_started = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    profiles = {SLICES[s][1] for s in slices} | (set() if opts.no_op_profile else {"onnx"})
+    paths = export_models(names, os.path.join(opts.cache, "models"), [HOST_PROFILES[p][0] for p in profiles])
+    records = profile_all(paths, os.path.join(opts.cache, "profiles.db"), opts.backend)
+    prepared_s = time.perf_counter() - started
+    every = [r for per in records.values() for r in per.values()]
+    fresh = sum(datetime.datetime.strptime(r["started_at"], "%Y-%m-%dT%H:%M:%S%z") >= run_started for r in every)
+    stamps = sorted(r["started_at"] for r in every)
+    results = {}
+    for name in slices:
+        selector, profile = SLICES[name]
+        results[name] = evaluate_slice(data, selector, profile, records, opts.ks, opts.draws, opts.seed,
+                                       families=not opts.no_families)
+    os.makedirs(opts.out, exist_ok=True)
+    meta = {"draws": opts.draws, "seed": opts.seed, "dataset": os.path.basename(os.path.normpath(opts.dataset)),
+            "host": every[0]["host"].get("cpu_model", "?"), "backend": every[0].get("backend"),
+            "profiled": f"measured {stamps[0]} to {stamps[-1]}; {fresh} of the {len(every)} profiles were made by "
+                        f"this run (export and profiling {prepared_s:.0f} s), the rest came from the store"}
+    write_results(opts.out, results, meta, opts.ks)
+    main_result = results.get(MAIN_SLICE) or next(iter(results.values()))
+    plot(opts.out, main_result, results, opts.ks)
+    for name, result in results.items():
+        for method in METHODS:
+            row = result["draws"].get((10, method))
+            if row:
+                print(f"{name:42s} k=10 {method:9s} MAPE {row['mape']:6.1f}%  within±10% {row['within10']:5.1f}%  "
+                      f"ρ {row['spearman']:.4f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

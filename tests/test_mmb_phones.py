@@ -1,0 +1,39 @@
+"""Across families on real phones (small version of experiments/mmb_phones): 30 of the 102 networks,
+exported by the zoo, profiled on this host as TFLite, calibrated on 10 and predicted."""
+
+import os
+
+import pytest
+
+from tests.conftest import SHARED
+
+DATASET = os.path.join(SHARED, "datasets", "mmb-cnn")
+MAIN = "Pixel 4, TFLite fp32, 1 big core"
+IPHONE = "iPhone 7, TFLite fp32, 1 big core"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(DATASET), reason="../shared/datasets/mmb-cnn is absent")
+def test_mmb_phones_small(tmp_path):
+    from experiments.mmb_phones.run import main
+
+    args = ["--dataset", DATASET, "--models", "30", "--draws", "8", "--ks", "10", "--slices", MAIN, IPHONE,
+            "--no-families", "--no-op-profile", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    results = main(args)
+    for name in (MAIN, IPHONE):
+        draws = results[name]["draws"]
+        auto, ols, flops = draws[(10, "auto")], draws[(10, "ols")], draws[(10, "flops")]
+        # A floor well below the full run's figures, and above both baselines.
+        assert auto["within10"] >= 45.0, (name, auto)
+        assert auto["spearman"] >= 0.95, (name, auto)
+        assert auto["mape"] < ols["mape"] and auto["mape"] < 0.5 * flops["mape"], (name, auto, ols, flops)
+    text = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "60 of the 60 profiles were made by this run" in text, text[:2000]
+    assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000
+    # The zoo's TFLite files are the tf2cv twins the phones ran: within 3% of the device's file sizes.
+    import pandas as pd
+
+    sizes = pd.read_csv(os.path.join(DATASET, "mmb_cnn_latency_dev.csv")).groupby("model")["size_bytes"].first()
+    models = tmp_path / "cache" / "models"
+    for path in models.glob("*.tflite"):
+        assert abs(path.stat().st_size / sizes[path.stem] - 1) < 0.03, path.name
