@@ -32,10 +32,17 @@ def fit_parser():
     parser.add_argument("--start", metavar="TIME", help="jtop logs: first timestamp of the run, e.g. '2026-11-20 10:20:01'")
     parser.add_argument("--end", metavar="TIME", help="jtop logs: last timestamp of the run")
     parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="use only host profiles of this runtime")
-    parser.add_argument("--method", choices=["auto", "ols", "robust", "loglinear", "features"], default="auto",
-                        help="auto (default: the lowest leave-one-out error of ols, loglinear and features), "
-                             "ols (a·host + b), robust (Huber), loglinear (log space) or features "
-                             "(per-operator-class and model-card features, non-negative)")
+    parser.add_argument("--method", choices=["auto", "ols", "robust", "loglinear", "relative", "features"],
+                        default="auto",
+                        help="auto (default: the lowest leave-one-out error of ols, loglinear, relative and "
+                             "features), ols (a·host + b), robust (Huber), loglinear (log space), relative "
+                             "(r·host + model-card corrections, fitted on relative error, for references from "
+                             "several architecture families) or features (per-operator-class and model-card "
+                             "features, squared error)")
+    parser.add_argument("--prior", default="auto", metavar="auto|none|FILE",
+                        help="prior shape of the relative model's corrections, learned on public phone data: "
+                             "auto (default: the shipped one for the references' runtime, if any), none, or a "
+                             "prior JSON (experiments/mmb_phones/run.py --write-priors)")
     parser.add_argument("--metric", action="append", help="fit only this device metric (repeatable)")
     parser.add_argument("--device-name", default="device", help="label for the figures")
     parser.add_argument("--out", metavar="FILE", help="write the calibration JSON here")
@@ -105,7 +112,9 @@ def fit(opts):
                                         f"threads (also in {seen[key].source})")
         seen[key] = row
     host = core.load_host(opts.host, opts.store, opts.runtime)
-    calibration = core.build(rows, host, opts.method, opts.metric, device_ram_mb)
+    if opts.prior not in ("auto", "none") and not os.path.isfile(opts.prior):
+        raise core.CalibrationError(f"--prior {opts.prior}: prior file not found")
+    calibration = core.build(rows, host, opts.method, opts.metric, device_ram_mb, prior=opts.prior)
     for line in report.fit_table(calibration):
         print(line)
     for line in report.warnings(calibration):

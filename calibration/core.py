@@ -16,7 +16,7 @@ SCHEMA_VERSION = 1  # 1: first version (linear fits per metric and thread count)
 MIN_FIT, MIN_INTERVALS = 2, 3
 LINEAR_METHODS = ("ols", "robust", "loglinear")
 METHODS = LINEAR_METHODS + ("features", "relative", "auto")
-AUTO_CANDIDATES = ("ols", "loglinear", "features")  # simplest first
+AUTO_CANDIDATES = ("ols", "loglinear", "relative", "features")  # simplest first
 AUTO_MARGIN = 0.95
 
 
@@ -143,7 +143,7 @@ def feature_matrix(records, names):
     return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
 
 
-def fit_features(names, records, y):
+def fit_features(names, records, y, nested_loo=True):
     """The feature model, with its honest (nested) leave-one-out error and a relative interval."""
     y = np.asarray(y, float)
     n = len(y)
@@ -158,25 +158,27 @@ def fit_features(names, records, y):
            "r2": r2, "adj_r2": M.adjusted_r2(r2, n, p - 1), "rmse": M.rmse(y, pred), "mape": M.mape(y, pred),
            "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
            "host_range": [float(host.min()), float(host.max())]}
-    return _model_fit_tail(fit, names, host, y, pred, lambda: FeatureCalibration(), X, model.loo_mape_, n - p)
+    return _model_fit_tail(fit, names, host, y, pred, lambda: FeatureCalibration(), X, model.loo_mape_, n - p,
+                           nested_loo)
 
 
-def _model_fit_tail(fit, names, host, y, pred, make, X, selected_loo_mape, dof):
+def _model_fit_tail(fit, names, host, y, pred, make, X, selected_loo_mape, dof, nested_loo=True):
     """References, nested leave-one-out error and a relative interval from its residuals.
 
     selected_loo_mape is the leave-one-out error with the fit's own choices (features, ridge) held
-    fixed and only the weights refitted per fold: what `auto` compares (see auto_score)."""
+    fixed and only the weights refitted per fold: what `auto` compares (see auto_score). Without
+    nested_loo (studies that only need the predictions), the costly nested refits are skipped."""
     from scipy import stats
 
     n = len(y)
     references = [{"model": name, "host": float(h), "device": float(d), "fitted": float(q)}
                   for name, h, d, q in zip(names, host, y, pred)]
-    if n >= MIN_INTERVALS + 1:
+    fit["selected_loo_mape"] = float(selected_loo_mape)
+    if nested_loo and n >= MIN_INTERVALS + 1:
         loo = np.array([make().fit(X[np.arange(n) != i], y[np.arange(n) != i]).predict(X[i:i + 1])[0]
                         for i in range(n)])
         fit["loo_mape"] = M.mape(y, loo)
         fit["loo_within_10pct"] = M.within(y, loo)
-        fit["selected_loo_mape"] = float(selected_loo_mape)
         for ref, value in zip(references, loo):
             ref["loo"] = float(value)
         relative = (loo - y) / y
@@ -189,8 +191,63 @@ def _model_fit_tail(fit, names, host, y, pred, make, X, selected_loo_mape, dof):
 # Corrections the relative model may add to the plain host ratio: work by operator class (where a
 # device's kernels differ most from the host's), per-node overhead, memory traffic, a constant.
 RELATIVE_FEATURES = tuple(f"macs:{c}" for c in ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")) + (
-    "nodes", "activation_bytes")
+    "conv_nodes", "nodes", "activation_bytes")
 CONSTANT = "constant"
+PRIORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "priors.json")
+PRIOR_SCHEMA = "edge-profiler/calibration-prior"
+
+
+def load_prior(runtime, path=PRIORS):
+    """The prior shape for one runtime ({feature: weight}, with where it was learned), or None."""
+    if not runtime:
+        return None
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        if path != PRIORS:
+            raise CalibrationError(f"{path}: prior file not found") from None
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path}: not a prior JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != PRIOR_SCHEMA or not isinstance(data.get("priors"), dict):
+        raise CalibrationError(f"{path}: not an edge-profiler prior (schema {PRIOR_SCHEMA})")
+    prior = data["priors"].get(runtime)
+    if prior is None:
+        return None
+    shape = prior.get("shape") if isinstance(prior, dict) else None
+    if not isinstance(shape, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in shape.values()):
+        raise CalibrationError(f"{path}: prior for {runtime} has no valid shape (non-negative weights by feature)")
+    return {"runtime": runtime, "shape": shape, "source": prior.get("source", "?"), "file": path}
+
+
+def learn_shape(records, y):
+    """A prior shape from one device's measurements: device ≈ Σ vⱼ·card featureⱼ (no host figure,
+    so the shape holds for any host), non-negative, fitted on relative error and scaled to predict
+    that device's latencies on average. {feature: weight}."""
+    from scipy.optimize import nnls
+
+    y = np.asarray(y, float)
+    common = set.intersection(*(set(record_features(r)) for r in records))
+    columns = [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
+    X = relative_matrix(records, columns)
+    scale = np.mean(X / y[:, None], axis=0)
+    scale[~(scale > 0)] = 1.0
+    design = np.vstack([X / scale / y[:, None], 1e-3 * np.eye(len(columns))])
+    w = nnls(design, np.concatenate([np.ones(len(y)), np.zeros(len(columns))]), maxiter=100 * len(columns))[0] / scale
+    w /= np.mean(X @ w / y)
+    return {c: float(v) for c, v in zip(columns, w)}
+
+
+def resolve_prior(prior, records):
+    """prior: 'auto' (the shipped prior for the references' runtime), None/'none', a file path or a dict."""
+    if prior in (None, "none"):
+        return None
+    if isinstance(prior, dict):
+        return prior
+    runtimes = {r.get("runtime") for r in records}
+    runtime = runtimes.pop() if len(runtimes) == 1 else None
+    return load_prior(runtime) if prior == "auto" else load_prior(runtime, prior)
 
 
 def relative_matrix(records, names):
@@ -198,9 +255,9 @@ def relative_matrix(records, names):
     return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
 
 
-def fit_relative(names, records, y, host_metric="host_latency_ms"):
+def fit_relative(names, records, y, host_metric="host_latency_ms", prior="auto", nested_loo=True):
     """The relative model: host ratio plus shrunk corrections, with its leave-one-out error and a
-    relative interval from the leave-one-out residuals."""
+    relative interval from the leave-one-out residuals. prior: see resolve_prior."""
     y = np.asarray(y, float)
     n = len(y)
     common = set.intersection(*(set(record_features(r)) for r in records))
@@ -208,7 +265,9 @@ def fit_relative(names, records, y, host_metric="host_latency_ms"):
         raise ValueError(f"the relative model needs {host_metric} for every reference")
     columns = [host_metric] + [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
     X = relative_matrix(records, columns)
-    model = RelativeCalibration().fit(X, y)
+    prior = resolve_prior(prior, records)
+    shape = None if prior is None else [0.0] + [float(prior["shape"].get(c, 0.0)) for c in columns[1:]]
+    model = RelativeCalibration(prior=shape).fit(X, y)
     pred = model.predict(X)
     host = X[:, 0]
     r2 = M.r2(y, pred)
@@ -216,7 +275,10 @@ def fit_relative(names, records, y, host_metric="host_latency_ms"):
            "r2": r2, "adj_r2": M.adjusted_r2(r2, n, max(1, int(np.sum(model.coef_ > 0)))), "rmse": M.rmse(y, pred),
            "mape": M.mape(y, pred), "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
            "host_range": [float(host.min()), float(host.max())]}
-    return _model_fit_tail(fit, names, host, y, pred, lambda: RelativeCalibration(), X, model.loo_mape_, n - 1)
+    if prior is not None:
+        fit["prior"] = {"runtime": prior.get("runtime"), "source": prior.get("source")}
+    return _model_fit_tail(fit, names, host, y, pred, lambda: RelativeCalibration(prior=shape), X, model.loo_mape_,
+                           n - 1, nested_loo)
 
 
 MIX_CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")
@@ -272,24 +334,24 @@ def auto_choice(errors):
     return chosen
 
 
-def fit_group(names, records, x, y, method):
-    fit = _fit_group(names, records, x, y, method)
+def fit_group(names, records, x, y, method, prior="auto", nested_loo=True):
+    fit = _fit_group(names, records, x, y, method, prior, nested_loo)
     fit["mix"] = reference_mix(names, records)
     return fit
 
 
-def _fit_group(names, records, x, y, method):
+def _fit_group(names, records, x, y, method, prior="auto", nested_loo=True):
     if method in LINEAR_METHODS:
         return fit_one(names, x, y, method)
     if method == "features":
-        return fit_features(names, records, y)
+        return fit_features(names, records, y, nested_loo)
     if method == "relative":
-        return fit_relative(names, records, y)
+        return fit_relative(names, records, y, prior=prior, nested_loo=nested_loo)
     # auto: each candidate's leave-one-out MAPE on the references decides
     candidates, errors = {}, {}
     for candidate in AUTO_CANDIDATES:
         try:
-            candidates[candidate] = _fit_group(names, records, x, y, candidate)
+            candidates[candidate] = _fit_group(names, records, x, y, candidate, prior, nested_loo)
         except ValueError:  # e.g. loglinear with a non-positive value
             continue
         errors[candidate] = auto_score(candidates[candidate])
@@ -303,7 +365,7 @@ def _fit_group(names, records, x, y, method):
     return fit
 
 
-def fit_all(pairs, method="ols", metrics=None):
+def fit_all(pairs, method="ols", metrics=None, prior="auto"):
     groups = defaultdict(list)
     for row, record in pairs:
         for metric, device in row.metrics.items():
@@ -322,14 +384,14 @@ def fit_all(pairs, method="ols", metrics=None):
                                    f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
         names, records, x, y = zip(*items)
         try:
-            fit = fit_group(list(names), list(records), x, y, method)
+            fit = fit_group(list(names), list(records), x, y, method, prior if metric == "latency_ms" else None)
         except ValueError as exc:
             raise CalibrationError(f"{metric} at {threads} threads: {exc}") from None
         fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit})
     return fits
 
 
-def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=None):
+def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=None, prior="auto"):
     pairs, unmatched = match(device_rows, host_records)
     if len(pairs) < MIN_FIT:
         raise CalibrationError(f"{len(pairs)} device row(s) matched a host profile; a fit needs at least "
@@ -342,7 +404,7 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
         "schema": SCHEMA, "version": SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runtime": runtimes[0] if runtimes else None, "runtime_version": pairs[0][1].get("runtime_version"),
         "target": target, "device_ram_mb": device_ram_mb, "method": method,
-        "fits": fit_all(pairs, method, metrics),
+        "fits": fit_all(pairs, method, metrics, prior),
         "unmatched": [{"model": r.model, "threads": r.threads, "source": r.source} for r in unmatched],
     }
 

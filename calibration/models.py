@@ -98,6 +98,8 @@ def record_features(record):
     for name in ("nodes", "activation_bytes"):
         if card.get(name) is not None:
             features[name] = float(card[name])
+    if card.get("ops") is not None:  # every convolution is a kernel launch with its own packing cost
+        features["conv_nodes"] = float(sum(n for op, n in card["ops"].items() if "conv" in op.lower()))
     if record.get("peak_memory_mb") is not None:
         features["host_peak_memory_mb"] = float(record["peak_memory_mb"])
     return features
@@ -206,50 +208,52 @@ class FeatureCalibration(RegressorMixin, BaseEstimator):
 
 # ---------------------------------------------------------------- relative (mix) model
 
-def _relative_nnls(A, y, penalty, ridge):
-    """min Σ((A·w − y)/y)² + ridge·Σ penaltyⱼ·wⱼ², w ≥ 0: relative error, shrunk where penalty > 0."""
-    from scipy.optimize import lsq_linear
+def _relative_nnls(A, y, prior, ridge):
+    """min Σ((A·w − y)/y)² + ridge·Σⱼ≥₁ (wⱼ − s·priorⱼ)², w ≥ 0, s ≥ 0.
 
-    weighted = A / y[:, None]
-    target = np.ones(len(y))
-    shrink = np.sqrt(ridge * penalty)
-    rows = np.flatnonzero(shrink)
-    if len(rows):
-        extra = np.zeros((len(rows), A.shape[1]))
-        extra[np.arange(len(rows)), rows] = shrink[rows]
-        weighted = np.vstack([weighted, extra])
-        target = np.concatenate([target, np.zeros(len(rows))])
-    w = np.linalg.lstsq(weighted, target, rcond=None)[0]
-    if np.any(w < 0):  # the unconstrained optimum is the answer whenever it is feasible
-        w = lsq_linear(weighted, target, bounds=(0, np.inf), method="bvls").x
-    return w
+    Column 0 (the host figure) is not shrunk. The other weights are shrunk towards a prior
+    shape scaled by a free s, or towards 0 where the prior is 0."""
+    from scipy.optimize import nnls
+
+    n, p = A.shape
+    with_prior = bool(np.any(prior[1:] > 0))
+    design = np.zeros((n + p - 1, p + with_prior))
+    design[:n, :p] = A / y[:, None]
+    root = np.sqrt(ridge)
+    design[n + np.arange(p - 1), 1 + np.arange(p - 1)] = root
+    if with_prior:
+        design[n:, p] = -root * prior[1:]
+    target = np.concatenate([np.ones(n), np.zeros(p - 1)])
+    return nnls(design, target, maxiter=50 * design.shape[1])[0][:p]
 
 
-def _relative_loo(A, y, penalty, ridge):
+def _relative_loo(A, y, prior, ridge):
     """Leave-one-out relative errors of _relative_nnls."""
     errors = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        w = _relative_nnls(A[keep], y[keep], penalty, ridge)
+        w = _relative_nnls(A[keep], y[keep], prior, ridge)
         errors[i] = (A[i] @ w - y[i]) / y[i]
     return errors
 
 
-RIDGES = tuple(10.0 ** p for p in range(3, -5, -1))  # strongest shrinkage first
+RIDGES = tuple(10.0 ** p for p in range(4, -6, -1))  # strongest shrinkage first
 
 
 class RelativeCalibration(RegressorMixin, BaseEstimator):
     """device ≈ r·host + Σ wⱼ·featureⱼ, r, wⱼ ≥ 0, fitted on the relative error.
 
-    Column 0 is the host figure (the plain ratio r, not shrunk). The other columns (work by
-    operator class, node count, a constant) are corrections, each scaled so that a weight of 1
-    adds as much as the host figure does on an average reference, and shrunk towards 0 by a ridge
-    penalty. The ridge is chosen by leave-one-out relative error on the references, among
-    RIDGES from the strongest: few references give the plain ratio, more references buy the
-    corrections their leave-one-out error can support."""
+    Column 0 is the host figure (the plain ratio r, never shrunk). The other columns (work by
+    operator class, convolution and node counts, activation bytes, a constant) are corrections,
+    each scaled so that a weight of 1 adds as much as the host figure does on an average
+    reference, and shrunk by a ridge penalty: towards 0, or towards s·prior, a shape learned on
+    other devices (prior[0] is ignored) whose scale s the references set. The ridge is chosen by
+    leave-one-out relative error on the references, from the strongest in `ridges`: few
+    references give the ratio (or the prior's shape), more buy what their error supports."""
 
-    def __init__(self, *, ridges=RIDGES):
+    def __init__(self, *, ridges=RIDGES, prior=None):
         self.ridges = ridges
+        self.prior = prior
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -265,17 +269,19 @@ class RelativeCalibration(RegressorMixin, BaseEstimator):
         scale = np.mean(X / host[:, None], axis=0)
         scale[~(scale > 0)] = 1.0
         A = X / scale
-        penalty = np.ones(X.shape[1])
-        penalty[0] = 0.0
+        prior = np.zeros(X.shape[1]) if self.prior is None else np.asarray(self.prior, float) * scale
         if len(y) >= 4 and X.shape[1] > 1:
-            trials = [(float(np.mean(np.abs(_relative_loo(A, y, penalty, ridge)))), i, ridge)
-                      for i, ridge in enumerate(self.ridges)]
-            self.loo_mape_, _, self.ridge_ = min(trials)
-            self.loo_mape_ *= 100
+            errors = [np.abs(_relative_loo(A, y, prior, ridge)) for ridge in self.ridges]
+            means = np.array([e.mean() for e in errors])
+            best = int(np.argmin(means))
+            # The one-standard-error rule: the strongest ridge whose leave-one-out error is within
+            # one standard error of the best; a few references cannot tell finer differences apart.
+            bound = means[best] + errors[best].std(ddof=1) / np.sqrt(len(y))
+            chosen = next(i for i, m in enumerate(means) if m <= bound)
+            self.ridge_, self.loo_mape_ = self.ridges[chosen], 100 * float(means[chosen])
         else:
             self.ridge_, self.loo_mape_ = max(self.ridges), float("nan")
-        w = _relative_nnls(A, y, penalty, self.ridge_)
-        self.coef_ = w / scale
+        self.coef_ = _relative_nnls(A, y, prior, self.ridge_) / scale
         self.intercept_ = 0.0
         return self
 

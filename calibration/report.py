@@ -14,13 +14,15 @@ def fit_table(calibration):
     line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     lines = [f"Calibration (method {calibration['method']}, runtime {calibration.get('runtime') or '?'}); "
              f"ols/robust: device = a·host + b, loglinear: log device = a·log host + b, "
-             f"features: device = Σ w·feature + b", line(header), line(["-" * w for w in widths])]
+             f"relative: device = a·host + Σ w·feature (relative error), features: device = Σ w·feature + b",
+             line(header), line(["-" * w for w in widths])]
     lines += [line(r) for r in rows]
     for f in calibration["fits"]:
         if f.get("auto"):
             lines.append(f"  {f['metric']} at {f['threads']} threads: auto chose {f['auto']['chose']} ({f['auto']['why']})")
-        if f["method"] == "features":
-            lines.append(f"  {f['metric']} at {f['threads']} threads: features used: {', '.join(f['model']['selected'])}")
+        if f["method"] in ("features", "relative"):
+            lines.append(f"  {f['metric']} at {f['threads']} threads: features used: {', '.join(f['model']['selected'])}"
+                         + (f"; prior learned on {f['prior']['source']}" if f.get("prior") else ""))
     return lines
 
 

@@ -220,6 +220,10 @@ def tflite_card(path, shapes, batch=1):
     except Exception as exc:
         raise CardError(f"{path}: not a TFLite model ({str(exc).splitlines()[0][:120]})") from None
     produced = {int(o) for op in ops for o in op["outputs"]}
+    # A grouped convolution converted from a framework without native groups is SPLIT -> one
+    # CONV_2D per group -> CONCATENATION: a convolution fed by one part of a split is grouped work.
+    split_parts = {int(o) for op in ops if op["op_name"] in ("SPLIT", "SPLIT_V") and len(op["outputs"]) > 1
+                   for o in op["outputs"]}
     graph_inputs = {d["index"] for d in interp.get_input_details()}
     state, params, counted = _empty(), 0, set()
     for op in ops:
@@ -250,7 +254,8 @@ def tflite_card(path, shapes, batch=1):
                 kernel, per_out = weight[1:3], weight[3]
                 in_channels = int(inputs[0]["shape"][-1])
             groups = max(1, in_channels // per_out)
-            state["macs_by_class"][conv_class(kernel, groups, in_channels)] += out_elems * per_out * int(np.prod(kernel))
+            cls = "grouped" if inputs[0]["index"] in split_parts else conv_class(kernel, groups, in_channels)
+            state["macs_by_class"][cls] += out_elems * per_out * int(np.prod(kernel))
         elif kind == "depthwise":
             weight = [int(d) for d in inputs[1]["shape"]]  # [1, kh, kw, C*multiplier]
             state["macs_by_class"]["depthwise"] += out_elems * int(np.prod(weight[1:3]))

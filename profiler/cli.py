@@ -1,6 +1,7 @@
 """`profile`: measure models under a target device's caps. Parses, then runs the pipeline."""
 
 import argparse
+import os
 import signal
 import sys
 
@@ -62,8 +63,12 @@ def fail(message, code=2):
     return code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: cleaned up like Ctrl-C, but exits 143 (128 + 15) as the convention is."""
+
+
 def _terminate(signum, frame):
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv=None):
@@ -71,9 +76,15 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(opts)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("profile: interrupted; sandboxes removed", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:  # e.g. `profile --card-only … | head -1`: the reader has what it wanted
+        try:
+            sys.stdout = open(os.devnull, "w")  # nothing more reaches the closed pipe, not even at exit
+        except OSError:
+            pass
+        return 141
 
 
 def run(opts):

@@ -49,6 +49,11 @@ class TargetDevice:
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _SCALE_MB = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+MAX_SIZE_MB = 1024.0 ** 3  # 1 PiB
+MAX_CORE = 4095  # the kernel's largest CPU number on common builds (CONFIG_NR_CPUS)
+MAX_THREADS = 128  # far above any edge device; the sandbox's process limit (512) leaves room for it
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week; a larger value overflows the timers that enforce it
+MIN_CPUS = 0.01  # Docker's and the CFS quota's granularity: below it a cap is not applied
 
 
 def parse_size_mb(key, text):
@@ -56,10 +61,13 @@ def parse_size_mb(key, text):
     match = _SIZE.match(str(text))
     if not match:
         raise ConfigError(f"{key}={text}: not a size; use e.g. 512m or 2g")
-    return float(match.group(1)) * _SCALE_MB[match.group(2).lower()]
+    value = float(match.group(1)) * _SCALE_MB[match.group(2).lower()]
+    if value > MAX_SIZE_MB:  # beyond what a cgroup or the Engine API can hold (int64 bytes)
+        raise ConfigError(f"{key}={text}: larger than any memory a cap can express (at most 1024t)")
+    return value
 
 
-def _number(key, text, kind=float, minimum=None, strict=False):
+def _number(key, text, kind=float, minimum=None, strict=False, maximum=None):
     try:
         value = kind(str(text).strip())
     except ValueError:
@@ -69,6 +77,8 @@ def _number(key, text, kind=float, minimum=None, strict=False):
     if minimum is not None and (value <= minimum if strict else value < minimum):
         relation = "greater than" if strict else "at least"
         raise ConfigError(f"{key}={text}: must be {relation} {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}={text}: must be at most {maximum:g}")
     return value
 
 
@@ -77,10 +87,12 @@ def parse_cpu_set(key, text):
     cores = set()
     try:
         for part in filter(None, (p.strip() for p in str(text).split(","))):
-            low, _, high = part.partition("-")
-            first, last = int(low), int(high or low)
+            low, dash, high = part.partition("-")
+            first, last = int(low), int(high if dash else low)  # "0-" is an error, not core 0
             if first < 0 or last < first:
                 raise ValueError
+            if last > MAX_CORE:
+                raise ConfigError(f"{key}={text}: core {last} is beyond any CPU number (at most {MAX_CORE})")
             cores.update(range(first, last + 1))
     except ValueError:
         raise ConfigError(f"{key}={text}: not a core list; use e.g. 0,2 or 0-3") from None
@@ -92,7 +104,10 @@ def parse_cpu_set(key, text):
 def _docker_args(text, values, warnings):
     """Auptimizer's DOCKER_ARGS: the cap flags in it become ordinary keys."""
     flags = {"--cpus": "CPUS", "--memory": "MEMORY", "-m": "MEMORY", "--cpuset-cpus": "CPU_SET"}
-    tokens = shlex.split(text)
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:  # e.g. an unbalanced quote
+        raise ConfigError(f"DOCKER_ARGS={text}: cannot be split into arguments ({exc})") from None
     i = 0
     while i < len(tokens):
         name, eq, value = tokens[i].partition("=")
@@ -164,6 +179,8 @@ def build_target(values, warnings, host_cores=None):
         t.name = str(get("DEVICE_NAME")).strip()
     if get("CPUS") not in (None, ""):
         t.cpus = _number("CPUS", get("CPUS"), float, 0, strict=True)
+        if t.cpus < MIN_CPUS:
+            raise ConfigError(f"CPUS={get('CPUS')}: below {MIN_CPUS:g}, the smallest CPU cap that can be enforced")
     if get("CPU_SET") not in (None, ""):
         t.cpu_set = parse_cpu_set("CPU_SET", get("CPU_SET"))
         if get("CPUS") in (None, ""):
@@ -187,7 +204,7 @@ def build_target(values, warnings, host_cores=None):
         t.swap_mb = parse_size_mb("SWAP", get("SWAP"))
     elif get("_MEMORY_SWAP") not in (None, "") and t.memory_mb:
         t.swap_mb = max(0.0, parse_size_mb("DOCKER_ARGS --memory-swap", get("_MEMORY_SWAP")) - t.memory_mb)
-    t.threads = (_number("THREADS", get("THREADS"), int, 1) if get("THREADS") not in (None, "")
+    t.threads = (_number("THREADS", get("THREADS"), int, 1, maximum=MAX_THREADS) if get("THREADS") not in (None, "")
                  else math.ceil(t.cpus))
     if get("WARMUP") not in (None, ""):
         t.warmup = _number("WARMUP", get("WARMUP"), int, 0)
@@ -202,7 +219,7 @@ def build_target(values, warnings, host_cores=None):
     if get("BASE_IMAGE") not in (None, ""):
         t.base_image = str(get("BASE_IMAGE")).strip()
     if get("TIMEOUT_S") not in (None, ""):
-        t.timeout_s = _number("TIMEOUT_S", get("TIMEOUT_S"), float, 0, strict=True)
+        t.timeout_s = _number("TIMEOUT_S", get("TIMEOUT_S"), float, 0, strict=True, maximum=MAX_TIMEOUT_S)
     if get("INPUT_SHAPES") not in (None, ""):
         from profiler.runtimes import ModelError, parse_input_shapes
 
@@ -212,7 +229,7 @@ def build_target(values, warnings, host_cores=None):
             raise ConfigError(str(exc)) from None
         t.input_shapes = str(get("INPUT_SHAPES")).strip()
     if get("SEED") not in (None, ""):
-        t.seed = _number("SEED", get("SEED"), int)
+        t.seed = _number("SEED", get("SEED"), int, 0, maximum=2 ** 32 - 1)  # numpy's seed range
     if get("OP_PROFILE") not in (None, ""):
         t.op_profile_runs = _number("OP_PROFILE", get("OP_PROFILE"), int, 0)
     if get("SAMPLE_MEMORY") not in (None, ""):

@@ -87,6 +87,8 @@ def _prediction_cells(prediction):
             text += f" ({fmt(p['low'])}–{fmt(p['high'])})"
         if p.get("extrapolated"):
             text += " extrap."
+        if p.get("outside_mix"):
+            text += " mix: " + "+".join(p["outside_mix"])
         if p.get("exceeds_device_ram"):
             text += " WON'T FIT"
         cells.append(text)

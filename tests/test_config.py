@@ -41,7 +41,10 @@ def test_command_line_overrides_the_file(tmp_path):
 @pytest.mark.parametrize("line, key", [("CPUS=0", "CPUS"), ("CPUS=-1", "CPUS"), ("MEMORY=lots", "MEMORY"),
                                        ("ITERATIONS=-5", "ITERATIONS"), ("THREADS=two", "THREADS"),
                                        ("BACKEND=podman", "BACKEND"), ("CPU_SET=a-b", "CPU_SET"),
-                                       ("INPUT_SHAPES=input=1x3", "INPUT_SHAPES")])
+                                       ("INPUT_SHAPES=input=1x3", "INPUT_SHAPES")] + [(line, line.split("=")[0]) for line in (
+                                           "CPUS=0.001", "CPUS=1e-9", "TIMEOUT_S=1e308", "MEMORY=99999999999999999t",
+                                           "SEED=-1", "CPU_SET=0-1000000000", "CPU_SET=0-", "THREADS=600",
+                                           "DOCKER_ARGS=\"--cpus '1\"")])
 def test_invalid_values_name_their_key(tmp_path, line, key):
     with pytest.raises(ConfigError) as info:
         load_target(write(tmp_path, line + "\n"), host_cores=[0, 1])
@@ -71,3 +74,22 @@ def test_sizes():
     assert parse_size_mb("MEMORY", "1.5G") == 1536
     assert parse_size_mb("MEMORY", "1024k") == 1
     assert parse_size_mb("MEMORY", "1048576") == 1
+
+
+BAD_ENV = ["CPUS=0.001", "CPUS=1e-9", "TIMEOUT_S=1e308", "MEMORY=99999999999999999t", "SEED=-1",
+           "CPU_SET=0-1000000000", "CPU_SET=0-", "THREADS=600", "DOCKER_ARGS=\"--cpus '1\""]
+
+
+@pytest.mark.parametrize("line", BAD_ENV)
+def test_env_values_that_could_never_run_are_one_line_before_any_work(tmp_path, line):
+    import time
+
+    from tests.conftest import example, run_cli
+
+    started = time.monotonic()
+    done = run_cli("profile", "--env", write(tmp_path, line + "\n"), "--no-store", example("tiny_cnn.onnx"),
+                   timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("profile: error: " + line.split("=")[0]), done.stderr
+    assert time.monotonic() - started < 30  # refused, not built: no core set of 10⁹ integers, no run

@@ -49,8 +49,11 @@ def test_two_op_classes_at_different_ratios_choose_features():
 def test_auto_scores_features_by_leave_one_out_with_the_selection_held_fixed():
     records, conv, pool, rng = synthetic(8, 6)
     y = (4.0 * conv + 1.5 * pool + 0.05) * (1 + rng.normal(0, 0.02, len(conv)))
-    fit = choose(records, y)
-    assert fit["auto"]["chose"] == "features", fit["auto"]["why"]
+    auto = choose(records, y)
+    # This truth has a relative noise, so the relative model may win; the feature candidate's score is checked.
+    assert auto["auto"]["chose"] in ("features", "relative"), auto["auto"]["why"]
+    fit = core.fit_group([r["model"] for r in records], records, [r["latency_ms"]["median"] for r in records], y,
+                         "features")
     X = core.feature_matrix(records, fit["model"]["selected"])
     # Independently: refit only the weights of the selected features on each fold (plain least squares).
     loo = []
@@ -62,7 +65,7 @@ def test_auto_scores_features_by_leave_one_out_with_the_selection_held_fixed():
         loo.append(X[i] @ coef[:-1] + coef[-1])
     expected = 100 * np.mean(np.abs(np.array(loo) - y) / y)
     assert fit["selected_loo_mape"] == pytest.approx(expected, rel=1e-3)
-    assert fit["auto"]["loo_mape"]["features"] == fit["selected_loo_mape"]
+    assert auto["auto"]["loo_mape"]["features"] == fit["selected_loo_mape"]
     # The reported error stays the nested one, selection redone in every fold.
     assert fit["loo_mape"] == pytest.approx(100 * np.mean([abs(r["loo"] - r["device"]) / r["device"]
                                                          for r in fit["references"]]))

@@ -185,3 +185,26 @@ def test_a_memory_cap_that_cannot_be_applied_is_reported_not_assumed(models, tmp
     assert record["memory_source"] == "vmhwm"  # no cgroup to read a peak from
     assert "512MiB(not enforced)" in done.stdout
     assert f"WARNING: MEMORY not enforced by the local backend: {record['enforced']['how']}" in done.stderr.splitlines()
+
+
+def test_sigterm_cleans_up_and_exits_143(models, tmp_path):
+    import signal
+    import time
+
+    child = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "local", "--no-store",
+                              models["slow"], "--iterations", "100000", "--timeout", "120"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # inside the measurement
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 143, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not [d for d in os.listdir("/sys/fs/cgroup/memory") if d.startswith("edge-profiler-")]
+
+
+def test_a_closed_pipe_is_not_a_traceback(models):
+    done = subprocess.run(f"{sys.executable} -m profiler.cli --card-only {models['onnx']} {models['tflite']} "
+                          f"{models['torch']} | head -1", shell=True, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.count("\n") == 1
+    assert done.stderr == "", done.stderr

@@ -114,6 +114,11 @@ def profile_all(paths, store_path, backend_name, op_profile=10):
         if profile == "onnx":
             env["OP_PROFILE"] = str(op_profile)
         records[profile] = profile_cached(paths[fmt], store_path, env, runtime)
+        if runtime == "tflite":  # cards are cheap here: always the current card code's
+            from profiler.pipeline import add_card
+
+            for record in records[profile].values():
+                add_card(record, None)
     return records
 
 
@@ -131,14 +136,18 @@ def macs(record):
     return float((record.get("model_card") or {}).get("macs") or np.nan)
 
 
-def fit_and_predict(method, refs, held, records, y):
-    """Fit `method` on the reference networks, predict the held-out ones: (predicted, fit)."""
+def fit_and_predict(method, refs, held, records, y, prior=None):
+    """Fit `method` on the reference networks, predict the held-out ones: (predicted, fit).
+
+    `relative` and `auto` use `prior` (a shape learned on another device); `relative:none` none."""
     recs = [records[n] for n in refs]
     if method == "flops":  # the baseline: a·MACs + b (FLOPs ≈ 2·MACs, the same fit)
         fit = core.fit_group(refs, recs, [macs(r) for r in recs], [y[n] for n in refs], "ols")
         return np.array([core.predict_value(fit, macs(records[n]))["value"] for n in held]), fit
     x = [r["latency_ms"]["median"] for r in recs]
-    fit = core.fit_group(refs, recs, x, [y[n] for n in refs], method)
+    name, _, variant = method.partition(":")
+    fit = core.fit_group(refs, recs, x, [y[n] for n in refs], name, prior=None if variant == "none" else prior,
+                         nested_loo=False)
     return np.array([core.predict_value(fit, records[n]["latency_ms"]["median"], records[n])["value"]
                      for n in held]), fit
 
@@ -148,7 +157,7 @@ def scores(measured, predicted):
             "spearman": M.spearman(measured, predicted), "kendall": M.kendall(measured, predicted)}
 
 
-def random_draws(names, records, y, methods, ks, draws, seed):
+def random_draws(names, records, y, methods, ks, draws, seed, prior=None):
     """{(k, method): [per-draw scores]}, and the predictions of every k = 10 draw (for the figure)."""
     rng = np.random.default_rng(seed)
     out, typical = {}, {}
@@ -158,7 +167,7 @@ def random_draws(names, records, y, methods, ks, draws, seed):
             held = [n for n in names if n not in set(refs)]
             measured = np.array([y[n] for n in held])
             for method in methods:
-                predicted, fit = fit_and_predict(method, refs, held, records, y)
+                predicted, fit = fit_and_predict(method, refs, held, records, y, prior)
                 score = scores(measured, predicted)
                 if method == "auto":
                     score["chose"] = fit["auto"]["chose"]
@@ -168,7 +177,7 @@ def random_draws(names, records, y, methods, ks, draws, seed):
     return out, typical
 
 
-def leave_one_family_out(names, families, records, y, methods):
+def leave_one_family_out(names, families, records, y, methods, prior=None):
     """{method: {family: scores}}: every other family is the reference set of one family."""
     out = {}
     for family in sorted(set(families[n] for n in names)):
@@ -176,7 +185,7 @@ def leave_one_family_out(names, families, records, y, methods):
         refs = [n for n in names if families[n] != family]
         measured = np.array([y[n] for n in held])
         for method in methods:
-            predicted, _ = fit_and_predict(method, refs, held, records, y)
+            predicted, _ = fit_and_predict(method, refs, held, records, y, prior)
             out.setdefault(method, {})[family] = scores(measured, predicted) if len(held) > 1 else {
                 "mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
                 "spearman": float("nan"), "kendall": float("nan")}
@@ -191,23 +200,68 @@ def median_scores(per_draw):
     return table
 
 
-METHODS = ("flops", "ols", "features", "relative", "auto")
-METHOD_NOTES = {"flops": "a·MACs + b (the FLOPs baseline)", "ols": "a·host + b", "features": "absolute feature fit",
-                "relative": "relative model", "auto": "auto"}
+METHODS = ("flops", "ols", "features", "relative:none", "relative", "auto")
+METHOD_NOTES = {"flops": "a·MACs + b (the FLOPs baseline)", "ols": "a·host + b",
+                "features": "the absolute feature fit (Σ w·feature + b, squared error)",
+                "relative:none": "the relative model with no prior", "relative": "the relative model with the prior "
+                "learned on the other phone (leave-one-device-out)", "auto": "`calibrate`'s default: the lowest "
+                "leave-one-out error of ols, loglinear, relative (with that prior) and features"}
+
+
+def prior_source(selector):
+    """The slice a prior for `selector` is learned from: the other phone, same framework and precision, one
+    big core (the device being predicted never contributes)."""
+    other = {"pixel4": "iphone7", "iphone7": "pixel4"}[selector["device"]]
+    return dict(selector, device=other, cores="1large")
+
+
+def slice_data(data, selector, profile, records):
+    rows = slice_rows(data, selector)
+    names = sorted(n for n in rows if n in records.get(profile, {}))
+    return names, {n: host_record(records, profile, n) for n in names}, {n: rows[n][1] for n in names}, rows
+
+
+def learn_prior(data, selector, profile, records):
+    names, host, y, _ = slice_data(data, selector, profile, records)
+    if len(names) < 10:
+        return None
+    source = f"{selector['device']} {selector['framework']} {selector['precision']} {selector['cores']}"
+    return {"shape": core.learn_shape([host[n] for n in names], [y[n] for n in names]), "source": source}
 
 
 def evaluate_slice(data, selector, profile, records, ks, draws, seed, methods=METHODS, families=True):
-    rows = slice_rows(data, selector)
-    names = sorted(n for n in rows if n in records.get(profile, {}))
-    host = {n: host_record(records, profile, n) for n in names}
-    y = {n: rows[n][1] for n in names}
-    result = {"networks": len(names), "draws": {}, "typical": None, "lofo": None}
-    per_draw, typical = random_draws(names, host, y, methods, [k for k in ks if k < len(names)], draws, seed)
+    names, host, y, rows = slice_data(data, selector, profile, records)
+    prior = learn_prior(data, prior_source(selector), profile, records)
+    result = {"networks": len(names), "draws": {}, "typical": None, "lofo": None,
+              "prior": prior["source"] if prior else None}
+    per_draw, typical = random_draws(names, host, y, methods, [k for k in ks if k < len(names)], draws, seed, prior)
     result["draws"] = {key: median_scores(v) for key, v in per_draw.items()}
     result["typical"] = typical
     if families:
-        result["lofo"] = leave_one_family_out(names, {n: rows[n][0] for n in names}, host, y, methods)
+        result["lofo"] = leave_one_family_out(names, {n: rows[n][0] for n in names}, host, y, methods, prior)
     return result
+
+
+def write_priors(data, records, path):
+    """The shipped priors: per runtime, the mean of the shapes learned on both phones (fp32, one big core)."""
+    import json
+
+    priors = {}
+    for runtime, framework, profile in (("tflite", "tflite-2.10", "tflite"), ("torch", "pytorch-mobile-2.0", "torch")):
+        learned = [learn_prior(data, {"device": device, "framework": framework, "cores": "1large",
+                                      "precision": "fp32"}, profile, records) for device in ("pixel4", "iphone7")]
+        learned = [p for p in learned if p]
+        if not learned:
+            continue
+        features = sorted(set.intersection(*(set(p["shape"]) for p in learned)))
+        priors[runtime] = {"shape": {f: float(np.mean([p["shape"][f] for p in learned])) for f in features},
+                           "source": "mmb-cnn: " + "; ".join(p["source"] for p in learned)}
+    from profiler.export import write_json
+
+    write_json(path, {"schema": core.PRIOR_SCHEMA, "version": 1,
+                      "note": "written by experiments/mmb_phones/run.py --write-priors; see its RESULTS.md",
+                      "priors": priors})
+    return priors
 
 
 def lofo_summary(lofo):
@@ -231,6 +285,7 @@ def write_results(out, results, meta, ks):
              "- Methods: " + "; ".join(f"`{m}` {METHOD_NOTES[m]}" for m in METHODS) + ".", ""]
     for name, result in results.items():
         lines += [f"## {name} ({result['networks']} networks)", "",
+                  f"Prior for `relative` and `auto`: learned on {result['prior'] or 'nothing (none available)'}.", "",
                   "| k | method | MAPE % | within ±10 % | Spearman ρ | Kendall τ |", "|---|---|---|---|---|---|"]
         for k in ks:
             for method in METHODS:
@@ -263,7 +318,7 @@ def plot(out, main_result, results, ks):
     from experiments.seedlib import pred_vs_measured
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
-    for ax, method in zip(axes, ("flops", "ols", "relative")):
+    for ax, method in zip(axes, ("flops", "ols", "auto")):
         runs = sorted(main_result["typical"][method], key=lambda r: r[0])
         mape, held, measured, predicted = runs[len(runs) // 2]  # the median draw: a typical one
         pred_vs_measured(ax, measured, predicted,
@@ -321,6 +376,8 @@ def main(argv=None):
                         help=f"device slices (default all: {'; '.join(SLICES)})")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 TFLite export and slice")
     parser.add_argument("--no-families", action="store_true", help="skip leave-one-family-out")
+    parser.add_argument("--write-priors", metavar="FILE",
+                        help="also write the priors learned on both phones here (calibration/priors.json ships them)")
     parser.add_argument("--no-op-profile", action="store_true",
                         help="skip the ONNX Runtime per-operator profile (used by the `features` method only)")
     parser.add_argument("--backend", default="local", choices=["auto", "local", "docker"],
@@ -350,6 +407,8 @@ def main(argv=None):
         results[name] = evaluate_slice(data, selector, profile, records, opts.ks, opts.draws, opts.seed,
                                        families=not opts.no_families)
     os.makedirs(opts.out, exist_ok=True)
+    if opts.write_priors:
+        write_priors(data, records, opts.write_priors)
     meta = {"draws": opts.draws, "seed": opts.seed, "dataset": os.path.basename(os.path.normpath(opts.dataset)),
             "host": every[0]["host"].get("cpu_model", "?"), "backend": every[0].get("backend"),
             "profiled": f"measured {stamps[0]} to {stamps[-1]}; {fresh} of the {len(every)} profiles were made by "

@@ -49,6 +49,8 @@ def engine_problem():
     try:
         docker.from_env(timeout=5).ping()
         return None
+    except (ValueError, TypeError) as exc:  # a DOCKER_HOST that is not an address (urllib's own errors)
+        return f"DOCKER_HOST={os.environ.get('DOCKER_HOST')}: not a Docker address ({str(exc).splitlines()[0][:100]})"
     except docker.errors.DockerException as exc:
         text = str(exc)
         if "Permission denied" in text or "PermissionError" in text:
