@@ -93,8 +93,14 @@ def _ram(text):
 
 def fit(opts):
     from calibration import core, importers, plots, report
-    from profiler.harness import check_writable
+    from profiler.harness import check_writable, clobbered_input
 
+    inputs = {f"the device log {path}": path for path in opts.device}
+    inputs.update({"the host results": opts.host, "the results store": None if opts.host else opts.store,
+                   "the prior file": opts.prior if opts.prior not in ("auto", "none") else None})
+    clash = clobbered_input({"--out": opts.out}, inputs)
+    if clash:
+        raise core.CalibrationError(clash)
     if opts.out:
         check_writable(opts.out)  # before any work, so a bad path costs nothing
     if opts.plot and os.path.exists(opts.plot) and not os.path.isdir(opts.plot):
@@ -131,8 +137,13 @@ def fit(opts):
 def predict(opts):
     from calibration import core, report
     from profiler.export import write_json
-    from profiler.harness import check_writable
+    from profiler.harness import check_writable, clobbered_input
 
+    clash = clobbered_input({"--json": opts.json}, {"the calibration file": opts.calibration,
+                                                     "the host results": opts.host,
+                                                     "the results store": None if opts.host else opts.store})
+    if clash:
+        raise core.CalibrationError(clash)
     if opts.json:
         check_writable(opts.json)
     calibration = core.load(opts.calibration)

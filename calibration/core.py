@@ -43,21 +43,19 @@ def load_host(path=None, store=None, runtime=None):
         if not os.path.isfile(path):
             raise CalibrationError(f"{path}: host results file not found")
         if path.endswith(".csv"):
-            records = []
-            with open(path, newline="") as f:
-                for row in csv.DictReader(f):
-                    if row.get("status") != "ok":
-                        continue
-                    records.append({"model": row["model"], "sha256": row.get("sha256"), "runtime": row.get("runtime"),
-                                    "threads": int(row["threads"]), "started_at": row.get("started_at"),
-                                    "latency_ms": {"median": float(row["latency_median_ms"])},
-                                    "peak_memory_mb": float(row["peak_memory_mb"]) if row.get("peak_memory_mb") else None,
-                                    "load_ms": float(row["load_ms"]) if row.get("load_ms") else None})
+            records = _host_csv(path)
         else:
             try:
-                records = [r for r in json.load(open(path)) if r.get("status") == "ok"]
+                with open(path, encoding="utf-8") as f:
+                    records = [r for r in json.load(f) if r.get("status") == "ok"]
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
-                raise CalibrationError(f"{path}: not a `profile --json` export ({exc})") from None
+                raise CalibrationError(f"{path}: not a `profile --json` export ({str(exc)[:120]})") from None
+            for index, record in enumerate(records, start=1):
+                median = (record.get("latency_ms") or {}).get("median") if isinstance(record.get("latency_ms"), dict) \
+                    else None
+                if not isinstance(record.get("model"), str) or not isinstance(median, (int, float)) or median <= 0:
+                    raise CalibrationError(f"{path}: record {index} is not a profile result "
+                                           "(needs model and a positive latency_ms.median)")
     else:
         from profiler.store import Store, StoreError
 
@@ -71,6 +69,45 @@ def load_host(path=None, store=None, runtime=None):
         records = [r for r in records if r.get("runtime") == runtime]
     if not records:
         raise CalibrationError(f"{path or store}: no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
+    return records
+
+
+def _host_csv(path):
+    """Host rows of a `profile --csv` export (status ok only)."""
+    def number(row, column, line):
+        text = row.get(column)
+        if text in (None, ""):
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not np.isfinite(value) or value <= 0:
+            raise CalibrationError(f"{path}:{line}: column {column!r}: {text!r} is not a positive number")
+        return value
+
+    records = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            for line, row in enumerate(reader, start=2):
+                if row.get("status") != "ok":
+                    continue
+                if not row.get("model") or number(row, "latency_median_ms", line) is None:
+                    raise CalibrationError(f"{path}:{line}: needs model and latency_median_ms")
+                threads = number(row, "threads", line)
+                if threads is None or threads != int(threads):
+                    raise CalibrationError(f"{path}:{line}: column 'threads': {row.get('threads')!r} is not a "
+                                           "whole number")
+                records.append({"model": row["model"], "sha256": row.get("sha256"), "runtime": row.get("runtime"),
+                                "threads": int(threads), "started_at": row.get("started_at"),
+                                "latency_ms": {"median": number(row, "latency_median_ms", line)},
+                                "peak_memory_mb": number(row, "peak_memory_mb", line),
+                                "load_ms": number(row, "load_ms", line)})
+    except UnicodeDecodeError:
+        raise CalibrationError(f"{path}: not UTF-8 text, so not a `profile --csv` export") from None
+    except csv.Error as exc:
+        raise CalibrationError(f"{path}: not readable as CSV ({exc})") from None
     return records
 
 
@@ -383,6 +420,9 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto"):
             raise CalibrationError(f"{metric} at {threads} threads: {len(items)} matched model; a fit needs at "
                                    f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
         names, records, x, y = zip(*items)
+        if len(set(x)) == 1:
+            raise CalibrationError(f"{metric} at {threads} threads: all {len(x)} references have the same host "
+                                   f"value ({x[0]:g}); a fit needs references that differ")
         try:
             fit = fit_group(list(names), list(records), x, y, method, prior if metric == "latency_ms" else None)
         except ValueError as exc:
@@ -430,7 +470,38 @@ def load(path):
     if data.get("version") != SCHEMA_VERSION:
         raise CalibrationError(f"{path}: calibration schema version {data.get('version')} is not supported "
                                f"(this edge-profiler reads version {SCHEMA_VERSION}); refit with `calibrate`")
+    problem = _fits_problem(data.get("fits"))
+    if problem:
+        raise CalibrationError(f"{path}: not a usable calibration ({problem}); refit with `calibrate`")
     return data
+
+
+def _fits_problem(fits):
+    """What makes a calibration body unusable (an edited or truncated file), or None."""
+    if not isinstance(fits, list) or not fits:
+        return "no fits"
+    for i, fit in enumerate(fits, start=1):
+        if not isinstance(fit, dict):
+            return f"fit {i} is not an object"
+        for key in ("metric", "threads", "method", "model", "host_range"):
+            if key not in fit:
+                return f"fit {i} lacks {key}"
+        spec, bounds = fit["model"], fit["host_range"]
+        if not isinstance(bounds, list) or len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds):
+            return f"fit {i}: host_range is not [low, high]"
+        if not isinstance(spec, dict) or spec.get("kind") not in ("linear", "features", "relative"):
+            return f"fit {i}: unknown model kind"
+        coef = spec.get("coef")
+        if not isinstance(coef, list) or not all(isinstance(c, (int, float)) and np.isfinite(c) for c in coef):
+            return f"fit {i}: coefficients are not finite numbers"
+        if spec["kind"] != "linear" and (len(spec.get("features") or []) != len(coef)
+                                         or not set(spec.get("selected") or []) <= set(spec.get("features") or [])):
+            return f"fit {i}: features and coefficients do not match"
+        if spec["kind"] == "linear" and spec.get("method") not in LINEAR_METHODS:
+            return f"fit {i}: unknown linear method"
+        if not isinstance(spec.get("intercept", 0.0), (int, float)) or not np.isfinite(spec.get("intercept", 0.0)):
+            return f"fit {i}: intercept is not a finite number"
+    return None
 
 
 def predict_value(fit, host, record=None):

@@ -47,12 +47,23 @@ def _stem(name):
     return stem if ext.lower() in MODEL_EXTENSIONS else base
 
 
-def _number(text, where):
+def _number(text, where, positive=False):
     try:
         value = float(str(text).strip())
     except ValueError:
         raise DeviceLogError(f"{where}: {text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise DeviceLogError(f"{where}: {text!r} is not a finite number")
+    if positive and value <= 0:
+        raise DeviceLogError(f"{where}: {text!r} must be greater than 0")
     return value
+
+
+def _threads(text, where):
+    value = _number(text, where)
+    if value < 1 or value != int(value):
+        raise DeviceLogError(f"{where}: {text!r} is not a thread count (a whole number, at least 1)")
+    return int(value)
 
 
 def _canonical(column, where):
@@ -84,12 +95,19 @@ def read_csv(path, default_threads=None):
             continue
         metric_columns[column] = _canonical(column, f"{path}: header")
     rows, seen = [], {}
-    for line_no, raw in enumerate(reader, start=2):
-        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+    try:
+        records = list(reader)
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        raise DeviceLogError(f"{path}:{reader.line_num}: not readable as CSV ({exc})") from None
+    for line_no, raw in enumerate(records, start=2):
+        where = f"{path}:{line_no}"
+        if None in raw or None in raw.values():  # more or fewer fields than the header names
+            raise DeviceLogError(f"{where}: the row does not have the header's {len(columns)} fields "
+                                 "(a decimal comma, or a stray separator?)")
+        row = {k.strip(): (v or "").strip() for k, v in raw.items()}
         if row.get("status") and row["status"] != "ok":
             continue
-        where = f"{path}:{line_no}"
-        threads = int(_number(row.get("threads") or default_threads, f"{where}: column 'threads'"))
+        threads = _threads(row.get("threads") or default_threads, f"{where}: column 'threads'")
         model = _stem(row["model"])
         if not model:
             raise DeviceLogError(f"{where}: empty model name")
@@ -97,7 +115,7 @@ def read_csv(path, default_threads=None):
         for column, (name, factor) in metric_columns.items():
             if row.get(column, "") == "":
                 continue
-            metrics[name] = _number(row[column], f"{where}: column {column!r}") * factor
+            metrics[name] = _number(row[column], f"{where}: column {column!r}", positive=True) * factor
         key = (model.lower(), threads)
         if key in seen:
             raise DeviceLogError(f"{where}: duplicate row for model {model!r} with {threads} threads "
@@ -116,19 +134,31 @@ def read_harness_json(path):
         records = json.loads(text) if text.startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
     except json.JSONDecodeError as exc:
         raise DeviceLogError(f"{path}:{exc.lineno}: not harness JSON ({exc.msg})") from None
+    if not isinstance(records, list):
+        records = [records]
     rows, seen = [], set()
     for index, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise DeviceLogError(f"{path}: record {index} is not a harness record (a JSON object)")
         if record.get("status") != "ok":
             continue
+        where = f"{path}: record {index}"
+        try:
+            name, median = str(record["model"]), record["latency_ms"]["median"]
+        except (KeyError, TypeError):
+            raise DeviceLogError(f"{where}: lacks model or latency_ms.median") from None
+        threads = _threads(record.get("threads"), f"{where}: threads")
+        median = _number(median, f"{where}: latency_ms.median", positive=True)
+        record = dict(record, model=name, threads=threads)
         key = (record["model"].lower(), int(record["threads"]))
         if key in seen:
             raise DeviceLogError(f"{path}: record {index}: duplicate model {record['model']!r} with "
                                f"{record['threads']} threads")
         seen.add(key)
-        rows.append(DeviceMeasurement(record["model"], int(record["threads"]),
-                                      {"latency_ms": record["latency_ms"]["median"],
-                                       "peak_memory_mb": record["peak_memory_mb"]},
-                                      source=path, sha256=record.get("sha256")))
+        metrics = {"latency_ms": median}
+        if record.get("peak_memory_mb") is not None:
+            metrics["peak_memory_mb"] = _number(record["peak_memory_mb"], f"{where}: peak_memory_mb", positive=True)
+        rows.append(DeviceMeasurement(record["model"], threads, metrics, source=path, sha256=record.get("sha256")))
     if not rows:
         raise DeviceLogError(f"{path}: no successful harness records")
     return rows
@@ -146,7 +176,10 @@ def read_benchmark_model(path, model=None, threads=None):
     if not counts:
         raise DeviceLogError(f"{path}: not a benchmark_model log (no 'count=' timing line)")
     timed = dict(re.findall(r"(\w+)=" + _NUM, counts[-1]))  # the last count= line is the timed runs
-    latency_us = float(timed["median"]) if "median" in timed else float(timed["avg"])
+    if "median" not in timed and "avg" not in timed:
+        raise DeviceLogError(f"{path}: the timing line has no avg= or median= (is the log cut short?): "
+                             f"{counts[-1][:80]!r}")
+    latency_us = _number(timed.get("median", timed.get("avg")), f"{path}: timing line", positive=True)
     metrics = {"latency_ms": latency_us / 1000.0}
     peak = next((re.search(_NUM + r"\s*$", l) for l in lines if l.startswith("Overall peak memory footprint")), None)
     overall = next((re.search(r"overall=" + _NUM, l) for l in lines if "Memory footprint delta" in l), None)
@@ -206,7 +239,7 @@ def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, en
 
 def _read(path):
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a spreadsheet's CSV may start with a BOM
             text = f.read()
     except FileNotFoundError:
         raise DeviceLogError(f"{path}: file not found") from None

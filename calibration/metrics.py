@@ -29,12 +29,19 @@ def within(y, pred, tolerance=0.10):
     return float(np.mean(np.abs(pred - y) <= tolerance * np.abs(y)))
 
 
+def _rank_correlation(function, a, b):
+    """NaN where it is undefined (fewer than 2 points, or a constant input), with no warning printed."""
+    if len(a) < 2 or np.ptp(np.asarray(a, float)) == 0 or np.ptp(np.asarray(b, float)) == 0:
+        return float("nan")
+    return float(function(a, b).statistic)
+
+
 def spearman(a, b):
-    return float(stats.spearmanr(a, b).statistic) if len(a) >= 2 else float("nan")
+    return _rank_correlation(stats.spearmanr, a, b)
 
 
 def kendall(a, b):
-    return float(stats.kendalltau(a, b).statistic) if len(a) >= 2 else float("nan")
+    return _rank_correlation(stats.kendalltau, a, b)
 
 
 def loo_predictions(make_estimator, X, y):

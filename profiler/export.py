@@ -48,3 +48,20 @@ def write_markdown(path, records):
     from profiler.report import markdown_lines
 
     write_atomic(path, lambda f: f.write("\n".join(markdown_lines(records)) + "\n"))
+
+
+def write_card_csv(path, cards):
+    """`profile --card-only --csv`: one row per model card, MACs by operator class in columns."""
+    classes = sorted({c for card in cards for c in (card["model_card"].get("macs_by_class") or {})})
+    columns = ["model", "path", "size_mb", "params", "macs", "nodes", "activation_bytes"] + [f"macs_{c}" for c in classes]
+
+    def write(f):
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for card in cards:
+            info = card["model_card"]
+            row = {"model": card["model"], "path": card["path"], **{k: info.get(k) for k in columns[2:7]}}
+            row.update({f"macs_{c}": (info.get("macs_by_class") or {}).get(c, 0) for c in classes})
+            writer.writerow(row)
+
+    write_atomic(path, write)

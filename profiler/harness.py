@@ -19,6 +19,7 @@ import os
 import platform
 import select
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -509,10 +510,42 @@ def _tmp(path):
     return f"{path}.tmp-{os.getpid()}"
 
 
+def _special(path):
+    """A character device, FIFO or socket: written through, never replaced by a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISBLK(mode)
+
+
+def clobbered_input(outputs, inputs):
+    """One line if an output (option -> path) is also an input (label -> path) or another output, else None."""
+    def same(a, b):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            return os.path.realpath(a) == os.path.realpath(b)
+
+    outputs = [(option, path) for option, path in outputs.items() if path and not _special(path)]
+    for i, (option, path) in enumerate(outputs):
+        for label, source in inputs.items():
+            if source and os.path.exists(source) and same(path, source):
+                return f"{option} {path}: is {label}, an input of this run; refusing to overwrite it"
+        for other, second in outputs[i + 1:]:
+            if os.path.realpath(path) == os.path.realpath(second):
+                return f"{option} and {other} both write {path}; give each its own file"
+    return None
+
+
 def check_writable(path):
     """Raise OSError naming `path` when a result file could not be written there (nothing is left behind)."""
     if os.path.isdir(path):
         raise OSError(errno.EISDIR, "is a folder, not a file", path)
+    if _special(path):
+        if not os.access(path, os.W_OK):
+            raise OSError(errno.EACCES, "Permission denied", path)
+        return
     try:
         open(_tmp(path), "w").close()
     except OSError as exc:
@@ -521,7 +554,15 @@ def check_writable(path):
 
 
 def write_atomic(path, write):
-    """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file."""
+    """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file.
+    A device or FIFO (/dev/null, /dev/stdout, a named pipe) is written through instead."""
+    if _special(path):
+        try:
+            with open(path, "w", newline="") as f:
+                write(f)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, path) from None
+        return
     tmp = _tmp(path)
     try:
         with open(tmp, "w", newline="") as f:

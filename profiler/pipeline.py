@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from profiler import export, report
 from profiler.config import ConfigError, load_target
-from profiler.harness import check_writable
+from profiler.harness import check_writable, clobbered_input
 from profiler.runtimes import ModelError, runtime_for
 from profiler.sandbox import SandboxError, physical_first_cores, select_backend
 from profiler.store import Store, StoreError
@@ -27,8 +27,14 @@ def check_models(paths, runtime):
     for path in paths:
         if os.path.isdir(path):
             raise PipelineError(f"{path}: is a folder, not a model file")
+        if os.path.islink(path) and not os.path.exists(path):
+            raise PipelineError(f"{path}: a symbolic link that leads nowhere (dangling, or a loop)")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise PipelineError(f"{path}: not a regular file (a FIFO, socket or device cannot be a model)")
         if not os.path.isfile(path):
             raise PipelineError(f"{path}: model file not found")
+        if os.path.getsize(path) == 0:
+            raise PipelineError(f"{path}: is empty (0 bytes), not a model")
         if not os.access(path, os.R_OK):
             raise PipelineError(f"{path}: model file is not readable")
         try:
@@ -63,12 +69,20 @@ def profile(opts, notice):
     for warning in target.warnings:
         notice(f"warning: {warning}")
     groups = check_models(opts.models, opts.runtime)
-    for option in ("json", "csv", "markdown"):
-        check_output(getattr(opts, option, None), f"--{option}")
+    outputs = {f"--{option}": getattr(opts, option, None) for option in ("json", "csv", "markdown")}
+    inputs = {"the env file": opts.env, "the calibration file": getattr(opts, "calibration", None),
+              "the results store": None if opts.no_store else opts.store}
+    inputs.update({f"the model file {path}": path for path in opts.models})
+    clash = clobbered_input(outputs, inputs)
+    if clash:
+        raise PipelineError(clash)
+    for option, path in outputs.items():
+        check_output(path, option)
 
     if opts.card_only:
         from profiler.analysis import model_card
 
+        cards = []
         for paths in groups.values():
             for path in paths:
                 try:
@@ -77,6 +91,12 @@ def profile(opts, notice):
                     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                     raise PipelineError(text if text.startswith(path) else f"{path}: no model card ({text})") from None
                 _out(report.card_lines(path, card))
+                cards.append({"model": os.path.splitext(os.path.basename(path))[0], "path": path,
+                              "status": "ok", "model_card": card})
+                if opts.json:
+                    export.write_json(opts.json, cards)
+                if opts.csv:
+                    export.write_card_csv(opts.csv, cards)
         return None
 
     calibration = None
