@@ -22,7 +22,6 @@ import signal
 import stat
 import sys
 import time
-import traceback
 
 if __package__ in (None, ""):  # run as a file on a device: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -336,13 +335,29 @@ def _worker(path, runtime, opts, cgroup, write_fd):
     except MemoryError:
         payload, code = {"status": "oom", "error": "MemoryError while running the model"}, 0
     except BaseException as exc:  # any failure of the model is a result row, never a crash
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        payload, code = {"status": "error", "error": f"{os.path.basename(path)}: {last[:300]}"}, 0
+        text = one_line(f"{type(exc).__name__}: {exc}")
+        if any(sign in text for sign in ALLOCATION_FAILURES):
+            payload, code = {"status": "oom", "error": f"the runtime could not allocate memory ({one_line(text, 300)})"}, 0
+        else:
+            payload, code = {"status": "error", "error": f"{os.path.basename(path)}: {text}"}, 0
     data = json.dumps(payload).encode()
     view = memoryview(data)
     while view:
         view = view[os.write(write_fd, view):]
     os._exit(code)
+
+
+# What the runtimes say when an allocation fails under the cap: torch's CPU allocator, ONNX
+# Runtime's arena, and C++'s bad_alloc (LiteRT). Each is a memory result, as MemoryError is.
+ALLOCATION_FAILURES = ("DefaultCPUAllocator: can't allocate memory", "Failed to allocate memory",
+                       "bad_alloc", "bad allocation", "Cannot allocate memory")
+
+
+def one_line(text, limit=600):
+    """A runtime's message on one line. Long ones keep their head and tail: ONNX Runtime and the
+    TorchScript interpreter put the cause last, after the context."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[:limit // 3]} … {text[-(limit - limit // 3):]}"
 
 
 # ---------------------------------------------------------------- supervisor

@@ -112,3 +112,45 @@ def test_empty_run_imports_the_runtime_and_loads_no_model():
         done = subprocess.run([sys.executable, "-m", "profiler.harness", *args], capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 2 and done.stderr.strip().endswith(f"error: {message}")
+
+
+def scripted(path, module):
+    """A TorchScript file with its input shape stored, as the zoo writes them."""
+    import torch
+
+    from profiler.runtimes.torch_adapter import SHAPES_FILE
+
+    spec = [{"name": "input", "shape": [1, 4], "dtype": "float32"}]
+    torch.jit.save(torch.jit.script(module), str(path), _extra_files={SHAPES_FILE: json.dumps(spec)})
+    return path
+
+
+def test_a_torch_allocation_failure_is_oom_not_error(tmp_path):
+    import torch
+
+    class Huge(torch.nn.Module):
+        def forward(self, x):
+            return x.sum() + torch.zeros(1 << 42).sum()  # 16 TiB: the allocator refuses it
+
+    done, (record,) = harness(scripted(tmp_path / "huge.pt", Huge()), "--iterations", 2)
+    assert record["status"] == "oom", record
+    assert "could not allocate memory" in record["error"] and "DefaultCPUAllocator" in record["error"]
+
+
+def test_an_error_row_is_one_line_that_keeps_the_cause(tmp_path):
+    import torch
+
+    class Failing(torch.nn.Module):
+        def __init__(self, message: str):
+            super().__init__()
+            self.message = message
+
+        def forward(self, x):
+            if bool(x.sum() > -1e9):
+                raise RuntimeError(self.message)
+            return x
+
+    message = "while running layer 7 of 12:\n" + "  context line\n" * 60 + "the cause: shape 3 != 4"
+    done, (record,) = harness(scripted(tmp_path / "failing.pt", Failing(message)), "--iterations", 2)
+    assert record["status"] == "error"
+    assert "\n" not in record["error"] and record["error"].endswith("the cause: shape 3 != 4"), record["error"]

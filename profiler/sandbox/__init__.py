@@ -111,6 +111,7 @@ class Backend:
         key = (runtime, repr(target.describe()))
         cache = self.__dict__.setdefault("_overheads", {})
         if key not in cache:
+            self.prepare(runtime)  # a first-use image build is set-up, not the price of a run
             records = []
             start = time.perf_counter()
             failure = self._run_batch(target, [], runtime, records.append, {})
@@ -122,6 +123,9 @@ class Backend:
             else:
                 cache[key] = {"empty_run_ms": wall_ms, "runtime_import_ms": found["import_ms"]}
         return cache[key]
+
+    def prepare(self, runtime):
+        """One-time set-up before the first run of a runtime (nothing for most backends)."""
 
     def _decorate(self, record, target, enforced, overhead=None):
         record["backend"] = self.name

@@ -145,6 +145,9 @@ class DockerBackend(Backend):
         raise SandboxError(f"no base image: {wanted} cannot be pulled and {OFFLINE_BASE} does not exist "
                            f"(build it with {OFFLINE_SCRIPT})")
 
+    def prepare(self, runtime):
+        self.image_for(runtime)
+
     def image_for(self, runtime):
         if runtime in self.images:
             return self.images[runtime]
