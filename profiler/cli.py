@@ -16,7 +16,9 @@ Results are saved in the SQLite store (./profiles.db) that `calibrate` reads."""
 
 OVERRIDES = [  # (option, env key, help)
     ("--device-name", "DEVICE_NAME", "name of the target device"),
-    ("--backend", "BACKEND", "auto (Docker if an engine answers, else local), docker or local"),
+    ("--backend", "BACKEND", "auto (Docker if an engine answers, else local with a WARNING; TorchScript and "
+                             ".pt2 files, which carry code, then need --backend local), docker, or local (caps "
+                             "CPU and memory with affinity and cgroups; NOT a security boundary)"),
     ("--cpus", "CPUS", "device core count; may be fractional, e.g. 1.5"),
     ("--cpu-set", "CPU_SET", "explicit host cores, e.g. 0,1"),
     ("--memory", "MEMORY", "memory cap, e.g. 512m or 2g"),

@@ -119,11 +119,11 @@ def profile(opts, notice):
         except StoreError as exc:
             raise PipelineError(str(exc)) from None
     try:
-        backend = select_backend(target, notice=notice)
+        backend = select_backend(target, notice=notice, runtimes=list(groups))
     except SandboxError as exc:
         raise PipelineError(str(exc)) from None
 
-    records = []
+    records, store_errors = [], []
     progress = _progress(sum(len(p) for p in groups.values()), opts.quiet)
 
     def on_result(record):
@@ -131,8 +131,6 @@ def profile(opts, notice):
         if calibration is not None:
             calibration.annotate(record)
         records.append(record)
-        if store is not None:
-            store.save(record)
         # Exported after every model, so an interrupted run keeps what it measured.
         try:
             if opts.json:
@@ -143,6 +141,11 @@ def profile(opts, notice):
                 export.write_markdown(opts.markdown, records)
         except OSError as exc:  # e.g. the disk filled up; the sandbox is removed on the way out
             raise PipelineError(f"{exc.filename}: {exc.strerror}") from None
+        if store is not None and not store_errors:
+            try:
+                store.save(record)
+            except StoreError as exc:  # the measurement and the exports stand; the store is reported once
+                store_errors.append(str(exc))
         progress.update(1)
         progress.set_postfix_str(f"{record['model']}: {record['status']}")
 
@@ -177,6 +180,10 @@ def profile(opts, notice):
             print(f"profile: error: {record['error']}", file=sys.stderr)
         elif record["status"] in ("oom", "timeout"):
             print(f"profile: {record['model']}: {record['status']}: {record['error']}", file=sys.stderr)
+    if store_errors:
+        saved = [option for option in ("json", "csv", "markdown") if getattr(opts, option, None)]
+        raise PipelineError(store_errors[0] + (f"; the results are in --{', --'.join(saved)}" if saved
+                                               else "; the results above were not saved"))
     return records
 
 

@@ -51,12 +51,20 @@ class Store:
         if not os.path.isdir(parent):
             raise StoreError(f"--store {path}: folder {parent} does not exist")
         try:
-            self.db = sqlite3.connect(path)
+            self.db = sqlite3.connect(path, timeout=10)
             self.db.executescript(SCHEMA)
+        except sqlite3.OperationalError as exc:  # locked, read-only, full: a store that cannot be used now
+            raise StoreError(f"--store {path}: cannot use the results store ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"--store {path}: not a results store ({exc})") from None
 
     def save(self, record):
+        try:
+            self._save(record)
+        except sqlite3.Error as exc:
+            raise StoreError(f"--store {self.path}: could not save {record.get('model')} ({exc})") from None
+
+    def _save(self, record):
         # A failure is kept beside the last good measurement, never in its place: a re-run that
         # times out must not take a model out of the calibration.
         key = result_key(record) + ("" if record.get("status") == "ok" else ":failed")

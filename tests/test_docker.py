@@ -228,10 +228,22 @@ def test_backends_agree_on_a_model(docker_backend, models, tmp_path):
 
 def test_no_engine_auto_falls_back_and_docker_fails(models, tmp_path):
     env = dict(os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock")
-    done = run_cli("profile", "--env", ENV, "--no-store", "--iterations", 3, models["onnx"], env=env)
+    out = tmp_path / "r.json"
+    done = run_cli("profile", "--env", ENV, "--no-store", "--iterations", 3, "--quiet", "--json", out, models["onnx"],
+                   env=env)
     assert done.returncode == 0
-    assert "notice: no Docker engine answers at unix:///nonexistent/docker.sock; profiling with the local backend" \
-        in done.stderr
+    # Even with --quiet: a run that is not sandboxed is never silent, and its row says so.
+    assert ("WARNING: no Docker engine answers at unix:///nonexistent/docker.sock; profiling with the local backend, "
+            "which caps CPU and memory but is no security boundary") in done.stderr
+    (record,) = json.loads(out.read_text())
+    assert record["enforced"]["sandboxed"] is False and record["enforced"]["how"].startswith("not sandboxed")
+    # A model that carries code is not run unsandboxed unless chosen.
+    done = run_cli("profile", "--env", ENV, "--no-store", "--iterations", 3, models["torch"], env=env)
+    assert done.returncode == 2 and "carry code that would run unsandboxed" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "--backend local" in done.stderr
+    done = run_cli("profile", "--env", ENV, "--no-store", "--iterations", 3, "--backend", "local", models["torch"],
+                   env=env)
+    assert done.returncode == 0, done.stderr
     done = run_cli("profile", "--env", ENV, "--backend", "docker", "--no-store", models["onnx"], env=env)
     assert done.returncode == 2
     assert done.stderr.strip() == ("profile: error: BACKEND=docker: no Docker engine answers at "

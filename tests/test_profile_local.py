@@ -208,3 +208,48 @@ def test_a_closed_pipe_is_not_a_traceback(models):
                           timeout=120)
     assert done.stdout.count("\n") == 1
     assert done.stderr == "", done.stderr
+
+
+def test_a_store_locked_after_the_start_loses_no_measurement(models, tmp_path):
+    import sqlite3
+    import time
+
+    db, out = tmp_path / "profiles.db", tmp_path / "r.json"
+    child = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "local", "--store", db,
+                              "--json", out, models["slow"], "--iterations", "3000"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):  # the store is opened (and its table made) before any model runs
+        if db.exists() and db.stat().st_size > 0:
+            break
+        time.sleep(0.1)
+    time.sleep(1)
+    holder = sqlite3.connect(db, timeout=30)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the store for longer than profile waits
+    try:
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert child.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"profile: error: --store {db}: could not save slow"), stderr
+    assert "the results are in --json" in stderr
+    assert json.loads(out.read_text())[0]["status"] == "ok"  # the measurement and the export stand
+
+
+def test_a_store_locked_at_the_start_says_so(models, tmp_path):
+    import sqlite3
+
+    db = tmp_path / "profiles.db"
+    from profiler.store import Store
+
+    Store(str(db)).close()
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["onnx"], timeout=120)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"profile: error: --store {db}: cannot use the results store (database is locked)"

@@ -142,8 +142,13 @@ class Backend:
         raise NotImplementedError
 
 
-def select_backend(target, notice=lambda message: print(message, file=sys.stderr)):
-    """BACKEND=auto: Docker when an engine answers, else local with a one-line notice."""
+CODE_RUNTIMES = {"torch"}  # TorchScript and torch.export files carry code that runs when loaded
+
+
+def select_backend(target, notice=lambda message: print(message, file=sys.stderr), runtimes=()):
+    """BACKEND=auto: Docker when an engine answers, else local with a WARNING (printed even when
+    notices are off: an unsandboxed run must never go unsaid). Models that carry code are not run
+    unsandboxed unless the user chose the local backend."""
     from profiler.sandbox.local import LocalBackend
 
     if target.backend == "local":
@@ -155,5 +160,10 @@ def select_backend(target, notice=lambda message: print(message, file=sys.stderr
         return DockerBackend(base_image=target.base_image, notice=notice)
     if target.backend == "docker":
         raise SandboxError(f"BACKEND=docker: {problem}")
-    notice(f"notice: {problem}; profiling with the local backend instead")
+    code = sorted(CODE_RUNTIMES & set(runtimes))
+    if code:
+        raise SandboxError(f"{problem}, and {' and '.join(code)} models carry code that would run unsandboxed; "
+                           "start Docker, or choose that knowingly with --backend local")
+    print(f"WARNING: {problem}; profiling with the local backend, which caps CPU and memory but is no "
+          "security boundary (models run as this user); --backend local chooses it knowingly", file=sys.stderr)
     return LocalBackend()

@@ -240,7 +240,7 @@ class DockerBackend(Backend):
             network_disabled=True, network_mode="none", read_only=True, tmpfs={"/tmp": TMPFS},
             user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges"],
             pids_limit=PIDS_LIMIT, environment={"OMP_NUM_THREADS": str(target.threads)})
-        enforced = {"cpus": True, "memory": bool(target.memory_mb), "how": "; ".join(how)}
+        enforced = {"cpus": True, "memory": bool(target.memory_mb), "sandboxed": True, "how": "; ".join(how)}
         return options, inside, enforced
 
     def probe(self, target, runtime, code, paths=()):

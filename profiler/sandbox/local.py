@@ -132,7 +132,9 @@ class LocalBackend(Backend):
             how.append(f"cgroup memory limit {target.memory_mb:g} MiB" if caps.memory else "memory uncapped")
         else:
             how.append("no MEMORY set")
-        enforced["how"] = "; ".join(how + caps.notes)
+        # Caps, not a security boundary: the model runs as this user, with this user's files and network.
+        enforced["sandboxed"] = False
+        enforced["how"] = "; ".join(["not sandboxed (caps only)"] + how + caps.notes)
 
         def enter_sandbox():
             os.setsid()  # its own process group, so a Ctrl-C reaches the CLI first
