@@ -362,6 +362,19 @@ def one_line(text, limit=600):
 
 # ---------------------------------------------------------------- supervisor
 
+def die_with_parent():
+    """Linux: SIGKILL this process when its parent dies (even by kill -9), so a killed profile never
+    leaves a harness loading a core. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_model(path, runtime, opts, cgroup):
     """Fork a worker for one model and turn whatever happens into a result dict."""
     if not opts.fork:  # debugging aid: measure in this process, with no isolation
@@ -377,6 +390,7 @@ def run_model(path, runtime, opts, cgroup):
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
+        die_with_parent()
         _worker(path, runtime, opts, cgroup, write_fd)
     os.close(write_fd)
     chunks, deadline, timed_out = [], time.monotonic() + opts.timeout if opts.timeout else None, False

@@ -253,3 +253,43 @@ def test_a_store_locked_at_the_start_says_so(models, tmp_path):
         holder.close()
     assert done.returncode == 2
     assert done.stderr.strip() == f"profile: error: --store {db}: cannot use the results store (database is locked)"
+
+
+def test_a_killed_profile_takes_its_harness_along_and_the_next_run_removes_its_cgroup(models, tmp_path):
+    import signal
+    import time
+
+    def harnesses():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                command = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"profiler.harness" in command and models["slow"].encode() in command:
+                found.append(int(pid))
+        return found
+
+    def cgroups_of(pid):
+        return [d for d in os.listdir("/sys/fs/cgroup/memory") if d.startswith(f"edge-profiler-{pid}-")]
+
+    child = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "local", "--no-store",
+                              "--memory", "512m", models["slow"], "--iterations", "100000", "--timeout", "300"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if harnesses() and cgroups_of(child.pid):
+            break
+        time.sleep(0.1)
+    assert harnesses() and cgroups_of(child.pid), "the profile did not start measuring"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    for _ in range(50):  # the harness and its worker die with their parent, not at TIMEOUT_S
+        if not harnesses():
+            break
+        time.sleep(0.1)
+    assert harnesses() == []
+    assert cgroups_of(child.pid)  # nothing removed it yet
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", models["onnx"], "--iterations", 3)
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 cgroup(s) left by a profile that was killed" in done.stderr
+    assert cgroups_of(child.pid) == []

@@ -152,7 +152,7 @@ def select_backend(target, notice=lambda message: print(message, file=sys.stderr
     from profiler.sandbox.local import LocalBackend
 
     if target.backend == "local":
-        return LocalBackend()
+        return LocalBackend(notice=notice)
     from profiler.sandbox.docker import DockerBackend, engine_problem
 
     problem = engine_problem()
@@ -166,4 +166,4 @@ def select_backend(target, notice=lambda message: print(message, file=sys.stderr
                            "start Docker, or choose that knowingly with --backend local")
     print(f"WARNING: {problem}; profiling with the local backend, which caps CPU and memory but is no "
           "security boundary (models run as this user); --backend local chooses it knowingly", file=sys.stderr)
-    return LocalBackend()
+    return LocalBackend(notice=notice)

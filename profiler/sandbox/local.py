@@ -16,6 +16,7 @@ import time
 import uuid
 
 import profiler
+from profiler.harness import die_with_parent
 from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, harness_args, pick_cores
 
 CFS_PERIOD_US = 100_000
@@ -27,7 +28,7 @@ class CgroupCaps:
     def __init__(self, memory_mb, swap_mb, cpus):
         self.dirs, self.notes = [], []
         self.memory, self.quota = False, False
-        name = f"{LABEL}-{uuid.uuid4().hex[:12]}"
+        name = f"{LABEL}-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # the owner's pid: see sweep_cgroups
         if os.path.isdir("/sys/fs/cgroup/memory"):
             self._v1(name, memory_mb, swap_mb, cpus)
         elif os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
@@ -116,8 +117,48 @@ class CgroupCaps:
         self.dirs = []
 
 
+def _cgroup_roots():
+    roots = [os.path.join("/sys/fs/cgroup", c) for c in ("memory", "cpu,cpuacct", "cpu")]
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        own = open("/proc/self/cgroup").read().strip().split("::")[-1]
+        roots.append(os.path.dirname(os.path.join("/sys/fs/cgroup", own.lstrip("/"))) if own != "/" else "/sys/fs/cgroup")
+    return [r for r in dict.fromkeys(roots) if os.path.isdir(r)]
+
+
+def sweep_cgroups():
+    """Remove the cgroups of profiles that died without cleaning up (kill -9); returns how many.
+
+    A cgroup is named edge-profiler-<owner pid>-<id>; one whose owner is gone is emptied and removed."""
+    removed = 0
+    for root in _cgroup_roots():
+        for name in os.listdir(root):
+            parts = name.split("-")
+            if not name.startswith(LABEL + "-") or len(parts) < 4 or not parts[2].isdigit():
+                continue
+            try:
+                os.kill(int(parts[2]), 0)
+                continue  # its owner is alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            stale = CgroupCaps.__new__(CgroupCaps)
+            stale.dirs = [os.path.join(root, name)]
+            stale.remove()
+            removed += not os.path.exists(os.path.join(root, name))
+    return removed
+
+
 class LocalBackend(Backend):
     name = "local"
+
+    def __init__(self, notice=lambda message: None):
+        try:
+            removed = sweep_cgroups()
+        except OSError:
+            removed = 0
+        if removed:
+            notice(f"notice: removed {removed} cgroup(s) left by a profile that was killed")
 
     def _run_batch(self, target, paths, runtime, emit, enforced):
         cores = pick_cores(target)
@@ -137,6 +178,7 @@ class LocalBackend(Backend):
         enforced["how"] = "; ".join(["not sandboxed (caps only)"] + how + caps.notes)
 
         def enter_sandbox():
+            die_with_parent()  # a profile killed with kill -9 takes its harness with it
             os.setsid()  # its own process group, so a Ctrl-C reaches the CLI first
             os.sched_setaffinity(0, cores)
             caps.join()
