@@ -424,7 +424,9 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto"):
             raise CalibrationError(f"{metric} at {threads} threads: all {len(x)} references have the same host "
                                    f"value ({x[0]:g}); a fit needs references that differ")
         try:
-            fit = fit_group(list(names), list(records), x, y, method, prior if metric == "latency_ms" else None)
+            # Degenerate statistics (a leverage of 1, a constant column) are NaN in the result, not a printed warning.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fit = fit_group(list(names), list(records), x, y, method, prior if metric == "latency_ms" else None)
         except ValueError as exc:
             raise CalibrationError(f"{metric} at {threads} threads: {exc}") from None
         fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit})

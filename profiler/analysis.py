@@ -7,8 +7,10 @@ interpreter's tensor and op details; TorchScript through an ONNX export at the p
 input shape. Unknown op types are counted under `other` and never fail a card.
 """
 
+import contextlib
 import io
 import os
+import sys
 from collections import Counter
 
 import numpy as np
@@ -275,6 +277,24 @@ def tflite_card(path, shapes, batch=1):
 
 # ---------------------------------------------------------------- TorchScript
 
+@contextlib.contextmanager
+def _silenced():
+    """stdout and stderr of this process, C++ included, to /dev/null for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [null]:
+            os.close(fd)
+
+
 def torchscript_card(path, shapes, batch=1):
     """Exported to ONNX at the profiled shape (the trace gives every op its shapes)."""
     import json
@@ -294,10 +314,15 @@ def torchscript_card(path, shapes, batch=1):
     buffer = io.BytesIO()
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
-                          do_constant_folding=False)
+    try:
+        with warnings.catch_warnings(), _silenced():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
+                              do_constant_folding=False)
+    except Exception as exc:  # the exporter cannot express every network; its IR dump is not for the user
+        text = " ".join(str(exc).split())
+        raise CardError(f"{path}: no model card: the ONNX exporter that counts its operators failed "
+                        f"({text[:160]})") from None
     card = onnx_card_from_model(onnx.load_from_string(buffer.getvalue()), {}, batch)
     card["params"] = int(sum(p.numel() for p in module.parameters()))
     return card

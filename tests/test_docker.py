@@ -80,7 +80,7 @@ def test_three_runtimes_in_containers(docker_backend, models, tmp_path):
         ("onnx", "ok", "docker"), ("onnx", "ok", "docker"), ("tflite", "ok", "docker")]
     for r in records:
         assert r["path"] in (models["onnx"], models["tflite"])
-        assert r["enforced"] == {"cpus": True, "memory": True, "how": r["enforced"]["how"]}
+        assert r["enforced"] == {"cpus": True, "memory": True, "sandboxed": True, "how": r["enforced"]["how"]}
         assert r["cgroup"]["limit_mb"] == 512 and len(r["cpus_seen"]) == 1
         assert r["peak_memory_mb"] > r["idle_memory_mb"] > 0
         assert r["cgroup"]["anon_mb"] > 0 and r["cgroup"]["throttling"] is not None

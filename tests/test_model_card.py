@@ -106,3 +106,26 @@ def test_card_in_profile_results(models, tmp_path):
     card = json.loads(out.read_text())[0]["model_card"]
     assert card["params"] > 0 and card["macs"] > 0 and "Conv" in card["ops"]
     assert "MMACs" in done.stdout
+
+
+def test_a_torchscript_network_the_exporter_cannot_express_gets_a_one_line_card_error(tmp_path):
+    """Adaptive pooling to a size that does not divide the input (AlexNet, VGG16 at 384 px) has no
+    ONNX form: the card says so in one line, and the exporter's IR dump reaches no output."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    from profiler.runtimes.torch_adapter import SHAPES_FILE
+    from tests.conftest import ROOT
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d((7, 7))).eval()
+    path = tmp_path / "adaptive.pt"
+    spec = [{"name": "input", "shape": [1, 3, 40, 40], "dtype": "float32"}]
+    torch.jit.save(torch.jit.trace(net, torch.rand(1, 3, 40, 40)), str(path), _extra_files={SHAPES_FILE: json.dumps(spec)})
+    done = subprocess.run([sys.executable, "-m", "profiler.cli", "--card-only", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout[:500]
+    assert done.stderr.count("\n") == 1 and "the ONNX exporter that counts its operators failed" in done.stderr, \
+        done.stderr[:800]
