@@ -69,7 +69,11 @@ def main():
     parser.add_argument("--no-docker", action="store_true", help="skip (d)")
     opts = parser.parse_args()
 
-    work = tempfile.mkdtemp(prefix="edge-profiler-bench-")
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-bench-") as work:  # 73 MB of models, removed after
+        run(opts, work)
+
+
+def run(opts, work):
     medium = cnn_onnx(os.path.join(work, "medium.onnx"), **MEDIUM)
     small = [cnn_onnx(os.path.join(work, f"small_{i:03d}.onnx"), size=128, channels=(32, 64, 64), seed=i)
              for i in range(opts.models)]

@@ -362,6 +362,12 @@ def one_line(text, limit=600):
 
 # ---------------------------------------------------------------- supervisor
 
+def model_name(path):
+    """The file stem, printable: bytes that are not UTF-8 (a Latin-1 name, say) shown as \\xNN escapes."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.fsencode(stem).decode("utf-8", "backslashreplace")
+
+
 def die_with_parent():
     """Linux: SIGKILL this process when its parent dies (even by kill -9), so a killed profile never
     leaves a harness loading a core. Elsewhere a no-op."""
@@ -443,7 +449,7 @@ def profile_models(opts, emit):
         opts.cgroup = False
     versions = {}
     for index, path in enumerate(opts.models):
-        record = {"result_version": RESULT_VERSION, "model": os.path.splitext(os.path.basename(path))[0],
+        record = {"result_version": RESULT_VERSION, "model": model_name(path),
                   "path": path, "format": os.path.splitext(path)[1].lstrip(".").lower(),
                   "threads": opts.threads, "batch": opts.batch, "seed": opts.seed,
                   "warmup": opts.warmup, "iterations": opts.iterations,

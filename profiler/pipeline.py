@@ -25,6 +25,12 @@ def check_models(paths, runtime):
     """Fail before any sandbox starts: every file must exist and have a known runtime."""
     groups = OrderedDict()
     for path in paths:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            raise PipelineError(f"{shown}: the file name is not UTF-8 text; rename the file (the runtimes and "
+                                "the Docker API take UTF-8 names only)") from None
         if os.path.isdir(path):
             raise PipelineError(f"{path}: is a folder, not a model file")
         if os.path.islink(path) and not os.path.exists(path):

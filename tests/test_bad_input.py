@@ -243,3 +243,14 @@ def test_models_that_are_not_files_are_named_as_such(tmp_path, make, message):
     model = next(p for p in sorted(tmp_path.iterdir()))
     done = run_cli("profile", "--backend", "local", "--no-store", model, timeout=60)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_model_file_name_that_is_not_utf8_is_one_line(tmp_path):
+    import shutil
+
+    name = os.fsdecode(str(tmp_path).encode() + b"/caf\xe9.onnx")
+    shutil.copy(example("tiny_cnn.onnx"), name)
+    done = run_cli("profile", "--backend", "local", "--no-store", name, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith("caf\\xe9.onnx: the file name is not UTF-8 text; rename the file (the runtimes "
+                                        "and the Docker API take UTF-8 names only)") and done.stderr.count("\n") == 1

@@ -273,3 +273,31 @@ def test_the_first_use_overhead_is_a_run_not_the_image_build(docker_backend, mod
         figures.append(json.loads(out.read_text())[0]["executor_overhead"]["empty_run_ms"])
     # Built first, then timed: the build (tens of seconds) is in neither figure.
     assert figures[0] < 3 * figures[1] + 1000, figures
+
+
+def test_an_outdated_image_is_pruned_when_its_runtime_is_rebuilt(docker_backend, models, tmp_path):
+    current = docker_backend.image_for("onnx")
+    repository = current.split(":")[0]
+    outdated = f"{repository}:000000000000"
+    docker_backend.client.images.get(current).tag(repository, "000000000000")  # as a previous harness version left it
+    docker_backend.client.images.remove(current)  # the tag only; the next profile builds it again
+    done = run_cli("profile", "--env", ENV, "--backend", "docker", "--no-store", models["onnx"], "--iterations", 3)
+    assert done.returncode == 0, done.stderr
+    tags = [t for image in docker_backend.client.images.list(name=repository) for t in image.tags]
+    assert current in tags and outdated not in tags, tags
+    assert f"removed the outdated image {outdated}" in done.stderr
+
+
+def test_an_onnx_model_with_external_data_runs_in_a_container(docker_backend, tmp_path):
+    import onnx
+
+    from experiments.examples.models import cnn_onnx
+
+    path = tmp_path / "external.onnx"
+    model = onnx.load(cnn_onnx(tmp_path / "inline.onnx", extra_weights_mb=8))
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="external.weights", size_threshold=1024)
+    assert (tmp_path / "external.weights").stat().st_size > 8_000_000
+    (tmp_path / "external.weights").chmod(0o644)  # onnx writes it owner-only; the container runs as nobody
+    done, (record,) = docker_profile(tmp_path, path, "--iterations", 3)
+    assert record["status"] == "ok", record.get("error")

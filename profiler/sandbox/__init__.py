@@ -65,13 +65,13 @@ def harness_args(target, paths, cgroup, runtime=None):
 
 def failure_record(path, runtime, status, error):
     """A row for a model whose sandbox died before the harness could report it."""
-    from profiler.harness import sha256_of
+    from profiler.harness import model_name, sha256_of
 
     try:
         sha = sha256_of(path)
     except OSError:
         sha = None
-    return {"model": os.path.splitext(os.path.basename(path))[0], "path": path, "sha256": sha,
+    return {"model": model_name(path), "path": path, "sha256": sha,
             "format": os.path.splitext(path)[1].lstrip(".").lower(), "runtime": runtime,
             "status": status, "error": error, "warnings": []}
 

@@ -40,6 +40,26 @@ def client(timeout=30):
     return docker.from_env(timeout=timeout)
 
 
+def onnx_external_data(path):
+    """The external-data files an ONNX model names (relative to its folder), to mount beside it."""
+    if not path.lower().endswith(".onnx"):
+        return []
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors
+
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # not loadable: the harness reports it
+        return []
+    names = set()
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+            if location and not os.path.isabs(location) and ".." not in location.split("/"):
+                names.add(location)
+    return sorted(n for n in names if os.path.isfile(os.path.join(os.path.dirname(path), n)))
+
+
 def engine_problem():
     """None if a Docker engine answers, else one line saying why not."""
     try:
@@ -205,6 +225,23 @@ class DockerBackend(Backend):
                 raise
             except Exception as exc:
                 raise SandboxError(f"image build failed: {str(exc).splitlines()[0][:300]}") from None
+        self._prune(tag)
+
+    def _prune(self, current):
+        """Remove this runtime's older images (another base, wheel set or harness): each is hundreds of MB.
+        An image a container still uses is kept; the engine refuses, and that is fine."""
+        import docker
+
+        repository = current.split(":")[0]
+        for image in self.client.images.list(name=repository):
+            for tag in image.tags:
+                if tag == current or not tag.startswith(repository + ":"):
+                    continue
+                try:  # by tag: the image goes with its last tag
+                    self.client.images.remove(tag)
+                    self.notice(f"docker: removed the outdated image {tag}")
+                except docker.errors.APIError:
+                    pass
 
     # ------------------------------------------------------------ running
 
@@ -219,6 +256,9 @@ class DockerBackend(Backend):
             where = f"/models/{i}/{os.path.basename(path)}"
             mounts.append(Mount(where, path, type="bind", read_only=True))
             inside.append(where)
+            for extra in onnx_external_data(path):  # weights beside the graph (every ONNX model over 2 GB)
+                mounts.append(Mount(f"/models/{i}/{extra}", os.path.join(os.path.dirname(path), extra),
+                                    type="bind", read_only=True))
         options = {"cpuset_cpus": ",".join(map(str, cores))}
         if fractional:
             options["nano_cpus"] = int(target.cpus * 1e9)
