@@ -176,7 +176,8 @@ def _interval_state(x, y, model, method):
 
 
 def feature_matrix(records, names):
-    rows = [record_features(r) for r in records]
+    """Rows of the named features; a feature a record has no entry for is 0, CONSTANT is 1."""
+    rows = [dict(record_features(r), **{CONSTANT: 1.0}) for r in records]
     return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
 
 
@@ -265,9 +266,8 @@ def learn_shape(records, y):
     from scipy.optimize import nnls
 
     y = np.asarray(y, float)
-    common = set.intersection(*(set(record_features(r)) for r in records))
-    columns = [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
-    X = relative_matrix(records, columns)
+    columns = relative_columns(records)
+    X = feature_matrix(records, columns)
     scale = np.mean(X / y[:, None], axis=0)
     scale[~(scale > 0)] = 1.0
     design = np.vstack([X / scale / y[:, None], 1e-3 * np.eye(len(columns))])
@@ -287,9 +287,10 @@ def resolve_prior(prior, records):
     return load_prior(runtime) if prior == "auto" else load_prior(runtime, prior)
 
 
-def relative_matrix(records, names):
-    rows = [dict(record_features(r), **{CONSTANT: 1.0}) for r in records]
-    return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
+def relative_columns(records, *first):
+    """The card corrections every record has, after the given leading columns, and the constant."""
+    common = set.intersection(*(set(record_features(r)) for r in records))
+    return list(first) + [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
 
 
 def fit_relative(names, records, y, host_metric="host_latency_ms", prior="auto", nested_loo=True):
@@ -297,11 +298,10 @@ def fit_relative(names, records, y, host_metric="host_latency_ms", prior="auto",
     relative interval from the leave-one-out residuals. prior: see resolve_prior."""
     y = np.asarray(y, float)
     n = len(y)
-    common = set.intersection(*(set(record_features(r)) for r in records))
-    if host_metric not in common:
+    if not all(host_metric in record_features(r) for r in records):
         raise ValueError(f"the relative model needs {host_metric} for every reference")
-    columns = [host_metric] + [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
-    X = relative_matrix(records, columns)
+    columns = relative_columns(records, host_metric)
+    X = feature_matrix(records, columns)
     prior = resolve_prior(prior, records)
     shape = None if prior is None else [0.0] + [float(prior["shape"].get(c, 0.0)) for c in columns[1:]]
     model = RelativeCalibration(prior=shape).fit(X, y)
@@ -519,8 +519,7 @@ def predict_value(fit, host, record=None):
             raise CalibrationError(f"{(record or {}).get('model')}: lacks feature {missing[0]} that the calibration "
                                    f"uses ({how})")
         model = (RelativeCalibration if spec["kind"] == "relative" else FeatureCalibration).from_dict(spec)
-        matrix = relative_matrix if spec["kind"] == "relative" else feature_matrix
-        value = float(model.predict(matrix([record], spec["features"]))[0])
+        value = float(model.predict(feature_matrix([record], spec["features"]))[0])
     else:
         value = float(LinearCalibration.from_dict(spec).predict(np.array([[host]]))[0])
     out = {"value": value, "host": host, "extrapolated": not (fit["host_range"][0] <= host <= fit["host_range"][1])}
