@@ -15,6 +15,8 @@ LABELS = {"latency_ms": "latency (ms)", "peak_memory_mb": "peak memory (MiB)", "
 def _equation(fit):
     if fit["model"]["kind"] == "features":
         return f"y = Σ w·feature + b ({', '.join(fit['model']['selected'])}), R² = {fit['r2']:.3f}"
+    if fit["model"]["kind"] == "relative":
+        return f"y = a·x + Σ w·feature ({', '.join(fit['model']['selected'])}), R² = {fit['r2']:.3f}"
     if fit["method"] == "loglinear":
         return f"log y = {fit['a']:.3g}·log x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}, R² = {fit['r2']:.3f}"
     return f"y = {fit['a']:.3g}x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}, R² = {fit['r2']:.3f}"
@@ -35,7 +37,7 @@ def plot_metric(fits, metric, folder, device_name="device"):
         top.scatter(x, y, color="tab:blue", zorder=3, label="measured")
         for r in refs:
             top.annotate(r["model"], (r["host"], r["device"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        if fit["model"]["kind"] == "features":  # not a line in host space: show the fitted values
+        if fit["model"]["kind"] in ("features", "relative"):  # not a line in host space: the fitted values
             top.scatter(x, [r["fitted"] for r in refs], marker="_", s=120, color="tab:red", zorder=4, label="fit")
         else:
             from calibration.models import LinearCalibration

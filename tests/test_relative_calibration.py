@@ -121,3 +121,27 @@ def test_check_estimator():
     from calibration.models import RelativeCalibration
 
     check_estimator(RelativeCalibration())
+
+
+def test_calibrate_relative_end_to_end_with_figures(tmp_path):
+    """`calibrate --method relative --plot` as a user runs it: fit table, calibration file, figures."""
+    import json
+
+    from tests.conftest import run_cli
+
+    rng, host, conv = spread(12, 16)
+    grouped = conv * np.where(np.arange(12) % 3 == 0, 0.4, 0.0)
+    records = records_from(host, {"conv_kxk": conv - grouped, "grouped": grouped})
+    device = (2.5 * host + 4e-6 * grouped) * (1 + rng.normal(0, 0.02, 12))
+    for record in records:
+        record["threads"] = 1
+    (tmp_path / "host.json").write_text(json.dumps(records))
+    (tmp_path / "device.csv").write_text("model,threads,latency_ms\n" + "".join(
+        f"{r['model']},1,{d:.4f}\n" for r, d in zip(records, device)))
+    done = run_cli("calibrate", tmp_path / "device.csv", "--host", tmp_path / "host.json", "--method", "relative",
+                   "--out", tmp_path / "calib.json", "--plot", tmp_path / "figures")
+    assert done.returncode == 0, done.stderr
+    assert "relative" in done.stdout and "features used: host_latency_ms" in done.stdout
+    assert (tmp_path / "figures" / "calibration_latency_ms.png").stat().st_size > 10_000
+    fit = json.loads((tmp_path / "calib.json").read_text())["fits"][0]
+    assert fit["method"] == "relative" and fit["loo_mape"] < 10
