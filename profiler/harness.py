@@ -236,9 +236,8 @@ def classify_op(op_name, input_shapes):
 def measure(path, runtime, opts, cgroup):
     """Load and time one model; returns the measurement fields of the result."""
     rt = adapter(runtime)
-    baseline_peak = cgroup.peak_bytes() if opts.cgroup else None
-    # The footprint with the runtime imported and no model loaded yet, from both sources;
-    # the one matching the peak's source is reported, so peak - idle is the model's own share.
+    # The footprint with the runtime imported and no model loaded yet, so peak - idle is the
+    # model's own share (the cgroup's figure is kept beside its peak).
     idle_rss_mb = round(proc_status_mb("VmRSS"), 3)
     idle_cgroup_mb = _mb(cgroup.usage_bytes()) if opts.cgroup else None
     t0 = time.perf_counter_ns()
@@ -294,20 +293,17 @@ def measure(path, runtime, opts, cgroup):
         "total_runtime_ms": round(sum(timings) / 1e6, 3),
         "cpus_seen": sorted(os.sched_getaffinity(0)),
     }
+    # The peak is what the model's run holds: the worker's resident high-water mark (anonymous
+    # memory plus the model and library pages it maps), the figure benchmark_model reports on a
+    # device. The cgroup's peak also counts whichever file pages it was charged for reading, which
+    # moves with the page cache and the models run before, so it is kept as a diagnostic only.
+    result["peak_memory_mb"], result["idle_memory_mb"] = result["rss_peak_mb"], idle_rss_mb
+    result["memory_source"] = "vmhwm"
     if opts.cgroup:
         peak = cgroup.peak_bytes()
-        # The cgroup peak belongs to this model only if it rose while the model ran;
-        # otherwise an earlier model in the same sandbox set it, and VmHWM is the honest figure.
-        attributable = peak is not None and (opts.peak_reset or opts.first or baseline_peak is None
-                                             or peak > baseline_peak)
         result["cgroup"] = {"limit_mb": _mb(cgroup.limit_bytes()), "peak_mb": _mb(peak),
-                            "anon_mb": _mb(cgroup.anon_bytes()), "throttling": cgroup.throttling()}
-        result["peak_memory_mb"] = _mb(peak) if attributable else result["rss_peak_mb"]
-        result["idle_memory_mb"] = idle_cgroup_mb if attributable else idle_rss_mb
-        result["memory_source"] = "cgroup" if attributable else "vmhwm"
-    else:
-        result["peak_memory_mb"], result["idle_memory_mb"] = result["rss_peak_mb"], idle_rss_mb
-        result["memory_source"] = "vmhwm"
+                            "anon_mb": _mb(cgroup.anon_bytes()), "throttling": cgroup.throttling(),
+                            "idle_mb": idle_cgroup_mb}
     return result
 
 
@@ -384,13 +380,15 @@ def die_with_parent():
 def run_model(path, runtime, opts, cgroup):
     """Fork a worker for one model and turn whatever happens into a result dict."""
     if not opts.fork:  # debugging aid: measure in this process, with no isolation
-        opts.peak_reset = bool(opts.cgroup and cgroup.reset_peak())
+        if opts.cgroup:
+            cgroup.reset_peak()
         try:
             return {"status": "ok", **measure(path, runtime, opts, cgroup)}
         except ModelError as exc:
             return {"status": "error", "error": str(exc)}
     oom_before = cgroup.oom_kills() if opts.cgroup else None
-    opts.peak_reset = bool(opts.cgroup and cgroup.reset_peak())
+    if opts.cgroup:
+        cgroup.reset_peak()  # the diagnostic cgroup peak is this model's where the kernel allows
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     pid = os.fork()
@@ -462,7 +460,6 @@ def profile_models(opts, emit):
                 rt = adapter(runtime)
                 versions[runtime] = (rt.PACKAGE, rt.version())
             record["runtime_package"], record["runtime_version"] = versions[runtime]
-            opts.first = index == 0
             record.update(run_model(path, runtime, opts, cgroup))
         except ModelError as exc:
             record.update(status="error", error=str(exc))

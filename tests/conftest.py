@@ -84,8 +84,44 @@ def same_peak_cold_and_warm(profile):
     (without the empty run and the host read-through, cold was 145 MiB against 48 MiB warm)."""
     cold, warm = profile(), profile()
     assert cold["status"] == warm["status"] == "ok"
-    assert cold["memory_source"] == warm["memory_source"] == "cgroup"
+    assert cold["memory_source"] == warm["memory_source"] == "vmhwm"
     assert abs(cold["peak_memory_mb"] - warm["peak_memory_mb"]) < 8, (cold["peak_memory_mb"], warm["peak_memory_mb"])
     assert abs(cold["idle_memory_mb"] - warm["idle_memory_mb"]) < 8, (cold["idle_memory_mb"], warm["idle_memory_mb"])
     for record in (cold, warm):
         assert record["executor_overhead"]["empty_run_ms"] > record["executor_overhead"]["runtime_import_ms"] > 0
+
+
+def same_peak_alone_and_under_pressure(profile, small, large):
+    """profile(paths) -> records. A model's peak alone on a quiet host, and at the end of a batch
+    after larger models while another process drops the page cache every 0.5 s, must agree
+    within 3% (the cgroup's charged peak moved by +26% to +41% here)."""
+    import threading
+    import time
+
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+    except OSError as exc:
+        pytest.skip(f"cannot drop the page cache here ({exc.strerror})")
+    (alone,) = profile([small])
+    stop = threading.Event()
+
+    def dropper():
+        while not stop.is_set():
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("1")
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=dropper)
+    thread.start()
+    try:
+        batch = profile([*large, small])
+    finally:
+        stop.set()
+        thread.join()
+    last = batch[-1]
+    assert alone["status"] == last["status"] == "ok"
+    assert abs(last["peak_memory_mb"] / alone["peak_memory_mb"] - 1) < 0.03, (alone["peak_memory_mb"],
+                                                                               last["peak_memory_mb"])
+    assert abs(last["idle_memory_mb"] - alone["idle_memory_mb"]) < 3, (alone["idle_memory_mb"], last["idle_memory_mb"])
+    return alone, last

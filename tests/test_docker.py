@@ -11,7 +11,7 @@ import time
 import pytest
 
 from profiler.config import load_target
-from tests.conftest import ROOT, run_cli, same_peak_cold_and_warm
+from tests.conftest import ROOT, run_cli, same_peak_alone_and_under_pressure, same_peak_cold_and_warm
 
 pytestmark = pytest.mark.docker
 ENV = os.path.join(ROOT, "env.template")
@@ -301,3 +301,16 @@ def test_an_onnx_model_with_external_data_runs_in_a_container(docker_backend, tm
     (tmp_path / "external.weights").chmod(0o644)  # onnx writes it owner-only; the container runs as nobody
     done, (record,) = docker_profile(tmp_path, path, "--iterations", 3)
     assert record["status"] == "ok", record.get("error")
+
+
+def test_the_peak_does_not_move_with_the_batch_or_the_page_cache_in_a_container(docker_backend, models, tmp_path):
+    from experiments.examples.models import cnn_onnx
+
+    medium = cnn_onnx(tmp_path / "medium.onnx", extra_weights_mb=96)
+
+    def profile(paths):
+        done, records = docker_profile(tmp_path, *paths, "--memory", "8g", "--iterations", 20)
+        assert done.returncode == 0, done.stderr
+        return records
+
+    same_peak_alone_and_under_pressure(profile, models["slow"], [models["big"], str(medium)])

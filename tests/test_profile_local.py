@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, same_peak_cold_and_warm
+from tests.conftest import ROOT, run_cli, same_peak_alone_and_under_pressure, same_peak_cold_and_warm
 
 ENV = os.path.join(ROOT, "env.template")
 
@@ -47,7 +47,7 @@ def test_memory_cap_is_a_cgroup_and_oom_is_a_result(models, tmp_path):
     assert "Traceback" not in done.stderr
     assert records[1]["enforced"]["memory"] is True
     assert records[1]["cgroup"]["limit_mb"] == 200
-    assert records[1]["memory_source"] == "cgroup"
+    assert records[1]["memory_source"] == "vmhwm" and records[1]["cgroup"]["peak_mb"] > 0
     assert not [d for d in os.listdir("/sys/fs/cgroup/memory") if d.startswith("edge-profiler-")]
 
 
@@ -293,3 +293,16 @@ def test_a_killed_profile_takes_its_harness_along_and_the_next_run_removes_its_c
     assert done.returncode == 0, done.stderr
     assert "removed 1 cgroup(s) left by a profile that was killed" in done.stderr
     assert cgroups_of(child.pid) == []
+
+
+def test_the_peak_does_not_move_with_the_batch_or_the_page_cache(models, tmp_path):
+    from experiments.examples.models import cnn_onnx
+
+    medium = cnn_onnx(tmp_path / "medium.onnx", extra_weights_mb=96)
+
+    def profile(paths):
+        done, records = profile_json(tmp_path, *paths, "--memory", "8g", "--iterations", 20)
+        assert done.returncode == 0, done.stderr
+        return records
+
+    same_peak_alone_and_under_pressure(profile, models["slow"], [models["big"], str(medium)])
