@@ -254,3 +254,23 @@ def test_a_model_file_name_that_is_not_utf8_is_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().endswith("caf\\xe9.onnx: the file name is not UTF-8 text; rename the file (the runtimes "
                                         "and the Docker API take UTF-8 names only)") and done.stderr.count("\n") == 1
+
+
+def test_card_only_honours_json_and_csv(tmp_path):
+    import csv
+
+    done = run_cli("profile", "--card-only", "--json", tmp_path / "cards.json", "--csv", tmp_path / "cards.csv",
+                   example("tiny_cnn.onnx"), example("tiny_cnn.tflite"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    cards = json.loads((tmp_path / "cards.json").read_text())
+    assert [c["model_card"]["macs"] for c in cards] == [c["model_card"]["macs"] for c in cards[:1]] * 2 != [0, 0]
+    rows = list(csv.DictReader(open(tmp_path / "cards.csv")))
+    assert [int(r["macs"]) for r in rows] == [c["model_card"]["macs"] for c in cards]
+
+
+def test_a_docker_host_that_is_not_an_address_is_one_line(tmp_path):
+    env = dict(os.environ, DOCKER_HOST="http://[::1")
+    done = run_cli("profile", "--backend", "docker", "--no-store", example("tiny_cnn.onnx"), env=env, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == ("profile: error: BACKEND=docker: DOCKER_HOST=http://[::1: not a Docker address "
+                                   "(Invalid IPv6 URL)")
