@@ -358,10 +358,14 @@ def one_line(text, limit=600):
 
 # ---------------------------------------------------------------- supervisor
 
+def printable(path):
+    """A path as text: bytes that are not UTF-8 (a Latin-1 name, say) shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def model_name(path):
-    """The file stem, printable: bytes that are not UTF-8 (a Latin-1 name, say) shown as \\xNN escapes."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return os.fsencode(stem).decode("utf-8", "backslashreplace")
+    """The file stem, printable."""
+    return printable(os.path.splitext(os.path.basename(path))[0])
 
 
 def die_with_parent():
@@ -565,7 +569,7 @@ def clobbered_input(outputs, inputs):
             if source and os.path.exists(source) and same(path, source):
                 return f"{option} {path}: is {label}, an input of this run; refusing to overwrite it"
         for other, second in outputs[i + 1:]:
-            if os.path.realpath(path) == os.path.realpath(second):
+            if same(path, second):
                 return f"{option} and {other} both write {path}; give each its own file"
     return None
 

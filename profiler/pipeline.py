@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from profiler import export, report
 from profiler.config import ConfigError, load_target
-from profiler.harness import check_writable, clobbered_input
+from profiler.harness import check_writable, clobbered_input, printable
 from profiler.runtimes import ModelError, runtime_for
 from profiler.sandbox import SandboxError, physical_first_cores, select_backend
 from profiler.store import Store, StoreError
@@ -28,8 +28,7 @@ def check_models(paths, runtime):
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
-            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-            raise PipelineError(f"{shown}: the file name is not UTF-8 text; rename the file (the runtimes and "
+            raise PipelineError(f"{printable(path)}: the file name is not UTF-8 text; rename the file (the runtimes and "
                                 "the Docker API take UTF-8 names only)") from None
         if os.path.isdir(path):
             raise PipelineError(f"{path}: is a folder, not a model file")

@@ -74,10 +74,7 @@ class CgroupCaps:
                 self.quota = True
 
     def _v2(self, name, memory_mb, swap_mb, cpus):
-        own = open("/proc/self/cgroup").read().strip().split("::")[-1]
-        parent = os.path.join("/sys/fs/cgroup", own.lstrip("/"))
-        # A process may not sit in an inner node with controllers enabled, so create beside it.
-        parent = os.path.dirname(parent) if own != "/" else parent
+        parent = _v2_parent()
         if not (memory_mb or cpus != math.ceil(cpus)):
             return
         path = self._mkdir(parent, name)
@@ -104,24 +101,35 @@ class CgroupCaps:
 
     def remove(self):
         for path in reversed(self.dirs):
-            for _ in range(50):
-                try:
-                    for pid in open(os.path.join(path, "cgroup.procs")).read().split():
-                        os.kill(int(pid), signal.SIGKILL)
-                    os.rmdir(path)
-                    break
-                except ProcessLookupError:
-                    continue
-                except OSError:
-                    time.sleep(0.02)
+            _remove_cgroup(path)
         self.dirs = []
+
+
+def _v2_parent():
+    """Where this process's cgroups v2 are made: beside its own cgroup, since a process may not sit
+    in an inner node with controllers enabled."""
+    own = open("/proc/self/cgroup").read().strip().split("::")[-1]
+    return os.path.dirname(os.path.join("/sys/fs/cgroup", own.lstrip("/"))) if own != "/" else "/sys/fs/cgroup"
+
+
+def _remove_cgroup(path):
+    """Kill what is left in a cgroup and remove it (the kernel needs it empty first)."""
+    for _ in range(50):
+        try:
+            for pid in open(os.path.join(path, "cgroup.procs")).read().split():
+                os.kill(int(pid), signal.SIGKILL)
+            os.rmdir(path)
+            return
+        except ProcessLookupError:
+            continue
+        except OSError:
+            time.sleep(0.02)
 
 
 def _cgroup_roots():
     roots = [os.path.join("/sys/fs/cgroup", c) for c in ("memory", "cpu,cpuacct", "cpu")]
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        own = open("/proc/self/cgroup").read().strip().split("::")[-1]
-        roots.append(os.path.dirname(os.path.join("/sys/fs/cgroup", own.lstrip("/"))) if own != "/" else "/sys/fs/cgroup")
+        roots.append(_v2_parent())
     return [r for r in dict.fromkeys(roots) if os.path.isdir(r)]
 
 
@@ -142,9 +150,7 @@ def sweep_cgroups():
                 pass
             except PermissionError:
                 continue
-            stale = CgroupCaps.__new__(CgroupCaps)
-            stale.dirs = [os.path.join(root, name)]
-            stale.remove()
+            _remove_cgroup(os.path.join(root, name))
             removed += not os.path.exists(os.path.join(root, name))
     return removed
 
