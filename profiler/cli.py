@@ -9,6 +9,8 @@ EPILOG = """examples:
   profile --env env.template model.tflite other.onnx net.pt --json results.json
   profile --env env.template --cpus 2 --memory 1g --iterations 500 model.onnx
   profile --env env.template --calibration calib.json a.tflite b.tflite   # predict and rank
+  profile --env env.template --cpus 1 --jobs 2 zoo/*.onnx       # two sandboxes at once, one core each
+  profile --env env.template --backend slurm --jobs 64 --slurm-partition cpu nb201/*.onnx
 
 Settings come from the env file (see env.template); an option overrides the key it names
 (--cpus CPUS overrides CPUS).
@@ -17,8 +19,9 @@ Results are saved in the SQLite store (./profiles.db) that `calibrate` reads."""
 OVERRIDES = [  # (option, env key, help)
     ("--device-name", "DEVICE_NAME", "name of the target device"),
     ("--backend", "BACKEND", "auto (Docker if an engine answers, else local with a WARNING; TorchScript and "
-                             ".pt2 files, which carry code, then need --backend local), docker, or local (caps "
-                             "CPU and memory with affinity and cgroups; NOT a security boundary)"),
+                             ".pt2 files, which carry code, then need --backend local), docker, local (caps "
+                             "CPU and memory with affinity and cgroups; NOT a security boundary), or slurm "
+                             "(each batch in a Slurm job step, capped by Slurm's cgroups)"),
     ("--cpus", "CPUS", "device core count; may be fractional, e.g. 1.5"),
     ("--cpu-set", "CPU_SET", "explicit host cores, e.g. 0,1"),
     ("--memory", "MEMORY", "memory cap, e.g. 512m or 2g"),
@@ -32,6 +35,13 @@ OVERRIDES = [  # (option, env key, help)
     ("--seed", "SEED", "seed for the random inputs (default 0)"),
     ("--base-image", "BASE_IMAGE", "Docker base image (default python:3.11-slim, offline fallback)"),
     ("--device-ram", "DEVICE_RAM", "the device's RAM, to flag models that won't fit, e.g. 4g"),
+    ("--jobs", "JOBS", "models measured at once, each sandbox (or Slurm step) on its own ceil(CPUS) cores; "
+                       "JOBS x ceil(CPUS) may not exceed the host's cores (default 1)"),
+    ("--slurm-partition", "SLURM_PARTITION", "BACKEND=slurm: the partition (default: the cluster's default)"),
+    ("--slurm-account", "SLURM_ACCOUNT", "BACKEND=slurm: the account to charge"),
+    ("--slurm-args", "SLURM_ARGS", "BACKEND=slurm: more sbatch options, e.g. '--qos=low --constraint=avx2'"),
+    ("--slurm-folder", "SLURM_FOLDER", "BACKEND=slurm: job files, on a filesystem every node sees "
+                                       "(default ./.edge-profiler-slurm)"),
     ("--op-profile", "OP_PROFILE", "also time OP_PROFILE runs per operator class with onnxruntime's profiler "
                                    "(features for `calibrate --method features`)"),
 ]
@@ -55,6 +65,8 @@ def build_parser():
     out.add_argument("--no-store", action="store_true", help="do not save results in the store")
     out.add_argument("--calibration", metavar="FILE", help="calibration JSON from `calibrate`: predict device figures and rank")
     out.add_argument("--force", action="store_true", help="use a calibration made for another runtime or thread count")
+    out.add_argument("--remeasure", action="store_true",
+                     help="measure again models the store already holds for this target (default: reuse them)")
     out.add_argument("--card-only", action="store_true", help="print each model's static card and run nothing")
     out.add_argument("--quiet", action="store_true", help="no progress bar or notices")
     return parser

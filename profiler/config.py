@@ -7,7 +7,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-BACKENDS = ("auto", "docker", "local")
+BACKENDS = ("auto", "docker", "local", "slurm")
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
 
@@ -34,6 +34,13 @@ class TargetDevice:
     device_ram_mb: Optional[float] = None
     op_profile_runs: int = 0  # >0: also time per operator class with the runtime's profiler (ONNX)
     sample_memory: bool = False  # resident memory after every timed run (mean_rss_mb)
+    jobs: int = 1  # sandboxes (or Slurm steps) at once, each on its own ceil(CPUS) cores
+    slurm_partition: Optional[str] = None
+    slurm_account: Optional[str] = None
+    slurm_args: List[str] = field(default_factory=list)  # extra sbatch options, e.g. --qos=low
+    slurm_folder: Optional[str] = None  # submitit's job folder; must be on a filesystem the nodes share
+    # Cores a parallel run hands to one sandbox; not part of the target's identity (describe()).
+    assigned_cores: Optional[List[int]] = field(default=None, compare=False)
     warnings: List[str] = field(default_factory=list, compare=False)
 
     def describe(self):
@@ -127,7 +134,9 @@ def _docker_args(text, values, warnings):
 
 
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
-        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY"}
+        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
+        "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER"}
+MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
 
 
@@ -187,8 +196,30 @@ def build_target(values, warnings, host_cores=None):
             t.cpus = float(len(t.cpu_set))
         elif len(t.cpu_set) < math.ceil(t.cpus):
             raise ConfigError(f"CPU_SET={get('CPU_SET')}: lists {len(t.cpu_set)} cores but CPUS={t.cpus:g}")
+    if get("JOBS") not in (None, ""):
+        t.jobs = _number("JOBS", get("JOBS"), int, 1, maximum=MAX_JOBS)
+    if get("BACKEND") not in (None, ""):
+        t.backend = str(get("BACKEND")).strip().lower()
+        if t.backend not in BACKENDS:
+            raise ConfigError(f"BACKEND={get('BACKEND')}: choose one of {', '.join(BACKENDS)}")
+    if t.backend == "slurm":
+        host_cores = None  # the cores are a node's, and Slurm checks them
+        if t.cpu_set:
+            raise ConfigError("CPU_SET: Slurm chooses a step's cores; give CPUS only with BACKEND=slurm")
+    for key in ("SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_FOLDER"):
+        if get(key) not in (None, ""):
+            setattr(t, key.lower(), str(get(key)).strip())
+    if get("SLURM_ARGS") not in (None, ""):
+        try:
+            t.slurm_args = shlex.split(str(get("SLURM_ARGS")))
+        except ValueError as exc:
+            raise ConfigError(f"SLURM_ARGS={get('SLURM_ARGS')}: cannot be split into arguments ({exc})") from None
+        bad = [a for a in t.slurm_args if not a.startswith("--") or "=" not in a]
+        if bad:
+            raise ConfigError(f"SLURM_ARGS: {bad[0]}: write each option as --name=value")
     if host_cores is not None:
         available = len(host_cores)
+        width = math.ceil(t.cpus)
         if math.ceil(t.cpus) > available:
             raise ConfigError(f"CPUS={t.cpus:g}: this host has only {available} usable cores, so the cap "
                               f"cannot be honoured (use CPUS<={available})")
@@ -196,6 +227,13 @@ def build_target(values, warnings, host_cores=None):
             missing = sorted(set(t.cpu_set) - set(host_cores))
             raise ConfigError(f"CPU_SET: core {missing[0]} is not available on this host "
                               f"(available: {','.join(map(str, host_cores))})")
+        if t.jobs > 1 and (t.cpu_set and len(t.cpu_set) != t.jobs * width):
+            raise ConfigError(f"JOBS={t.jobs}: CPU_SET lists {len(t.cpu_set)} cores, but {t.jobs} sandboxes of "
+                              f"{width} core(s) need exactly {t.jobs * width}")
+        if t.jobs * width > available:
+            raise ConfigError(f"JOBS={t.jobs}: {t.jobs} sandboxes of {width} core(s) need {t.jobs * width} cores and "
+                              f"this host has {available} usable; use JOBS<={max(1, available // width)} "
+                              "(cores are never shared between sandboxes)")
     if get("MEMORY") not in (None, ""):
         t.memory_mb = parse_size_mb("MEMORY", get("MEMORY"))
         if t.memory_mb < 6:
@@ -212,10 +250,6 @@ def build_target(values, warnings, host_cores=None):
         t.iterations = _number("ITERATIONS", get("ITERATIONS"), int, 1)
     if get("BATCH") not in (None, ""):
         t.batch = _number("BATCH", get("BATCH"), int, 1)
-    if get("BACKEND") not in (None, ""):
-        t.backend = str(get("BACKEND")).strip().lower()
-        if t.backend not in BACKENDS:
-            raise ConfigError(f"BACKEND={get('BACKEND')}: choose one of {', '.join(BACKENDS)}")
     if get("BASE_IMAGE") not in (None, ""):
         t.base_image = str(get("BASE_IMAGE")).strip()
     if get("TIMEOUT_S") not in (None, ""):

@@ -50,6 +50,7 @@ class Cgroup:
 
     def __init__(self):
         self.version, self.memory_dir, self.cpu_dir = None, None, None
+        self.oom_dirs = []  # every capped cgroup above this process: an OOM kill is counted where the cap hit
         try:
             lines = open("/proc/self/cgroup").read().splitlines()
         except OSError:
@@ -61,6 +62,9 @@ class Cgroup:
                 paths[controller] = path
         v1_memory = self._find("/sys/fs/cgroup/memory", paths.get("memory"), "memory.limit_in_bytes")
         if v1_memory:
+            capped = self._capped_ancestors(v1_memory, "/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            self.oom_dirs = list(dict.fromkeys([v1_memory, *capped]))  # the victim's own cgroup counts its kill
+            v1_memory = capped[0] if capped else v1_memory
             self.version, self.memory_dir = 1, v1_memory
             self.cpu_dir = (self._find("/sys/fs/cgroup/cpu,cpuacct", paths.get("cpu"), "cpu.stat")
                             or self._find("/sys/fs/cgroup/cpu", paths.get("cpu"), "cpu.stat"))
@@ -68,6 +72,22 @@ class Cgroup:
             v2 = self._find("/sys/fs/cgroup", paths[""], "memory.max")
             if v2:
                 self.version, self.memory_dir, self.cpu_dir = 2, v2, v2
+
+    @staticmethod
+    def _capped_ancestors(directory, root, name):
+        """The cgroups from here up that hold a cap, nearest first: a Slurm task's own cgroup is
+        uncapped, its step's and its job's are not (the cap and the peak are read at the nearest)."""
+        here, found = directory, []
+        while True:
+            try:
+                with open(os.path.join(here, name)) as f:
+                    if int(f.read().strip()) < 1 << 60:
+                        found.append(here)
+            except (OSError, ValueError):
+                pass
+            if os.path.normpath(here) in (os.path.normpath(root), "/"):
+                return found
+            here = os.path.dirname(here)
 
     @staticmethod
     def _find(root, path, probe):
@@ -127,7 +147,9 @@ class Cgroup:
 
     def oom_kills(self):
         name = "memory.events" if self.version == 2 else "memory.oom_control"
-        return self._stat(self.memory_dir, name).get("oom_kill")
+        counts = [self._stat(d, name).get("oom_kill") for d in (self.oom_dirs or [self.memory_dir])]
+        counts = [c for c in counts if c is not None]
+        return sum(counts) if counts else None
 
     def throttling(self):
         stat = self._stat(self.cpu_dir, "cpu.stat")
@@ -203,7 +225,7 @@ def host_info():
     except OSError:
         pass
     return {"cpu_model": cpu_model, "kernel": platform.release(), "machine": platform.machine(),
-            "python": platform.python_version(), "tool_version": __version__}
+            "python": platform.python_version(), "hostname": platform.node(), "tool_version": __version__}
 
 
 # ---------------------------------------------------------------- one model, in the worker
@@ -445,17 +467,25 @@ def empty_run(opts):
             "idle_rss_mb": round(proc_status_mb("VmRSS"), 3)}
 
 
+def seen_inside(cgroup):
+    """The caps as this process sees them: its cores and its memory cgroup's limit (how a backend
+    reads back what it enforced)."""
+    limit = cgroup.limit_bytes() if cgroup.version else None
+    return {"cpus_allowed": sorted(os.sched_getaffinity(0)), "memory_limit_mb": _mb(limit) if limit else None}
+
+
 def profile_models(opts, emit):
     cgroup = Cgroup()
     if opts.cgroup and cgroup.version is None:
         opts.cgroup = False
+    inside = seen_inside(cgroup)
     versions = {}
     for index, path in enumerate(opts.models):
         record = {"result_version": RESULT_VERSION, "model": model_name(path),
                   "path": path, "format": os.path.splitext(path)[1].lstrip(".").lower(),
                   "threads": opts.threads, "batch": opts.batch, "seed": opts.seed,
                   "warmup": opts.warmup, "iterations": opts.iterations,
-                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_info()}
+                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_info(), "seen_inside": inside}
         try:
             runtime = runtime_for(path, opts.runtime)
             record["runtime"] = runtime

@@ -4,7 +4,7 @@ import os
 import sys
 from collections import OrderedDict
 
-from profiler import export, report
+from profiler import export, report, sweep
 from profiler.config import ConfigError, load_target
 from profiler.harness import check_writable, clobbered_input, printable
 from profiler.runtimes import ModelError, runtime_for
@@ -66,7 +66,7 @@ def profile(opts, notice):
     overrides = {key: getattr(opts, key, None) for key in
                  ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP",
                   "ITERATIONS", "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM",
-                  "OP_PROFILE")}
+                  "OP_PROFILE", "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER")}
     try:
         target = load_target(opts.env, overrides, host_cores=physical_first_cores())
     except ConfigError as exc:
@@ -129,6 +129,19 @@ def profile(opts, notice):
         raise PipelineError(str(exc)) from None
 
     records, store_errors = [], []
+    total = sum(len(p) for p in groups.values())
+    if store is not None and not getattr(opts, "remeasure", False):
+        try:
+            stored, groups = sweep.from_store(store, backend, target, groups)
+        except SandboxError as exc:
+            raise PipelineError(str(exc)) from None
+        if stored:
+            notice(f"{len(stored)} of {total} from the store (measured before for this target; --remeasure "
+                   "measures them again)")
+            for record in stored:
+                if calibration is not None:
+                    calibration.annotate(record)
+                records.append(record)
     progress = _progress(sum(len(p) for p in groups.values()), opts.quiet)
 
     def on_result(record):
@@ -155,12 +168,12 @@ def profile(opts, notice):
         progress.set_postfix_str(f"{record['model']}: {record['status']}")
 
     try:
-        for runtime, paths in groups.items():
-            backend.run(target, paths, on_result, runtime=runtime)
+        sweep.run_all(backend, target, groups, on_result)
     except SandboxError as exc:
         raise PipelineError(str(exc)) from None
     finally:
         progress.close()
+        backend.close()
         if store is not None:
             store.close()
 

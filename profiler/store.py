@@ -51,7 +51,7 @@ class Store:
         if not os.path.isdir(parent):
             raise StoreError(f"--store {path}: folder {parent} does not exist")
         try:
-            self.db = sqlite3.connect(path, timeout=10)
+            self.db = sqlite3.connect(path, timeout=10, check_same_thread=False)  # parallel runs save under a lock
             self.db.executescript(SCHEMA)
         except sqlite3.OperationalError as exc:  # locked, read-only, full: a store that cannot be used now
             raise StoreError(f"--store {path}: cannot use the results store ({exc})") from None
@@ -75,6 +75,11 @@ class Store:
                  json.dumps(record.get("target"), sort_keys=True), record.get("runtime"),
                  record.get("runtime_version"), record.get("status"), record.get("result_version", RESULT_VERSION),
                  record.get("started_at"), json.dumps(record)))
+
+    def get(self, key):
+        """The good record stored under a result_key, or None."""
+        row = self.db.execute("SELECT record FROM results WHERE key = ? AND status = 'ok'", (key,)).fetchone()
+        return upgrade(json.loads(row[0])) if row else None
 
     def records(self, status="ok"):
         rows = self.db.execute("SELECT record FROM results WHERE status = ? ORDER BY created_at", (status,))

@@ -61,9 +61,35 @@ def docker_backend():
     return DockerBackend(notice=lambda m: None)
 
 
+def slurm_problem():
+    import shutil
+
+    if shutil.which("sinfo") is None:
+        return "no Slurm on this machine (sinfo is not on PATH)"
+    done = subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0 or not done.stdout.strip():
+        return f"Slurm does not answer ({(done.stderr.strip() or 'no nodes').splitlines()[-1]})"
+    if not any(state.startswith(("idle", "mixed", "allocated")) for state in done.stdout.split()):
+        return f"no Slurm node is up (states: {' '.join(done.stdout.split())})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real Slurm cluster (containers/start-slurm.sh makes one here); skipped without one, unless
+    REQUIRE_SLURM=1 makes that a failure."""
+    problem = slurm_problem()
+    if problem:
+        if os.environ.get("REQUIRE_SLURM") == "1":
+            pytest.fail(f"REQUIRE_SLURM=1 but {problem}")
+        pytest.skip(f"Slurm tests skipped: {problem}")
+
+
 def pytest_report_header(config):
     problem = docker_engine_problem()
+    slurm = slurm_problem()
     return [f"docker: {'engine available' if problem is None else 'SKIPPING Docker tests: ' + problem}",
+            f"slurm: {'cluster available' if slurm is None else 'SKIPPING Slurm tests: ' + slurm}",
             f"shared data: {'present' if os.path.isdir(SHARED) else 'absent (dataset tests skip)'}"]
 
 

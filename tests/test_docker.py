@@ -305,3 +305,36 @@ def test_an_onnx_model_with_external_data_runs_in_a_container(docker_backend, tm
 
 def test_the_peak_does_not_move_with_the_batch_or_the_page_cache_in_a_container(docker_backend, models, tmp_path):
     same_peak_alone_and_under_pressure(lambda *args: docker_profile(tmp_path, *args), models, tmp_path)
+
+
+def test_jobs_2_gives_two_containers_disjoint_cores_read_back_from_inside(docker_backend, tmp_path):
+    from experiments.examples.models import cnn_onnx
+
+    paths = [str(cnn_onnx(tmp_path / f"j{i}.onnx", seed=i, channels=(8 + i, 16))) for i in range(4)]
+    out = tmp_path / "r.json"
+    done = run_cli("profile", "--env", ENV, "--backend", "docker", "--no-store", "--cpus", 1, "--jobs", 2,
+                   "--iterations", 200, "--json", out, *paths)
+    assert done.returncode == 0, done.stderr
+    records = json.loads(out.read_text())
+    assert set(tuple(r["seen_inside"]["cpus_allowed"]) for r in records) == {(0,), (1,)}
+    assert all(r["enforced"]["sandboxed"] for r in records)
+    assert labelled() == []
+
+
+def test_ctrl_c_in_a_parallel_run_removes_every_container(docker_backend, models, tmp_path):
+    command = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "docker", "--no-store", "--cpus",
+               "1", "--jobs", "2", "--iterations", "1000000", "--timeout", "300", models["slow"], models["dynamic"]]
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(labelled()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(labelled()) == 2, "two containers should be running"
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            child.communicate(timeout=60)
+    assert child.returncode == 130 and "Traceback" not in stderr
+    assert labelled() == []

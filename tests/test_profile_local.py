@@ -80,7 +80,7 @@ def test_a_failed_rerun_keeps_the_good_measurement(models, tmp_path):
     done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["slow"], "--iterations", 3)
     assert done.returncode == 0, done.stderr
     done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["slow"], "--timeout", 2,
-                   "--iterations", 100000)
+                   "--iterations", 100000, "--remeasure")
     store = Store(str(db))
     assert [r["status"] for r in store.records()] == ["ok"]  # still there for calibrate
     assert [r["status"] for r in store.records("timeout")] == ["timeout"]  # and the failure beside it
@@ -297,3 +297,44 @@ def test_a_killed_profile_takes_its_harness_along_and_the_next_run_removes_its_c
 
 def test_the_peak_does_not_move_with_the_batch_or_the_page_cache(models, tmp_path):
     same_peak_alone_and_under_pressure(lambda *args: profile_json(tmp_path, *args), models, tmp_path)
+
+
+def test_jobs_2_runs_two_sandboxes_on_disjoint_cores_read_back_from_inside(tmp_path):
+    from experiments.examples.models import cnn_onnx
+
+    paths = [str(cnn_onnx(tmp_path / f"j{i}.onnx", seed=i, channels=(8 + i, 16))) for i in range(6)]
+    done, records = profile_json(tmp_path, *paths, "--cpus", 1, "--jobs", 2, "--iterations", 200)
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["model"] for r in records) == [f"j{i}" for i in range(6)]
+    seen = [tuple(r["seen_inside"]["cpus_allowed"]) for r in records]
+    assert set(seen) == {(0,), (1,)}  # one core each, both cores used, never both in one sandbox
+    assert all(r["enforced"]["how"].count("sched_setaffinity to cores ") == 1 for r in records)
+
+
+def test_jobs_beyond_the_cores_is_refused_before_anything_runs(models):
+    cores = len(os.sched_getaffinity(0))
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--no-store", "--cpus", 1, "--jobs", cores + 1,
+                   models["onnx"])
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"profile: error: JOBS={cores + 1}: {cores + 1} sandboxes of 1 core(s) need "
+                                   f"{cores + 1} cores and this host has {cores} usable; use JOBS<={cores} (cores are "
+                                   "never shared between sandboxes)")
+
+
+def test_a_rerun_takes_what_the_store_has_and_measures_the_rest(tmp_path):
+    from experiments.examples.models import cnn_onnx
+    from profiler.store import Store
+
+    paths = [str(cnn_onnx(tmp_path / f"s{i}.onnx", seed=i, channels=(8, 8 + i))) for i in range(3)]
+    db = tmp_path / "profiles.db"
+    base = ["profile", "--env", ENV, "--backend", "local", "--store", db, "--iterations", 5]
+    assert run_cli(*base, paths[0]).returncode == 0
+    first = Store(str(db)).records()[0]
+    done = run_cli(*base, *paths, "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    assert "1 of 3 from the store" in done.stderr
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert [r.get("from_store", False) for r in records] == [True, False, False]
+    assert records[0]["started_at"] == first["started_at"]
+    done = run_cli(*base, *paths, "--remeasure")
+    assert "from the store" not in done.stderr and len(Store(str(db)).records()) == 3

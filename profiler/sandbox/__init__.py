@@ -39,6 +39,8 @@ def physical_first_cores(allowed=None):
 
 
 def pick_cores(target):
+    if target.assigned_cores:
+        return list(target.assigned_cores)
     if target.cpu_set:
         return list(target.cpu_set)
     return sorted(physical_first_cores()[: math.ceil(target.cpus)])
@@ -80,6 +82,7 @@ class Backend:
     """Subclasses implement _run_batch; run() owns restarts and result decoration."""
 
     name = "base"
+    cancelled = False
 
     def run(self, target, paths, on_result, runtime=None):
         """Profile paths (all of one runtime) and call on_result(record) once per model."""
@@ -88,15 +91,17 @@ class Backend:
         read_through(paths)  # model pages cached and charged outside the sandbox, cold cache or warm
         overhead = self.overhead(target, runtime or runtime_for(paths[0]))
         pending = list(paths)
-        while pending:
+        while pending and not self.cancelled:
             enforced, done = {}, []
 
             def emit(record):
+                if self.cancelled:
+                    return
                 done.append(record)
                 on_result(self._decorate(record, target, enforced, overhead))
 
             failure = self._run_batch(target, pending, runtime, emit, enforced)
-            if len(done) >= len(pending):
+            if len(done) >= len(pending) or self.cancelled:
                 return
             status, error = failure or ("error", "the sandbox stopped without a result")
             in_flight = pending[len(done)]
@@ -121,11 +126,24 @@ class Backend:
                 error = found.get("error") or (failure[1] if failure else "no result")
                 cache[key] = {"empty_run_ms": None, "error": error}
             else:
-                cache[key] = {"empty_run_ms": wall_ms, "runtime_import_ms": found["import_ms"]}
+                cache[key] = {"empty_run_ms": wall_ms, "runtime_import_ms": found["import_ms"],
+                              "runtime_version": found.get("runtime_version")}
         return cache[key]
 
     def prepare(self, runtime):
         """One-time set-up before the first run of a runtime (nothing for most backends)."""
+
+    def close(self):
+        """After the last batch (remove what the run left, e.g. an empty job folder)."""
+
+    def cancel(self):
+        """Stop every sandbox this backend is running (Ctrl-C in a parallel run, from the main thread);
+        the threads running batches then return without further records."""
+        self.cancelled = True
+        self._stop_all()
+
+    def _stop_all(self):
+        """Kill whatever sandboxes are running now (each backend knows its own)."""
 
     def _decorate(self, record, target, enforced, overhead=None):
         record["backend"] = self.name
@@ -153,6 +171,10 @@ def select_backend(target, notice=lambda message: print(message, file=sys.stderr
 
     if target.backend == "local":
         return LocalBackend(notice=notice)
+    if target.backend == "slurm":
+        from profiler.sandbox.slurm import SlurmBackend
+
+        return SlurmBackend(target, notice=notice)
     from profiler.sandbox.docker import DockerBackend, engine_problem
 
     problem = engine_problem()

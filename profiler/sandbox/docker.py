@@ -134,6 +134,7 @@ class DockerBackend(Backend):
         self.explicit_base = base_image
         self.notice = notice
         self.images = {}
+        self._running = set()  # containers, for cancel()
         info = self.client.info()
         self.swap_limit = bool(info.get("SwapLimit"))
         self.cgroup_version = info.get("CgroupVersion", "1")
@@ -313,6 +314,9 @@ class DockerBackend(Backend):
         try:
             container = self.client.containers.create(
                 image, command=harness_args(target, inside, cgroup=True, runtime=runtime), **options)
+            self._running.add(container)
+            if self.cancelled:
+                return None
             container.start()
             failure = self._stream(container, target, emit_host)
             state = self._wait(container)
@@ -326,7 +330,12 @@ class DockerBackend(Backend):
             return None
         finally:
             if container is not None:
+                self._running.discard(container)
                 remove(container)
+
+    def _stop_all(self):
+        for container in list(self._running):
+            remove(container)  # its log stream ends, and the batch's thread returns
 
     def _stream(self, container, target, emit):
         lines = queue.Queue()

@@ -159,6 +159,7 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, notice=lambda message: None):
+        self._running = set()  # harness process groups, for cancel()
         try:
             removed = sweep_cgroups()
         except OSError:
@@ -199,13 +200,25 @@ class LocalBackend(Backend):
             try:
                 child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
                                          preexec_fn=enter_sandbox, env=env)
+                self._running.add(child.pid)
+                if self.cancelled:
+                    self._stop_all()
                 failure = self._stream(child, target, emit)
                 if failure is None and child.returncode not in (0, 1):
                     stderr.seek(0)
                     failure = self._death(child.returncode, stderr.read(), caps)
                 return failure
             finally:
+                if child is not None:
+                    self._running.discard(child.pid)
                 self._stop(child, caps)
+
+    def _stop_all(self):
+        for pid in list(self._running):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     @staticmethod
     def _stop(child, caps):
