@@ -22,7 +22,10 @@ def fit_parser():
     parser = argparse.ArgumentParser(
         prog="calibrate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Learn device ≈ a·host + b from a few models measured on the real device and on this host.")
-    parser.add_argument("device", nargs="+", metavar="DEVICE_LOG", help="device measurements (see below)")
+    parser.add_argument("device", nargs="*", metavar="DEVICE_LOG", help="device measurements (see below)")
+    parser.add_argument("--device-target", metavar="NAME",
+                        help="take the device rows from the store: what `profile --on HOST` measured natively for "
+                             "the target named NAME (DEVICE_NAME); host rows of that target pair with them by sha256")
     parser.add_argument("--host", metavar="FILE", help="host results from `profile --json` or `--csv` (default: the store)")
     parser.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite store of host results (default ./profiles.db)")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="device log format (default: detected)")
@@ -106,7 +109,9 @@ def fit(opts):
     if opts.plot and os.path.exists(opts.plot) and not os.path.isdir(opts.plot):
         raise core.CalibrationError(f"--plot {opts.plot}: is a file, not a folder")
     device_ram_mb = _ram(opts.device_ram)
-    rows = []
+    if not opts.device and not opts.device_target:
+        raise core.CalibrationError("give device logs, or --device-target NAME to take the device rows from the store")
+    rows = core.device_rows_from_store(opts.store, opts.device_target) if opts.device_target else []
     for path in opts.device:
         rows += importers.load(path, opts.format, model=opts.model, threads=opts.threads, device_ram_mb=device_ram_mb,
                                start=opts.start, end=opts.end)
@@ -117,7 +122,7 @@ def fit(opts):
             raise core.CalibrationError(f"{row.source}: duplicate row for model {row.model!r} with {row.threads} "
                                         f"threads (also in {seen[key].source})")
         seen[key] = row
-    host = core.load_host(opts.host, opts.store, opts.runtime)
+    host = core.load_host(opts.host, opts.store, opts.runtime, target_name=opts.device_target)
     if opts.prior not in ("auto", "none") and not os.path.isfile(opts.prior):
         raise core.CalibrationError(f"--prior {opts.prior}: prior file not found")
     calibration = core.build(rows, host, opts.method, opts.metric, device_ram_mb, prior=opts.prior)

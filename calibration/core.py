@@ -37,8 +37,34 @@ def host_value(record, metric):
     return stats.get("median"), "latency_ms"
 
 
-def load_host(path=None, store=None, runtime=None):
-    """Host records (status ok) from a `profile --json`/`--csv` export or the SQLite store."""
+def _store_records(store):
+    from profiler.store import Store, StoreError
+
+    if not os.path.isfile(store):
+        raise CalibrationError(f"{store}: no results store here; run `profile` first or give --host")
+    try:
+        return Store(store).records()
+    except StoreError as exc:
+        raise CalibrationError(str(exc)) from None
+
+
+def device_rows_from_store(store, target_name):
+    """The native device measurements (`profile --on HOST`) of one target, as device rows."""
+    from calibration.importers import harness_rows
+
+    records = [r for r in _store_records(store)
+               if r.get("native_device") and (r.get("target") or {}).get("name") == target_name]
+    if not records:
+        names = sorted({(r.get("target") or {}).get("name") for r in _store_records(store) if r.get("native_device")})
+        raise CalibrationError(f"{store}: no device measurements for target {target_name!r} "
+                               + (f"(device targets here: {', '.join(map(str, names))})" if names
+                                  else "(measure some with `profile --on HOST`)"))
+    return harness_rows(records, f"{store} (device {target_name})")
+
+
+def load_host(path=None, store=None, runtime=None, target_name=None):
+    """Host records (status ok) from a `profile --json`/`--csv` export or the SQLite store (never the
+    device's own measurements); with target_name, that target's records when the store has any."""
     if path:
         if not os.path.isfile(path):
             raise CalibrationError(f"{path}: host results file not found")
@@ -57,14 +83,9 @@ def load_host(path=None, store=None, runtime=None):
                     raise CalibrationError(f"{path}: record {index} is not a profile result "
                                            "(needs model and a positive latency_ms.median)")
     else:
-        from profiler.store import Store, StoreError
-
-        if not os.path.isfile(store):
-            raise CalibrationError(f"{store}: no results store here; run `profile` first or give --host")
-        try:
-            records = Store(store).records()
-        except StoreError as exc:
-            raise CalibrationError(str(exc)) from None
+        records = [r for r in _store_records(store) if not r.get("native_device")]
+        named = [r for r in records if (r.get("target") or {}).get("name") == target_name]
+        records = named or records
     if runtime:
         records = [r for r in records if r.get("runtime") == runtime]
     if not records:

@@ -136,6 +136,11 @@ def read_harness_json(path):
         raise DeviceLogError(f"{path}:{exc.lineno}: not harness JSON ({exc.msg})") from None
     if not isinstance(records, list):
         records = [records]
+    return harness_rows(records, path)
+
+
+def harness_rows(records, path):
+    """Device rows from harness records: a JSON log, or the store's native device measurements."""
     rows, seen = [], set()
     for index, record in enumerate(records, start=1):
         if not isinstance(record, dict):

@@ -11,6 +11,7 @@ EPILOG = """examples:
   profile --env env.template --calibration calib.json a.tflite b.tflite   # predict and rank
   profile --env env.template --cpus 1 --jobs 2 zoo/*.onnx       # two sandboxes at once, one core each
   profile --env env.template --backend slurm --jobs 64 --slurm-partition cpu nb201/*.onnx
+  profile --env pi5.env --on pi@raspberrypi refs/*.onnx         # natively on the device, into the store
 
 Settings come from the env file (see env.template); an option overrides the key it names
 (--cpus CPUS overrides CPUS).
@@ -42,6 +43,10 @@ OVERRIDES = [  # (option, env key, help)
     ("--slurm-args", "SLURM_ARGS", "BACKEND=slurm: more sbatch options, e.g. '--qos=low --constraint=avx2'"),
     ("--slurm-folder", "SLURM_FOLDER", "BACKEND=slurm: job files, on a filesystem every node sees "
                                        "(default ./.edge-profiler-slurm)"),
+    ("--on", "SSH_HOST", "measure natively on this Linux device over SSH (user@host or an ~/.ssh/config alias; "
+                         "key-based login, host key checked); implies --backend ssh"),
+    ("--ssh-python", "SSH_PYTHON", "the device's Python with numpy and the runtime (default python3)"),
+    ("--ssh-config", "SSH_CONFIG", "an ssh_config file to use instead of ~/.ssh/config"),
     ("--op-profile", "OP_PROFILE", "also time OP_PROFILE runs per operator class with onnxruntime's profiler "
                                    "(features for `calibrate --method features`)"),
 ]

@@ -7,7 +7,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-BACKENDS = ("auto", "docker", "local", "slurm")
+BACKENDS = ("auto", "docker", "local", "slurm", "ssh")
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
 
@@ -39,6 +39,10 @@ class TargetDevice:
     slurm_account: Optional[str] = None
     slurm_args: List[str] = field(default_factory=list)  # extra sbatch options, e.g. --qos=low
     slurm_folder: Optional[str] = None  # submitit's job folder; must be on a filesystem the nodes share
+    ssh_host: Optional[str] = None  # BACKEND=ssh: user@host or an ~/.ssh/config alias
+    ssh_python: str = "python3"  # the device's interpreter (with numpy and the runtime)
+    ssh_config: Optional[str] = None  # an ssh_config file instead of ~/.ssh/config
+    ssh_connect_timeout_s: float = 10.0
     # Cores a parallel run hands to one sandbox; not part of the target's identity (describe()).
     assigned_cores: Optional[List[int]] = field(default=None, compare=False)
     warnings: List[str] = field(default_factory=list, compare=False)
@@ -135,7 +139,8 @@ def _docker_args(text, values, warnings):
 
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
         "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
-        "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER"}
+        "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
+        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S"}
 MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
 
@@ -206,7 +211,20 @@ def build_target(values, warnings, host_cores=None):
         host_cores = None  # the cores are a node's, and Slurm checks them
         if t.cpu_set:
             raise ConfigError("CPU_SET: Slurm chooses a step's cores; give CPUS only with BACKEND=slurm")
-    for key in ("SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_FOLDER"):
+    if get("SSH_HOST") not in (None, ""):
+        t.ssh_host = str(get("SSH_HOST")).strip()
+        if t.ssh_host.startswith("-") or any(c.isspace() for c in t.ssh_host):
+            raise ConfigError(f"SSH_HOST={t.ssh_host}: not a host name, user@host or ssh_config alias")
+    if get("SSH_CONFIG") not in (None, "") and not os.path.isfile(str(get("SSH_CONFIG"))):
+        raise ConfigError(f"SSH_CONFIG={get('SSH_CONFIG')}: file not found")
+    if get("SSH_CONNECT_TIMEOUT_S") not in (None, ""):
+        t.ssh_connect_timeout_s = _number("SSH_CONNECT_TIMEOUT_S", get("SSH_CONNECT_TIMEOUT_S"), float, 0,
+                                          strict=True, maximum=3600)
+    if t.backend == "ssh":
+        host_cores = None  # the device's cores; nothing is capped there
+        if not t.ssh_host:
+            raise ConfigError("BACKEND=ssh needs SSH_HOST (or --on user@host)")
+    for key in ("SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_FOLDER", "SSH_PYTHON", "SSH_CONFIG"):
         if get(key) not in (None, ""):
             setattr(t, key.lower(), str(get(key)).strip())
     if get("SLURM_ARGS") not in (None, ""):

@@ -348,8 +348,12 @@ def _worker(path, runtime, opts, cgroup, write_fd):
         except OSError:
             pass
         payload = {"status": "ok", **measure(path, runtime, opts, cgroup)}
-    except ModelError as exc:
-        payload, code = {"status": "error", "error": str(exc)}, 0
+    except ModelError as exc:  # a load that failed for want of memory is a memory result too
+        text = str(exc)
+        if any(sign in text for sign in ALLOCATION_FAILURES):
+            payload = {"status": "oom", "error": f"the runtime could not allocate memory ({one_line(text, 300)})"}
+        else:
+            payload = {"status": "error", "error": text}
     except MemoryError:
         payload, code = {"status": "oom", "error": "MemoryError while running the model"}, 0
     except BaseException as exc:  # any failure of the model is a result row, never a crash

@@ -66,7 +66,10 @@ def profile(opts, notice):
     overrides = {key: getattr(opts, key, None) for key in
                  ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP",
                   "ITERATIONS", "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM",
-                  "OP_PROFILE", "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER")}
+                  "OP_PROFILE", "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER",
+                  "SSH_HOST", "SSH_PYTHON", "SSH_CONFIG")}
+    if overrides.get("SSH_HOST") and not overrides.get("BACKEND"):
+        overrides["BACKEND"] = "ssh"  # --on user@host
     try:
         target = load_target(opts.env, overrides, host_cores=physical_first_cores())
     except ConfigError as exc:

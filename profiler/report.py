@@ -128,6 +128,8 @@ def cap_warnings(records):
     """One line per distinct reason a requested cap was not enforced (the table marks each row too)."""
     seen, lines = set(), []
     for r in records:
+        if r.get("native_device"):  # measured on the device itself: nothing is meant to be capped
+            continue
         enforced, target = r.get("enforced") or {}, r.get("target") or {}
         wanted = {"CPUS": True, "MEMORY": bool(target.get("memory_mb"))}
         missing = tuple(key for key, asked in wanted.items() if asked and enforced and not enforced.get(key.lower()))

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from profiler.sandbox import physical_first_cores
 
-CHUNKS_PER_JOB = 4  # smaller batches balance uneven models; each batch costs one sandbox start
+CHUNKS_PER_JOB = 2  # smaller batches balance uneven models; each batch costs one sandbox start
 
 
 def core_sets(target):

@@ -61,6 +61,13 @@ def docker_backend():
     return DockerBackend(notice=lambda m: None)
 
 
+def _ssh_header():
+    from tests import sshdevice
+
+    problem = sshdevice.problem()
+    return "sshd available" if problem is None else "SKIPPING SSH device tests: " + problem
+
+
 def slurm_problem():
     import shutil
 
@@ -85,11 +92,28 @@ def slurm_cluster():
         pytest.skip(f"Slurm tests skipped: {problem}")
 
 
+@pytest.fixture(scope="session")
+def ssh_device():
+    """A real sshd on 127.0.0.1 with a device account behind it (tests/sshdevice.py); skipped without
+    openssh-server, unless REQUIRE_SSH=1 makes that a failure."""
+    from tests import sshdevice
+
+    problem = sshdevice.problem()
+    if problem:
+        if os.environ.get("REQUIRE_SSH") == "1":
+            pytest.fail(f"REQUIRE_SSH=1 but {problem}")
+        pytest.skip(f"SSH device tests skipped: {problem}")
+    device = sshdevice.Device()
+    yield device
+    device.stop()
+
+
 def pytest_report_header(config):
     problem = docker_engine_problem()
     slurm = slurm_problem()
     return [f"docker: {'engine available' if problem is None else 'SKIPPING Docker tests: ' + problem}",
             f"slurm: {'cluster available' if slurm is None else 'SKIPPING Slurm tests: ' + slurm}",
+            f"ssh: {_ssh_header()}",
             f"shared data: {'present' if os.path.isdir(SHARED) else 'absent (dataset tests skip)'}"]
 
 

@@ -46,6 +46,15 @@ def pick_cores(target):
     return sorted(physical_first_cores()[: math.ceil(target.cpus)])
 
 
+def harness_files():
+    """The standalone harness: what a sandbox image or a device needs of this package (numpy and a runtime
+    besides); returns (package folder, paths relative to it)."""
+    package = os.path.dirname(os.path.abspath(profiler.__file__))
+    files = ["__init__.py", "harness.py"]
+    files += [os.path.join("runtimes", n) for n in sorted(os.listdir(os.path.join(package, "runtimes"))) if n.endswith(".py")]
+    return package, files
+
+
 def harness_args(target, paths, cgroup, runtime=None):
     if not paths:
         return ["--empty", "--runtime", runtime]
@@ -160,6 +169,19 @@ class Backend:
         raise NotImplementedError
 
 
+def host_versions():
+    """This host's runtime package versions, to compare with a device's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("onnxruntime", "ai-edge-litert", "tflite-runtime", "torch", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
 CODE_RUNTIMES = {"torch"}  # TorchScript and torch.export files carry code that runs when loaded
 
 
@@ -175,6 +197,16 @@ def select_backend(target, notice=lambda message: print(message, file=sys.stderr
         from profiler.sandbox.slurm import SlurmBackend
 
         return SlurmBackend(target, notice=notice)
+    if target.backend == "ssh":
+        from profiler.sandbox.ssh import SshBackend
+
+        backend = SshBackend(target, notice=lambda m: print(m, file=sys.stderr))
+        try:
+            backend.preflight(runtimes or ["onnx"], host_versions())
+        except BaseException:
+            backend.close()
+            raise
+        return backend
     from profiler.sandbox.docker import DockerBackend, engine_problem
 
     problem = engine_problem()

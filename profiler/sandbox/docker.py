@@ -20,7 +20,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import profiler
 from profiler.config import DEFAULT_BASE_IMAGE
-from profiler.sandbox import HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, pick_cores
+from profiler.sandbox import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, harness_files,
+                              pick_cores)
 
 OFFLINE_BASE = "edge-profiler/base:offline"
 OFFLINE_SCRIPT = "containers/build-offline-base.sh"
@@ -119,13 +120,6 @@ def resolve_wheels(runtime, notice):
     return folder
 
 
-def _harness_files():
-    package = os.path.dirname(os.path.abspath(profiler.__file__))
-    files = ["__init__.py", "harness.py"]
-    files += [os.path.join("runtimes", n) for n in sorted(os.listdir(os.path.join(package, "runtimes"))) if n.endswith(".py")]
-    return package, files
-
-
 class DockerBackend(Backend):
     name = "docker"
 
@@ -177,7 +171,7 @@ class DockerBackend(Backend):
         if not self.explicit_base and base_name == OFFLINE_BASE and not self.images:
             self.notice(f"notice: {DEFAULT_BASE_IMAGE} cannot be pulled; using {OFFLINE_BASE}")
         wheels = resolve_wheels(runtime, self.notice)
-        package, files = _harness_files()
+        package, files = harness_files()
         digest = hashlib.sha256(base.id.encode())
         for name in sorted(os.listdir(wheels)):
             digest.update(name.encode())
@@ -319,6 +313,8 @@ class DockerBackend(Backend):
                 return None
             container.start()
             failure = self._stream(container, target, emit_host)
+            if self.cancelled:  # cancel() removed the container under the stream
+                return None
             state = self._wait(container)
             if failure:
                 return failure
@@ -367,11 +363,18 @@ class DockerBackend(Backend):
 
     @staticmethod
     def _wait(container):
+        import docker
+
         try:
-            container.wait(timeout=30)
-        except Exception:
-            container.kill()
-        container.reload()
+            try:
+                container.wait(timeout=30)
+            except docker.errors.NotFound:
+                raise
+            except Exception:
+                container.kill()
+            container.reload()
+        except docker.errors.NotFound:  # removed meanwhile (cancel() from another thread)
+            return {}
         return container.attrs.get("State", {})
 
 

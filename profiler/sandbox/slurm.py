@@ -177,13 +177,13 @@ class SlurmBackend(Backend):
         job = self._submit(target, paths, runtime)
         self._running[job.job_id] = job
         try:
-            return self._follow(job, target, emit, enforced)
+            return self._follow(job, target, emit, enforced, max(len(paths), 1))
         finally:
             self._running.pop(job.job_id, None)
             self._end(job)
 
-    def _follow(self, job, target, emit, enforced):
-        offset, buffer, state, next_check, seen = 0, b"", "PENDING", 0.0, False
+    def _follow(self, job, target, emit, enforced, expected):
+        offset, buffer, state, next_check, seen, got = 0, b"", "PENDING", 0.0, False, 0
         while True:
             chunk = b""
             try:
@@ -203,6 +203,9 @@ class SlurmBackend(Backend):
                                        "models must be on a filesystem every node shares")
                 self._read_back(record, job, target, enforced)
                 emit(record)
+                got += 1
+                if got >= expected:  # every record is in: the step is ending, look again soon
+                    next_check = min(next_check, time.monotonic() + POLL_S)
             if self.cancelled:
                 return None
             if state not in ACTIVE and not chunk:
@@ -213,7 +216,7 @@ class SlurmBackend(Backend):
                 if state == "UNKNOWN" and not seen:
                     state = "PENDING"
                 seen = seen or state != "PENDING"
-                next_check = time.monotonic() + STATE_EVERY_S
+                next_check = time.monotonic() + (POLL_S * 2 if got >= expected else STATE_EVERY_S)
             time.sleep(POLL_S)
         if state == "OUT_OF_MEMORY":
             return ("oom", f"Slurm job {job.job_id} was killed by its memory cap (OUT_OF_MEMORY)")

@@ -1,0 +1,126 @@
+"""`profile --on HOST`: the harness natively on a device over real SSH (sshd on 127.0.0.1, a device
+account with its own Python), device rows in the store, calibrate pairing them, and failures."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+ENV = os.path.join(ROOT, "env.template")
+
+
+def on_device(device, tmp_path, *args, host="edge-device", python=None):
+    out = tmp_path / "device.json"
+    done = run_cli("profile", "--env", ENV, "--on", host, "--ssh-config", device.config,
+                   "--ssh-python", python or device.python, "--json", out, *args, timeout=300)
+    return done, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_a_model_measured_over_ssh_is_a_native_device_row_in_the_store(ssh_device, models, tmp_path):
+    from profiler.store import Store
+
+    db = tmp_path / "profiles.db"
+    done, (record,) = on_device(ssh_device, tmp_path, models["onnx"], "--store", db, "--iterations", 20)
+    assert done.returncode == 0, done.stderr
+    assert record["status"] == "ok" and record["backend"] == "ssh"
+    assert record["native_device"] == {"ssh_host": "edge-device"}
+    assert record["host"]["python"] == subprocess.run(["/usr/bin/python3", "-c", "import platform; "
+                                                       "print(platform.python_version())"],
+                                                      capture_output=True, text=True).stdout.strip()
+    assert record["enforced"]["cpus"] is False and "nothing capped" in record["enforced"]["how"]
+    (stored,) = Store(str(db)).records()
+    assert stored["backend"] == "ssh" and stored["sha256"] == record["sha256"]
+    assert ssh_device.folders() == [] and ssh_device.processes() == []
+    assert "not enforced" not in done.stderr  # native: nothing is meant to be capped
+
+
+def test_calibrate_pairs_device_and_host_rows_by_sha256(ssh_device, tmp_path):
+    from experiments.examples.models import cnn_onnx
+
+    host_paths = [str(cnn_onnx(tmp_path / f"host_{i}.onnx", seed=i, size=48, channels=(8 * (i + 1), 16 * (i + 1))))
+                  for i in range(4)]
+    device_dir = tmp_path / "on_device"
+    device_dir.mkdir()
+    device_paths = []
+    for i, path in enumerate(host_paths):  # the same files under other names
+        device_paths.append(str(device_dir / f"ref{i}.onnx"))
+        shutil.copy(path, device_paths[-1])
+    db = tmp_path / "profiles.db"
+    done, _ = on_device(ssh_device, tmp_path, *device_paths, "--store", db, "--iterations", 30,
+                        "--device-name", "edge-board")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, "--iterations", 30,
+                   "--device-name", "edge-board", *host_paths)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "calib.json"
+    done = run_cli("calibrate", "--device-target", "edge-board", "--store", db, "--method", "ols", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert out.exists()
+    assert re.search(r"latency_ms\s+1\s+ols\s+4\s", done.stdout), done.stdout  # all four paired by content
+    done = run_cli("calibrate", "--device-target", "no-such-board", "--store", db)
+    assert done.returncode == 2
+    assert "no device measurements for target 'no-such-board' (device targets here: edge-board)" in done.stderr
+
+
+@pytest.mark.parametrize("host, message", [
+    ("edge-unknown", "edge-unknown: the device's host key is not known, so it cannot be verified"),
+    ("edge-badkey", "edge-badkey: key-based login failed"),
+    ("edge-refused", "edge-refused: cannot connect (ssh: connect to host 127.0.0.1 port"),
+    ("edge-blackhole", "edge-blackhole: cannot connect (ssh: connect to host 192.0.2.1 port 22:"),
+])
+def test_connection_failures_are_one_line(ssh_device, models, tmp_path, host, message):
+    done, _ = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", host=host)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_device_without_the_runtime_names_the_pip_install(ssh_device, models, tmp_path):
+    done, _ = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", python=ssh_device.bare_python)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"profile: error: edge-device: onnxruntime missing on the device; run there: "
+                                   f"{ssh_device.bare_python} -m pip install onnxruntime")
+
+
+def test_running_out_of_memory_on_the_device_is_an_oom_row(ssh_device, models, tmp_path):
+    done, records = on_device(ssh_device, tmp_path, models["big"], models["onnx"], "--no-store", "--iterations", 5,
+                              python=ssh_device.capped_python)
+    assert [r["status"] for r in records] == ["oom", "ok"], done.stderr
+    assert "Traceback" not in done.stderr
+    assert ssh_device.folders() == []
+
+
+def test_a_timeout_on_the_device_is_a_row_and_the_rest_run(ssh_device, models, tmp_path):
+    done, records = on_device(ssh_device, tmp_path, models["slow"], models["onnx"], "--no-store", "--timeout", 2,
+                              "--iterations", 100000)
+    assert [r["status"] for r in records] == ["timeout", "timeout"], done.stderr
+    assert ssh_device.processes() == [] and ssh_device.folders() == []
+
+
+def test_ctrl_c_leaves_no_harness_and_no_folder_on_the_device(ssh_device, models, tmp_path):
+    command = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--on", "edge-device", "--ssh-config",
+               ssh_device.config, "--ssh-python", ssh_device.python, "--no-store", "--iterations", "1000000",
+               models["slow"]]
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ssh_device.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ssh_device.processes(), "the harness never started on the device"
+        time.sleep(1)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 130 and "Traceback" not in stderr
+    assert ssh_device.processes() == []
+    assert ssh_device.folders() == []
