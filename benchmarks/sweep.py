@@ -152,8 +152,8 @@ def run(opts, work):
     figures.update(i_seconds_per_cell=per_cell, i_hours_here=here / 3600, i_minutes_cluster=cluster / 60)
     print(f"(i) NAS-Bench-201: {per_cell:.2f} s per cell (10 cells, 10 warm-up + 100 runs, one core, local); "
           f"all {NB201_CELLS} cells: {here / 3600:.1f} h on this machine ({len(cores)} cores, --jobs {len(cores)}), "
-          f"{cluster / 60:.1f} min on 100 nodes x 64 cores (6,400 steps at once; extrapolated, not run; "
-          "plus about 2 s of job start per batch)")
+          f"{cluster:.2f} s of measuring on 100 nodes x 64 cores (6,400 one-core steps at once, 2.4 cells each; "
+          "extrapolated, not run), to which each step adds its start-up (the empty step above)")
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
 
 
