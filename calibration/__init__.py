@@ -1,0 +1,19 @@
+"""edge-profiler's calibration: fit a host-to-device mapping from a few device measurements, predict.
+
+The public API (`calibration.fit`, `calibration.load`, `calibration.predict_model`, `Calibration`,
+`CalibrationError`) is imported on first use.
+"""
+
+_API = {"fit": ("calibration.api", "fit"), "load": ("calibration.api", "load"),
+        "predict_model": ("calibration.api", "predict_model"), "Calibration": ("calibration.api", "Calibration"),
+        "CalibrationError": ("calibration.core", "CalibrationError")}
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'calibration' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _API[name]
+    return getattr(importlib.import_module(module), attribute)

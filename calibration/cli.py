@@ -5,7 +5,7 @@ import os
 import sys
 
 EPILOG = """examples:
-  calibrate pi5.csv --host host.json --out calib.json --plot figures/
+  calibrate pi5.csv --host host.json --out calib.json --plot figures/ --html calibration.html
   calibrate mobilenet.log squeezenet.log resnet.log --store profiles.db --out calib.json
   calibrate perf.txt --format ort_perf_test --model resnet18 --threads 2 --host host.json
   calibrate jtop.csv --model resnet18 --threads 4 --device-ram 4g --host host.json
@@ -50,6 +50,7 @@ def fit_parser():
     parser.add_argument("--device-name", default="device", help="label for the figures")
     parser.add_argument("--out", metavar="FILE", help="write the calibration JSON here")
     parser.add_argument("--plot", metavar="DIR", help="write predicted-vs-measured figures (PNG + SVG) here")
+    parser.add_argument("--html", metavar="FILE", help="write one self-contained HTML report of the fit (opens offline)")
     return parser
 
 
@@ -95,47 +96,39 @@ def _ram(text):
 
 
 def fit(opts):
-    from calibration import core, importers, plots, report
+    from calibration import api, core, report
     from profiler.harness import check_writable, clobbered_input
 
     inputs = {f"the device log {path}": path for path in opts.device}
     inputs.update({"the host results": opts.host, "the results store": None if opts.host else opts.store,
                    "the prior file": opts.prior if opts.prior not in ("auto", "none") else None})
-    clash = clobbered_input({"--out": opts.out}, inputs)
+    clash = clobbered_input({"--out": opts.out, "--html": opts.html}, inputs)
     if clash:
         raise core.CalibrationError(clash)
-    if opts.out:
-        check_writable(opts.out)  # before any work, so a bad path costs nothing
+    for path in (opts.out, opts.html):
+        if path:
+            check_writable(path)  # before any work, so a bad path costs nothing
     if opts.plot and os.path.exists(opts.plot) and not os.path.isdir(opts.plot):
         raise core.CalibrationError(f"--plot {opts.plot}: is a file, not a folder")
-    device_ram_mb = _ram(opts.device_ram)
-    if not opts.device and not opts.device_target:
-        raise core.CalibrationError("give device logs, or --device-target NAME to take the device rows from the store")
-    rows = core.device_rows_from_store(opts.store, opts.device_target) if opts.device_target else []
-    for path in opts.device:
-        rows += importers.load(path, opts.format, model=opts.model, threads=opts.threads, device_ram_mb=device_ram_mb,
-                               start=opts.start, end=opts.end)
-    seen = {}
-    for row in rows:
-        key = (row.model.lower(), row.threads)
-        if key in seen and set(seen[key].metrics) & set(row.metrics):
-            raise core.CalibrationError(f"{row.source}: duplicate row for model {row.model!r} with {row.threads} "
-                                        f"threads (also in {seen[key].source})")
-        seen[key] = row
-    host = core.load_host(opts.host, opts.store, opts.runtime, target_name=opts.device_target)
-    if opts.prior not in ("auto", "none") and not os.path.isfile(opts.prior):
-        raise core.CalibrationError(f"--prior {opts.prior}: prior file not found")
-    calibration = core.build(rows, host, opts.method, opts.metric, device_ram_mb, prior=opts.prior)
-    for line in report.fit_table(calibration):
+    calibration = api.fit(opts.device or None, opts.host, method=opts.method, store=opts.store, runtime=opts.runtime,
+                          metrics=opts.metric, fmt=opts.format, model=opts.model, threads=opts.threads,
+                          device_ram=opts.device_ram, start=opts.start, end=opts.end, prior=opts.prior,
+                          device_target=opts.device_target)
+    for line in report.fit_table(calibration.data):
         print(line)
-    for line in report.warnings(calibration):
+    for line in calibration.warnings:
         print(line, file=sys.stderr)
     if opts.out:
-        core.save(calibration, opts.out)
+        calibration.save(opts.out)
         print(f"saved {opts.out}")
     if opts.plot:
-        for path in plots.plot_all(calibration, opts.plot, opts.device_name):
+        for path in calibration.plot(opts.plot, opts.device_name):
             print(f"figure {path} (+ .svg)")
+    if opts.html:
+        from profiler.html_report import calibration_report
+
+        calibration_report(opts.html, calibration.data, opts.device_name)
+        print(f"report {opts.html}")
     return 0
 
 

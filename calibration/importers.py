@@ -80,7 +80,11 @@ def _canonical(column, where):
 
 def read_csv(path, default_threads=None):
     """Generic CSV, and the harness's --csv output (same columns)."""
-    text = _read(path)
+    return read_csv_text(_read(path), path, default_threads)
+
+
+def read_csv_text(text, path, default_threads=None):
+    """Rows of a device CSV given as text; path names it in messages."""
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
         raise DeviceLogError(f"{path}: empty file")

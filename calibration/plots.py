@@ -1,4 +1,7 @@
-"""Predicted-versus-measured figures: one per metric, one panel per thread count, PNG + SVG."""
+"""Calibration figures: for every method, predicted against measured (y = x, ±10% band, R², MAPE and
+the share within ±10% in the title, leave-one-out predictions beside the fitted ones); for linear
+methods a second panel with the fitted line against host values. One figure per metric, one row
+per thread count, PNG + SVG. Only outliers are labelled, by number, with names in a side list."""
 
 import os
 
@@ -8,67 +11,136 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from calibration import metrics as M  # noqa: E402
+
 LABELS = {"latency_ms": "latency (ms)", "peak_memory_mb": "peak memory (MiB)", "energy_mj": "energy (mJ)",
           "mean_memory_mb": "mean memory (MiB)", "power_mw": "power (mW)", "load_ms": "load time (ms)"}
+OUTLIER = 0.10  # a reference is labelled when its leave-one-out (else fitted) error exceeds this
+MAX_LABELS = 8
+LOG_SPAN = 20.0  # log axes when the values span more than this factor
+
+
+def identity_band(ax, low, high):
+    """y = x and a ±10% band between low and high."""
+    ax.plot([low, high], [low, high], color="tab:red", linewidth=1, label="y = x", zorder=2)
+    ax.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="tab:red", alpha=0.1,
+                    label="±10%", zorder=1)
+
+
+def pred_vs_measured(ax, measured, predicted, title, xlabel, ylabel, log=False):
+    """One predicted-against-measured panel for many points (no labels): points, y = x and ±10%."""
+    measured, predicted = np.asarray(measured, float), np.asarray(predicted, float)
+    ax.scatter(measured, predicted, s=12 if log else 10, alpha=0.7, zorder=3)
+    low, high = (measured.min() * 0.8, measured.max() * 1.25) if log else (measured.min() * 0.95, measured.max() * 1.05)
+    identity_band(ax, low, high)
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
+def _score_line(fit, measured, fitted, loo):
+    parts = [f"R² {fit['r2']:.3f}", f"MAPE {M.mape(measured, fitted):.1f}%"]
+    within = f"{100 * M.within(measured, fitted):.0f}% within ±10%"
+    if loo is not None:
+        parts[1] += f" (LOO {M.mape(measured, loo):.1f}%)"
+        within += f" (LOO {100 * M.within(measured, loo):.0f}%)"
+    return ", ".join(parts + [within])
+
+
+def _outliers(refs, measured, guess):
+    """Indices of the references whose error exceeds OUTLIER, largest first, at most MAX_LABELS."""
+    errors = np.abs(guess - measured) / measured
+    order = [int(i) for i in np.argsort(-errors) if errors[i] > OUTLIER]
+    return order[:MAX_LABELS], errors
+
+
+def _prediction_panel(ax, fit, device_name, label):
+    refs = fit["references"]
+    measured = np.array([r["device"] for r in refs], float)
+    fitted = np.array([r["fitted"] for r in refs], float)
+    loo = np.array([r["loo"] for r in refs], float) if refs and all("loo" in r for r in refs) else None
+    values = np.concatenate([measured, fitted] + ([loo] if loo is not None else []))
+    values = values[np.isfinite(values)]
+    log = bool(values.min() > 0 and values.max() / values.min() > LOG_SPAN)
+    low, high = (values.min() * 0.8, values.max() * 1.25) if log else (values.min() * 0.95, values.max() * 1.05)
+    identity_band(ax, low, high)
+    ax.scatter(measured, fitted, color="tab:blue", s=22, zorder=4, label=f"references (n = {len(refs)}), fitted")
+    if loo is not None:
+        ax.scatter(measured, loo, marker="x", color="tab:orange", s=26, zorder=5, label="leave-one-out prediction")
+    guess = loo if loo is not None else fitted
+    labelled, errors = _outliers(refs, measured, guess)
+    names = []
+    for number, i in enumerate(labelled, start=1):
+        ax.annotate(str(number), (measured[i], guess[i]), fontsize=7, xytext=(4, -2), textcoords="offset points",
+                    color="tab:red", zorder=6)
+        names.append(f"{number}: {refs[i]['model']} ({100 * (guess[i] - measured[i]) / measured[i]:+.0f}%)")
+    more = int((errors > OUTLIER).sum()) - len(labelled)
+    if names:
+        text = "beyond ±10%:\n" + "\n".join(names) + (f"\n… {more} more" if more > 0 else "")
+        ax.text(1.02, 0.0, text, transform=ax.transAxes, fontsize=7, va="bottom", ha="left")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_title(f"{fit['threads']} thread(s), {fit['method']}\n{_score_line(fit, measured, fitted, loo)}", fontsize=8)
+    ax.set_xlabel(f"measured {device_name} {label}")
+    ax.set_ylabel(f"predicted {device_name} {label}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def _host_panel(ax, fit, device_name, label, host_label):
+    """Linear methods: the fitted line against host values (the mapping itself)."""
+    from calibration.models import LinearCalibration
+
+    refs = fit["references"]
+    x = np.array([r["host"] for r in refs], float)
+    y = np.array([r["device"] for r in refs], float)
+    ax.scatter(x, y, color="tab:blue", s=22, zorder=3, label="references, measured")
+    line_x = np.linspace(x.min(), x.max(), 100)
+    ax.plot(line_x, LinearCalibration.from_dict(fit["model"]).predict(line_x[:, None]), color="tab:red",
+            label=_equation(fit), zorder=2)
+    ax.set_title("the fitted mapping", fontsize=8)
+    ax.set_xlabel(f"host {host_label}")
+    ax.set_ylabel(f"{device_name} {label}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
 
 
 def _equation(fit):
-    if fit["model"]["kind"] == "features":
-        return f"y = Σ w·feature + b ({', '.join(fit['model']['selected'])}), R² = {fit['r2']:.3f}"
-    if fit["model"]["kind"] == "relative":
-        return f"y = a·x + Σ w·feature ({', '.join(fit['model']['selected'])}), R² = {fit['r2']:.3f}"
     if fit["method"] == "loglinear":
-        return f"log y = {fit['a']:.3g}·log x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}, R² = {fit['r2']:.3f}"
-    return f"y = {fit['a']:.3g}x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}, R² = {fit['r2']:.3f}"
+        return f"log y = {fit['a']:.3g}·log x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}"
+    return f"y = {fit['a']:.3g}·x {'+' if fit['b'] >= 0 else '−'} {abs(fit['b']):.3g}"
 
 
 def plot_metric(fits, metric, folder, device_name="device"):
     """fits: the calibration's fits for one metric (one per thread count). Returns the PNG path."""
     fits = sorted(fits, key=lambda f: f["threads"])
-    fig, axes = plt.subplots(2, len(fits), figsize=(5 * len(fits), 6.4), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1]})
+    linear = any(f["model"]["kind"] == "linear" for f in fits)
+    columns = 2 if linear else 1  # one row per thread count: predicted vs measured, then the mapping
+    fig, axes = plt.subplots(len(fits), columns, figsize=(6.6 * columns, 5.4 * len(fits)), squeeze=False)
     label = LABELS.get(metric, metric)
     host_label = LABELS.get(fits[0]["host_metric"], fits[0]["host_metric"])
-    for column, fit in enumerate(fits):
-        top, bottom = axes[0][column], axes[1][column]
-        refs = fit["references"]
-        x = np.array([r["host"] for r in refs])
-        y = np.array([r["device"] for r in refs])
-        top.scatter(x, y, color="tab:blue", zorder=3, label="measured")
-        for r in refs:
-            top.annotate(r["model"], (r["host"], r["device"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        if fit["model"]["kind"] in ("features", "relative"):  # not a line in host space: the fitted values
-            top.scatter(x, [r["fitted"] for r in refs], marker="_", s=120, color="tab:red", zorder=4, label="fit")
-        else:
-            from calibration.models import LinearCalibration
-
-            line_x = np.linspace(x.min(), x.max(), 100)
-            model = LinearCalibration.from_dict(fit["model"])
-            top.plot(line_x, model.predict(line_x[:, None]), color="tab:red", label="fit")
-        if refs and "loo" in refs[0]:
-            top.scatter(x, [r["loo"] for r in refs], marker="x", color="tab:orange", zorder=4,
-                        label="leave-one-out prediction")
-        top.set_title(f"CPU/Thread = {fit['threads']}")
-        top.text(0.03, 0.95, _equation(fit), transform=top.transAxes, va="top", fontsize=8, wrap=True,
-                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
-        top.set_xlabel(f"host {host_label}")
-        top.set_ylabel(f"{device_name} {label}")
-        top.grid(alpha=0.3)
-        top.legend(fontsize=7, loc="lower right")
-        residuals = y - np.array([r["fitted"] for r in refs])
-        bottom.axhline(0, color="tab:red", linewidth=1)
-        bottom.scatter(x, residuals, color="tab:blue", s=14)
-        if refs and "loo" in refs[0]:
-            bottom.scatter(x, y - np.array([r["loo"] for r in refs]), marker="x", color="tab:orange", s=14)
-        bottom.set_xlabel(f"host {host_label}")
-        bottom.set_ylabel("residual")
-        bottom.grid(alpha=0.3)
-    fig.suptitle(f"{device_name}: measured {label} against host")
+    for row, fit in enumerate(fits):
+        _prediction_panel(axes[row][0], fit, device_name, label)
+        if linear:
+            if fit["model"]["kind"] == "linear":
+                _host_panel(axes[row][1], fit, device_name, label, host_label)
+            else:
+                axes[row][1].set_visible(False)
+    fig.suptitle(f"{device_name} {label}: predicted against measured")
     fig.tight_layout()
     os.makedirs(folder, exist_ok=True)
     base = os.path.join(folder, f"calibration_{metric}")
-    fig.savefig(base + ".png", dpi=110)
-    fig.savefig(base + ".svg")
+    fig.savefig(base + ".png", dpi=110, bbox_inches="tight")
+    fig.savefig(base + ".svg", bbox_inches="tight")
     plt.close(fig)
     return base + ".png"
 

@@ -118,22 +118,6 @@ def profile_cached(paths, store_path, env, runtime, progress=True):
     return records
 
 
-def pred_vs_measured(ax, measured, predicted, title, xlabel, ylabel, log=False):
-    """One predicted-against-measured panel: the points, y = x and a ±10% band."""
-    ax.scatter(measured, predicted, s=12 if log else 10, alpha=0.7)
-    lo, hi = (measured.min() * 0.8, measured.max() * 1.25) if log else (measured.min() * 0.95, measured.max() * 1.05)
-    ax.plot([lo, hi], [lo, hi], color="tab:red", linewidth=1, label="y = x")
-    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:red", alpha=0.1, label="±10%")
-    if log:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-
-
 def read_csv(path):
     """Rows of a results.csv back, numbers as numbers (to redraw figures without re-profiling)."""
     def value(text):

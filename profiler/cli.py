@@ -9,6 +9,7 @@ EPILOG = """examples:
   profile --env env.template model.tflite other.onnx net.pt --json results.json
   profile --env env.template --cpus 2 --memory 1g --iterations 500 model.onnx
   profile --env env.template --calibration calib.json a.tflite b.tflite   # predict and rank
+  profile --env env.template --html report.html --plot figures/ *.onnx    # a report to share
   profile --env env.template --cpus 1 --jobs 2 zoo/*.onnx       # two sandboxes at once, one core each
   profile --env env.template --backend slurm --jobs 64 --slurm-partition cpu nb201/*.onnx
   profile --env pi5.env --on pi@raspberrypi refs/*.onnx         # natively on the device, into the store
@@ -66,6 +67,9 @@ def build_parser():
     out.add_argument("--json", metavar="FILE", help="write the results as a JSON list")
     out.add_argument("--csv", metavar="FILE", help="write the results as CSV")
     out.add_argument("--markdown", metavar="FILE", help="write the results table and ranking as markdown")
+    out.add_argument("--html", metavar="FILE", help="write one self-contained HTML report (sortable table, ranking, "
+                                                   "figures, target and caps) that opens offline")
+    out.add_argument("--plot", metavar="DIR", help="write the latency distribution figure (PNG + SVG) here")
     out.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite results store (default ./profiles.db)")
     out.add_argument("--no-store", action="store_true", help="do not save results in the store")
     out.add_argument("--calibration", metavar="FILE", help="calibration JSON from `calibrate`: predict device figures and rank")

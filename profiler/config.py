@@ -57,6 +57,41 @@ class TargetDevice:
         data.pop("warnings")
         return data
 
+    @classmethod
+    def from_env(cls, path=None, **settings):
+        """The target an env file describes, with keyword settings on top (as the command's options are).
+
+        A keyword is the env key in lower case (``cpus=1`` for CPUS, ``timeout_s=60`` or ``timeout=60``
+        for TIMEOUT_S); numbers, lists of cores and sizes such as ``"512m"`` are accepted.
+
+        >>> from profiler import Target
+        >>> t = Target.from_env("env.template", backend="local", cpus=1, memory="512m", iterations=20)
+        >>> (t.backend, t.cpus, t.memory_mb, t.iterations)
+        ('local', 1.0, 512.0, 20)
+        >>> Target.from_env(cpus=-1)
+        Traceback (most recent call last):
+        ...
+        profiler.config.ConfigError: CPUS=-1: must be a positive number
+        """
+        overrides = {}
+        for name, value in settings.items():
+            key = {"timeout": "TIMEOUT_S", "device_ram_mb": "DEVICE_RAM", "on": "SSH_HOST"}.get(name, name.upper())
+            if key not in KEYS:
+                raise ConfigError(f"{name}: not a target setting (known: "
+                                  f"{', '.join(sorted(k.lower() for k in KEYS))})")
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple)):
+                value = ("," if key == "CPU_SET" else " ").join(str(v) for v in value)
+            elif isinstance(value, bool):
+                value = "1" if value else "0"
+            overrides[key] = str(value)
+        if overrides.get("SSH_HOST") and not overrides.get("BACKEND"):
+            overrides["BACKEND"] = "ssh"
+        from profiler.sandbox import physical_first_cores
+
+        return load_target(path, overrides, host_cores=physical_first_cores())
+
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _SCALE_MB = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}

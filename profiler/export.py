@@ -36,12 +36,27 @@ def write_json(path, records):
 
 
 def write_csv(path, records):
-    def write(f):
-        writer = csv.DictWriter(f, CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(flatten(r) for r in records)
+    import pandas as pd
 
-    write_atomic(path, write)
+    frame = pd.DataFrame([flatten(r) for r in records], columns=CSV_COLUMNS)
+    write_atomic(path, lambda f: frame.to_csv(f, index=False, lineterminator="\n"))
+
+
+LEADING = ["model", "runtime", "status", "latency_ms.median", "latency_ms.iqr", "latency_ms.p99", "load_ms",
+           "peak_memory_mb", "prediction.latency_ms.value", "prediction.latency_ms.low", "prediction.latency_ms.high",
+           "prediction.latency_ms.extrapolated", "prediction.peak_memory_mb.value", "backend", "path", "sha256"]
+DROPPED = ("samples_ms",)  # every timed run: kept in the records and the JSON, too long for a table cell
+
+
+def to_pandas(records):
+    """A DataFrame, one row per record, nested fields flattened with dots (latency_ms.median)."""
+    import pandas as pd
+
+    frame = pd.json_normalize([{k: v for k, v in r.items() if k not in DROPPED} for r in records])
+    if frame.empty:
+        return pd.DataFrame(columns=LEADING[:3])
+    first = [c for c in LEADING if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def write_markdown(path, records):

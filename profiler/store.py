@@ -85,5 +85,19 @@ class Store:
         rows = self.db.execute("SELECT record FROM results WHERE status = ? ORDER BY created_at", (status,))
         return [upgrade(json.loads(row[0])) for row in rows]
 
+    def to_pandas(self, status="ok"):
+        """The stored records of one status ("ok", "oom", "timeout", "error") as a DataFrame,
+        flattened like `Results.to_pandas()`.
+
+        >>> import os, tempfile
+        >>> from profiler import Store
+        >>> store = Store(os.path.join(tempfile.mkdtemp(), "profiles.db"))
+        >>> len(store.to_pandas())
+        0
+        """
+        from profiler.export import to_pandas
+
+        return to_pandas(self.records(status))
+
     def close(self):
         self.db.close()

@@ -315,7 +315,7 @@ def plot(out, main_result, results, ks):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.seedlib import pred_vs_measured
+    from calibration.plots import pred_vs_measured
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
     for ax, method in zip(axes, ("flops", "ols", "auto")):

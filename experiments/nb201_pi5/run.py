@@ -167,7 +167,7 @@ def plot(out, typical, table, ks):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.seedlib import pred_vs_measured
+    from calibration.plots import pred_vs_measured
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, method in zip(axes, ("ols", "features")):

@@ -60,7 +60,7 @@ def harness_args(target, paths, cgroup, runtime=None):
         return ["--empty", "--runtime", runtime]
     args = [*paths, "--threads", str(target.threads), "--warmup", str(target.warmup),
             "--iterations", str(target.iterations), "--batch", str(target.batch),
-            "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}"]
+            "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}", "--keep-samples"]
     if target.input_shapes:
         args += ["--input-shapes", target.input_shapes]
     if target.sample_memory:
@@ -185,10 +185,14 @@ def host_versions():
 CODE_RUNTIMES = {"torch"}  # TorchScript and torch.export files carry code that runs when loaded
 
 
-def select_backend(target, notice=lambda message: print(message, file=sys.stderr), runtimes=()):
-    """BACKEND=auto: Docker when an engine answers, else local with a WARNING (printed even when
-    notices are off: an unsandboxed run must never go unsaid). Models that carry code are not run
-    unsandboxed unless the user chose the local backend."""
+def _stderr(message):
+    print(message, file=sys.stderr)
+
+
+def select_backend(target, notice=_stderr, runtimes=(), warn=_stderr):
+    """BACKEND=auto: Docker when an engine answers, else local with a WARNING (through warn, which
+    the command prints even when notices are off: an unsandboxed run must never go unsaid). Models
+    that carry code are not run unsandboxed unless the user chose the local backend."""
     from profiler.sandbox.local import LocalBackend
 
     if target.backend == "local":
@@ -200,7 +204,7 @@ def select_backend(target, notice=lambda message: print(message, file=sys.stderr
     if target.backend == "ssh":
         from profiler.sandbox.ssh import SshBackend
 
-        backend = SshBackend(target, notice=lambda m: print(m, file=sys.stderr))
+        backend = SshBackend(target, notice=warn)
         try:
             backend.preflight(runtimes or ["onnx"], host_versions())
         except BaseException:
@@ -218,6 +222,6 @@ def select_backend(target, notice=lambda message: print(message, file=sys.stderr
     if code:
         raise SandboxError(f"{problem}, and {' and '.join(code)} models carry code that would run unsandboxed; "
                            "start Docker, or choose that knowingly with --backend local")
-    print(f"WARNING: {problem}; profiling with the local backend, which caps CPU and memory but is no "
-          "security boundary (models run as this user); --backend local chooses it knowingly", file=sys.stderr)
+    warn(f"WARNING: {problem}; profiling with the local backend, which caps CPU and memory but is no "
+         "security boundary (models run as this user); --backend local chooses it knowingly")
     return LocalBackend(notice=notice)

@@ -1,0 +1,215 @@
+"""The Python API of `calibrate`: fit a host-to-device mapping, predict, save and load. It never prints
+and never exits: problems are `CalibrationError` with the command's one-line message.
+
+>>> import calibration
+>>> example = "experiments/nb201_pi5/calibrate_example/"
+>>> cal = calibration.fit(example + "pi5_device.csv", host=example + "host.json", method="ols", metrics=["latency_ms"])
+>>> cal.method, len(cal.summary())
+('ols', 1)
+>>> bool(cal.summary().loc[0, "r2"] > 0.9)
+True
+>>> calibration.fit(example + "no_such.csv", host=example + "host.json")
+Traceback (most recent call last):
+...
+calibration.core.CalibrationError: experiments/nb201_pi5/calibrate_example/no_such.csv: file not found
+"""
+
+import os
+
+from calibration.core import CalibrationError
+
+
+class Calibration:
+    """A fitted calibration: the versioned JSON body (`data`) with methods to predict, plot and save."""
+
+    def __init__(self, data, warnings=()):
+        self.data = data
+        self.warnings = list(warnings)
+
+    method = property(lambda self: self.data.get("method"))
+    runtime = property(lambda self: self.data.get("runtime"))
+    fits = property(lambda self: self.data["fits"])
+
+    def __repr__(self):
+        metrics = sorted({f["metric"] for f in self.fits})
+        return (f"<Calibration {self.method} for {self.runtime or '?'}: {len(self.fits)} fit(s) of "
+                f"{', '.join(metrics)}>")
+
+    def summary(self):
+        """One row per fit (metric, threads): method, n, R², MAPE, LOO MAPE, within ±10%, ρ, τ."""
+        import pandas as pd
+
+        columns = ["metric", "threads", "method", "n", "a", "b", "r2", "adj_r2", "rmse", "mape", "loo_mape",
+                   "within10", "spearman", "kendall"]
+        return pd.DataFrame([{c: fit.get(c) for c in columns} for fit in self.fits], columns=columns)
+
+    def annotate(self, records, *, force=False, device_ram=None):
+        """The records with `prediction` added (device value, 95% interval, flags); warnings go to self.warnings."""
+        from calibration.core import Predictor
+
+        predictor = Predictor(self.data, force=force, warn=self.warnings.append, device_ram_mb=_ram(device_ram))
+        records = [predictor.annotate(dict(r)) for r in _records(records)]
+        self.warnings += predictor.mix_advice(records)
+        return records
+
+    def predict(self, results, *, force=False, device_ram=None):
+        """A DataFrame of predicted device figures, one row per model of `results` (records, `Results`,
+        a `profile --json` path or a `Store`): model, predicted_<metric>, its _low/_high 95% interval,
+        the extrapolation flag and the operator-mix flag."""
+        import pandas as pd
+
+        rows = [prediction_row(r) for r in self.annotate(results, force=force, device_ram=device_ram)]
+        return pd.DataFrame(rows)
+
+    def save(self, path):
+        """Write the calibration JSON (atomically), as `calibrate --out` does."""
+        from calibration.core import save
+
+        save(self.data, os.fspath(path))
+
+    def plot(self, folder, device_name="device"):
+        """Predicted-against-measured figures, one per metric (PNG + SVG); returns the PNG paths."""
+        from calibration.plots import plot_all
+
+        return plot_all(self.data, os.fspath(folder), device_name)
+
+
+def prediction_row(record):
+    """One flat row of a record's predictions (what `Calibration.predict` and `predict_model` return)."""
+    stats = record.get("latency_ms") or {}
+    row = {"model": record.get("model"), "runtime": record.get("runtime"), "status": record.get("status"),
+           "host_latency_ms": stats.get("median") if isinstance(stats, dict) else None,
+           "host_peak_memory_mb": record.get("peak_memory_mb")}
+    flags, mix = False, set()
+    for metric, p in (record.get("prediction") or {}).items():
+        row[f"predicted_{metric}"] = p["value"]
+        row[f"predicted_{metric}_low"] = p.get("low")
+        row[f"predicted_{metric}_high"] = p.get("high")
+        flags |= bool(p.get("extrapolated"))
+        mix |= set(p.get("outside_mix") or [])
+        if "exceeds_device_ram" in p:
+            row["exceeds_device_ram"] = p["exceeds_device_ram"]
+    row["extrapolated"] = flags
+    row["outside_mix"] = ", ".join(sorted(mix)) or None
+    if record.get("status") != "ok":
+        row["error"] = record.get("error")
+    return row
+
+
+def _ram(size):
+    if size is None or isinstance(size, (int, float)):
+        return size
+    from profiler.config import ConfigError, parse_size_mb
+
+    try:
+        return parse_size_mb("device_ram", size)
+    except ConfigError as exc:
+        raise CalibrationError(str(exc)) from None
+
+
+def _records(host, store="profiles.db", runtime=None, target_name=None):
+    """Host records from records/`Results`, a `Store`, a store path (.db), a `profile --json`/`--csv` path
+    or None (the store at `store`)."""
+    from calibration.core import load_host
+    from profiler.store import Store
+
+    if isinstance(host, Store):
+        records = [r for r in host.records() if not r.get("native_device")]
+        return [r for r in records if not runtime or r.get("runtime") == runtime]
+    if isinstance(host, (list, tuple)):
+        return [r for r in host if not runtime or r.get("runtime") == runtime]
+    if host is not None:
+        host = os.fspath(host)
+        if host.endswith((".db", ".sqlite", ".sqlite3")):
+            return load_host(None, host, runtime, target_name=target_name)
+    return load_host(host, os.fspath(store), runtime, target_name=target_name)
+
+
+def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=None, start=None, end=None,
+                store="profiles.db", device_target=None):
+    """Device measurements from log paths, a DataFrame in the CSV's shape, or the store's native rows."""
+    from calibration import core, importers
+
+    if device is None and not device_target:
+        raise CalibrationError("give device logs, or --device-target NAME to take the device rows from the store")
+    rows = core.device_rows_from_store(os.fspath(store), device_target) if device_target else []
+    if device is not None and hasattr(device, "to_csv"):  # a DataFrame: the columns of a device CSV
+        rows += importers.read_csv_text(device.to_csv(index=False), "the device DataFrame", default_threads=threads)
+        device = []
+    for path in [device] if isinstance(device, (str, os.PathLike)) else (device or []):
+        rows += importers.load(os.fspath(path), fmt, model=model, threads=threads, device_ram_mb=device_ram_mb,
+                               start=start, end=end)
+    seen = {}
+    for row in rows:
+        key = (row.model.lower(), row.threads)
+        if key in seen and set(seen[key].metrics) & set(row.metrics):
+            raise CalibrationError(f"{row.source}: duplicate row for model {row.model!r} with {row.threads} "
+                                   f"threads (also in {seen[key].source})")
+        seen[key] = row
+    return rows
+
+
+def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=None, metrics=None, fmt="auto",
+        model=None, threads=None, device_ram=None, start=None, end=None, prior="auto", device_target=None):
+    """Fit device ≈ f(host) per metric and thread count, as `calibrate` does; returns a `Calibration`.
+
+    device: a device log path (CSV, harness JSON, benchmark_model, onnxruntime_perf_test, jtop), a list of
+    them, or a DataFrame with a model column, threads and metric columns with unit suffixes (latency_ms).
+    host: the host profiles: `profiler.profile`'s results, a `profile --json`/`--csv` path, a `Store` or a
+    store path; None reads the store at `store`. method: auto, ols, robust, loglinear, relative, features.
+    """
+    from calibration import core
+    from calibration.importers import DeviceLogError
+    from calibration.report import warnings
+
+    if method not in core.METHODS:
+        raise CalibrationError(f"method {method!r}: choose from {', '.join(core.METHODS)}")
+    if prior not in ("auto", "none") and not os.path.isfile(prior):
+        raise CalibrationError(f"--prior {prior}: prior file not found")
+    device_ram_mb = _ram(device_ram)
+    try:
+        rows = device_rows(device, fmt=fmt, model=model, threads=threads, device_ram_mb=device_ram_mb, start=start,
+                           end=end, store=store, device_target=device_target)
+    except DeviceLogError as exc:
+        raise CalibrationError(str(exc)) from None
+    host_records = [r for r in _records(host, store, runtime, device_target)
+                    if r.get("status", "ok") == "ok" and not r.get("native_device")]
+    if not host_records:
+        raise CalibrationError("no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
+    data = core.build(rows, host_records, method, metrics, device_ram_mb, prior=prior)
+    return Calibration(data, warnings(data))
+
+
+def load(path):
+    """A calibration saved by `Calibration.save` or `calibrate --out`."""
+    from calibration.core import load as load_json
+
+    return Calibration(load_json(os.fspath(path)))
+
+
+_OPEN_STORES = {}
+
+
+def predict_model(path, cal, target=None, *, store="profiles.db", force=False, remeasure=False):
+    """Profile one model (from the store when it holds it for this target) and predict its device
+    figures: the row `Calibration.predict` would give, as a dict. For search loops: the backend and
+    the store stay open between calls, so a model already measured costs a hash and a lookup.
+
+    cal: a `Calibration` or its JSON path; target: a `profiler.Target` or an env file path.
+    """
+    from profiler.api import profile
+    from profiler.store import Store
+
+    if isinstance(cal, (str, os.PathLike)):
+        cal = load(cal)
+    if isinstance(store, (str, os.PathLike)):
+        key = os.path.abspath(store)
+        if key not in _OPEN_STORES:
+            results = profile(path, target, store=store, calibration=cal, force=force, remeasure=remeasure,
+                              keep_backend=True)  # opens, checks and creates the store, then keep it
+            _OPEN_STORES[key] = Store(key)
+            return prediction_row(results[0])
+        store = _OPEN_STORES[key]
+    results = profile(path, target, store=store, calibration=cal, force=force, remeasure=remeasure,
+                      keep_backend=True)
+    return prediction_row(results[0])

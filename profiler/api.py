@@ -1,0 +1,262 @@
+"""The Python API of `profile`: for notebooks and search loops. It never prints and never exits:
+problems are `ProfileError` (or `ConfigError`) with the command's one-line message, and notices go
+to a callback or onto the results.
+
+>>> import profiler
+>>> target = profiler.Target.from_env("env.template", backend="local", cpus=1, iterations=20, warmup=2)
+>>> results = profiler.profile(["experiments/examples/tiny_cnn.onnx"], target, store=None)
+>>> [(r["model"], r["runtime"], r["status"]) for r in results]
+[('tiny_cnn', 'onnx', 'ok')]
+>>> df = results.to_pandas()
+>>> list(df.columns[:4]), bool(df.loc[0, "latency_ms.median"] > 0)
+(['model', 'runtime', 'status', 'latency_ms.median'], True)
+>>> profiler.profile(["no_such_model.onnx"], target)
+Traceback (most recent call last):
+...
+profiler.api.ProfileError: no_such_model.onnx: model file not found
+"""
+
+import atexit
+import os
+import sys
+from collections import OrderedDict
+
+from profiler.config import ConfigError, TargetDevice
+from profiler.harness import printable
+
+
+class ProfileError(Exception):
+    """Anything that stops a run before a model is measured, or a store that could not save; one line.
+    `results` holds what was measured when there is any."""
+
+    def __init__(self, message, results=None):
+        super().__init__(message)
+        self.results = results
+
+
+class Results(list):
+    """The result records of one run (dicts in the result JSON shape), plus what the run had to say.
+
+    `notices`: progress-free remarks (e.g. how many came from the store); `warnings`: lines a user
+    must see (caps not enforced, predictions outside the references' mix, per-model warnings)."""
+
+    def __init__(self, records=(), target=None):
+        super().__init__(records)
+        self.target = target
+        self.notices, self.warnings = [], []
+
+    def to_pandas(self):
+        """One row per model; nested fields flattened with dots (latency_ms.median, prediction.latency_ms.value)."""
+        from profiler.export import to_pandas
+
+        return to_pandas(self)
+
+    def ranking(self):
+        """The ranked summary lines (fastest first, with ratios), as `profile` prints them."""
+        from profiler.report import ranking
+
+        return ranking(self)
+
+
+def check_models(paths, runtime=None):
+    """Fail before any sandbox starts: every file must exist and have a known runtime.
+    Returns {runtime: [absolute paths]} in the order given."""
+    from profiler.runtimes import ModelError, runtime_for
+
+    groups = OrderedDict()
+    for path in paths:
+        path = os.fspath(path)
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProfileError(f"{printable(path)}: the file name is not UTF-8 text; rename the file (the runtimes and "
+                               "the Docker API take UTF-8 names only)") from None
+        if os.path.isdir(path):
+            raise ProfileError(f"{path}: is a folder, not a model file")
+        if os.path.islink(path) and not os.path.exists(path):
+            raise ProfileError(f"{path}: a symbolic link that leads nowhere (dangling, or a loop)")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise ProfileError(f"{path}: not a regular file (a FIFO, socket or device cannot be a model)")
+        if not os.path.isfile(path):
+            raise ProfileError(f"{path}: model file not found")
+        if os.path.getsize(path) == 0:
+            raise ProfileError(f"{path}: is empty (0 bytes), not a model")
+        if not os.access(path, os.R_OK):
+            raise ProfileError(f"{path}: model file is not readable")
+        try:
+            groups.setdefault(runtime_for(path, runtime), []).append(os.path.abspath(path))
+        except ModelError as exc:
+            raise ProfileError(str(exc)) from None
+    if not groups:
+        raise ProfileError("no model files given")
+    return groups
+
+
+def as_target(target):
+    """A Target from a Target, an env file path or None (the defaults)."""
+    if isinstance(target, TargetDevice):
+        return target
+    if target is None or isinstance(target, (str, os.PathLike)):
+        try:
+            return TargetDevice.from_env(os.fspath(target) if target is not None else None)
+        except ConfigError as exc:
+            raise ProfileError(str(exc)) from None
+    raise ProfileError(f"target: expected profiler.Target or an env file path, not {type(target).__name__}")
+
+
+def open_store(store):
+    """(Store or None, whether this call opened it) from a path, a Store or None."""
+    from profiler.store import Store, StoreError
+
+    if store is None or isinstance(store, Store):
+        return store, False
+    try:
+        return Store(os.fspath(store)), True
+    except StoreError as exc:
+        raise ProfileError(str(exc)) from None
+
+
+def predictor_for(calibration, target, force, warn):
+    """A Predictor from a calibration object, its JSON dict or a calibration file path."""
+    from calibration.core import CalibrationError, Predictor, load
+
+    data = getattr(calibration, "data", calibration)
+    try:
+        if isinstance(data, (str, os.PathLike)):
+            data = load(os.fspath(data))
+        return Predictor(data, force=force, warn=warn, device_ram_mb=target.device_ram_mb)
+    except CalibrationError as exc:
+        raise ProfileError(str(exc)) from None
+
+
+_KEPT_BACKENDS = {}  # search loops: one backend per target set-up, so its empty-run timing is paid once
+
+
+def _backend(target, runtimes, notice, warn, keep):
+    from profiler.sandbox import SandboxError, select_backend
+
+    key = repr({k: v for k, v in target.as_dict().items() if k not in ("assigned_cores",)}) + repr(sorted(runtimes))
+    if keep and key in _KEPT_BACKENDS:
+        return _KEPT_BACKENDS[key]
+    try:
+        backend = select_backend(target, notice=notice, runtimes=runtimes, warn=warn)
+    except SandboxError as exc:
+        raise ProfileError(str(exc)) from None
+    if keep:
+        _KEPT_BACKENDS[key] = backend
+    return backend
+
+
+@atexit.register
+def _close_kept_backends():
+    while _KEPT_BACKENDS:
+        _KEPT_BACKENDS.popitem()[1].close()
+
+
+def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure=False, calibration=None,
+            force=False, progress=False, notice=None, warn=None, on_result=None, keep_backend=False):
+    """Profile model files under the target's caps, as `profile` does, and return `Results`.
+
+    models: file paths (.tflite, .onnx, .pt/.pth, .pt2); target: a `Target`, an env file path or None.
+    store: the SQLite results store (a path, a `Store`, or None for no store); models it already holds
+    for this target come from it unless remeasure. calibration: a `calibration.Calibration`, its JSON
+    path or dict, to add predicted device figures (`prediction`) to every record. progress: show a
+    progress bar on stderr. notice(text)/warn(text): callbacks for remarks and warnings (default: kept
+    on the results). on_result(record): called as each model finishes (for exports that must survive a
+    crash). keep_backend: keep the backend for the next call with the same target (search loops).
+    """
+    from profiler import report
+    from profiler.sandbox import SandboxError
+
+    target = as_target(target)
+    if isinstance(models, (str, os.PathLike)):
+        models = [models]
+    groups = check_models(list(models), runtime)
+    results = Results(target=target)
+    notice = notice or results.notices.append
+    warn = warn or results.warnings.append
+    for warning in target.warnings:
+        notice(f"warning: {warning}")
+    predictor = None
+    if calibration is not None:
+        predictor = predictor_for(calibration, target, force, warn)
+        if predictor.needs_op_profile() and not target.op_profile_runs:
+            target.op_profile_runs = 20
+            notice("notice: the calibration uses per-operator times; profiling with --op-profile 20")
+    store, opened = open_store(store)
+    try:
+        backend = _backend(target, list(groups), notice, warn, keep_backend)
+        try:
+            _measure(backend, target, groups, store, remeasure, predictor, progress, notice, on_result, results)
+        except SandboxError as exc:
+            raise ProfileError(str(exc), results) from None
+        finally:
+            if not keep_backend:
+                backend.close()
+    finally:
+        if opened:
+            store.close()
+    results.warnings += report.cap_warnings(results)
+    if predictor is not None:
+        results.warnings += predictor.mix_advice(results)
+    for record in results:
+        results.warnings += [f"WARNING: {w}" for w in record.get("warnings") or []]
+    if getattr(results, "store_error", None):
+        raise ProfileError(results.store_error, results)
+    return results
+
+
+def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, on_result, results):
+    from profiler import sweep
+    from profiler.store import StoreError
+
+    total = sum(len(p) for p in groups.values())
+    if store is not None and not remeasure:
+        stored, groups = sweep.from_store(store, backend, target, groups)
+        if stored:
+            notice(f"{len(stored)} of {total} from the store (measured before for this target; --remeasure "
+                   "measures them again)")
+            for record in stored:
+                if predictor is not None:
+                    predictor.annotate(record)
+                results.append(record)
+    bar = _progress(sum(len(p) for p in groups.values()), progress)
+
+    def one(record):
+        add_card(record, target)
+        if predictor is not None:
+            predictor.annotate(record)
+        results.append(record)
+        if on_result is not None:
+            on_result(record)
+        if store is not None and not getattr(results, "store_error", None):
+            try:
+                store.save(record)
+            except StoreError as exc:  # the measurement stands; the store is reported once, at the end
+                results.store_error = str(exc)
+        bar.update(1)
+        bar.set_postfix_str(f"{record['model']}: {record['status']}")
+
+    try:
+        if groups:
+            sweep.run_all(backend, target, groups, one)
+    finally:
+        bar.close()
+
+
+def add_card(record, target):
+    if record.get("status") != "ok":
+        return
+    try:
+        from profiler.analysis import model_card
+
+        record["model_card"] = model_card(record["path"], target, shapes=record.get("input_shapes"))
+    except Exception as exc:  # a card is extra information; it never fails a measurement
+        record["model_card"] = {"error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}
+
+
+def _progress(total, show):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="model", desc="profiling", file=sys.stderr,
+                disable=True if not show or total < 2 else None, leave=False)

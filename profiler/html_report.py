@@ -1,0 +1,271 @@
+"""One self-contained HTML report (`profile --html`, `calibrate --html`): sortable tables, the ranking,
+figures inline as data: URIs, and what was measured where and when. No script, style or image comes
+from the network; the page's Content-Security-Policy forbids it, so it opens offline from disk."""
+
+import base64
+import html
+import os
+import tempfile
+import time
+
+import profiler
+from profiler.harness import write_atomic
+from profiler.report import _caps, _macs
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;
+color:#1d2330;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde;padding-bottom:4px}
+.meta{color:#556;font-size:13px}
+table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0}
+th,td{padding:4px 8px;border-bottom:1px solid #e4e6ee;text-align:left;white-space:nowrap}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+table.sortable th{cursor:pointer;background:#f3f4f8;user-select:none}
+table.sortable th:after{content:" \\2195";color:#99a}
+th[data-dir=asc]:after{content:" \\2191"}th[data-dir=desc]:after{content:" \\2193"}
+.flag{color:#a33;font-weight:600}.ok{color:#276}.warn{color:#a33}
+figure{margin:12px 0}figure img{max-width:100%;border:1px solid #e4e6ee}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:6px 0}dt{color:#556}dd{margin:0}
+"""
+
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, column) {
+    th.addEventListener('click', function () {
+      var dir = th.dataset.dir === 'asc' ? 'desc' : 'asc';
+      table.querySelectorAll('th').forEach(function (h) { delete h.dataset.dir; });
+      th.dataset.dir = dir;
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[column].dataset.v, y = b.cells[column].dataset.v;
+        x = x === undefined ? a.cells[column].textContent : x;
+        y = y === undefined ? b.cells[column].textContent : y;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        return dir === 'asc' ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _e(value):
+    return html.escape("" if value is None else str(value))
+
+
+def _num(value, digits=3):
+    if value is None or value != value:
+        return None
+    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+
+
+def table(header, rows, sortable=True, table_id=None):
+    """rows: lists of cells; a cell is text, a number, or (text, sort value, css class)."""
+    out = [f"<table{' id=' + chr(34) + table_id + chr(34) if table_id else ''}"
+           f"{' class=' + chr(34) + 'sortable' + chr(34) if sortable else ''}><thead><tr>"]
+    out += [f"<th>{_e(h)}</th>" for h in header]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>")
+        for cell in row:
+            if isinstance(cell, tuple):
+                text, value, css = (cell + (None, None))[:3]
+            elif isinstance(cell, (int, float)) and not isinstance(cell, bool):
+                text, value, css = _num(cell), cell, "n"
+            else:
+                text, value, css = cell, None, None
+            attrs = (f' data-v="{_e(value)}"' if value is not None else "") + (f' class="{css}"' if css else "")
+            out.append(f"<td{attrs}>{_e('-' if text is None else text)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def figure(path, caption):
+    """An <img> with the SVG (or PNG) inline as a data: URI."""
+    svg = os.path.splitext(path)[0] + ".svg"
+    source, mime = (svg, "image/svg+xml") if os.path.isfile(svg) else (path, "image/png")
+    with open(source, "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    return (f'<figure><img alt="{_e(caption)}" src="data:{mime};base64,{data}">'
+            f"<figcaption class=meta>{_e(caption)}</figcaption></figure>")
+
+
+def facts(pairs):
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs if v not in (None, "")) + "</dl>"
+
+
+def page(title, subtitle, sections):
+    body = "".join(f"<section><h2>{_e(name)}</h2>{content}</section>" for name, content in sections if content)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
+            f"<h1>{_e(title)}</h1><p class=meta>{_e(subtitle)}</p>{body}"
+            f"<script>{SORT_SCRIPT}</script></body></html>\n")
+
+
+def _when(records):
+    times = sorted(r.get("started_at") for r in records if r.get("started_at"))
+    return f"{times[0]} to {times[-1]}" if len(times) > 1 else (times[0] if times else "unknown")
+
+
+def _prediction_cell(p, digits=3):
+    if not p:
+        return None
+    text = _num(p["value"], digits)
+    if p.get("low") is not None:
+        text += f" ({_num(p['low'], digits)}–{_num(p['high'], digits)})"
+    return (text, p["value"], "n")
+
+
+def _flags(prediction):
+    flags = set()
+    for p in (prediction or {}).values():
+        if p.get("extrapolated"):
+            flags.add("extrapolated")
+        if p.get("outside_mix"):
+            flags.add("mix: " + "+".join(p["outside_mix"]))
+        if p.get("exceeds_device_ram"):
+            flags.add("won't fit in device RAM")
+    return ", ".join(sorted(flags))
+
+
+def results_section(records):
+    predicted = any(r.get("prediction") for r in records)
+    header = ["model", "runtime", "status", "load ms", "median ms", "IQR ms", "min ms", "max ms", "p99 ms",
+              "peak MiB", "MMACs", "caps"]
+    if predicted:
+        header += ["device ms (95% PI)", "device MiB (95% PI)", "flags"]
+    rows = []
+    for r in records:
+        stats = r.get("latency_ms") or {}
+        status = (r["status"], r["status"], "ok" if r["status"] == "ok" else "warn")
+        row = [r.get("model"), r.get("runtime"), status, r.get("load_ms")]
+        row += [stats.get(k) for k in ("median", "iqr", "min", "max", "p99")]
+        macs = _macs(r)
+        row += [r.get("peak_memory_mb"), (macs, None if macs == "-" else float(macs), "n"), _caps(r)]
+        if predicted:
+            prediction = r.get("prediction") or {}
+            flags = _flags(prediction)
+            row += [_prediction_cell(prediction.get("latency_ms")), _prediction_cell(prediction.get("peak_memory_mb")),
+                    (flags, flags, "flag") if flags else ""]
+        if r["status"] != "ok" and r.get("error"):
+            row[2] = (f"{r['status']}: {r['error'][:120]}", r["status"], "warn")
+        rows.append(row)
+    return table(header, rows, table_id="results")
+
+
+def ranking_section(records):
+    ok = [r for r in records if r.get("status") == "ok" and r.get("latency_ms")]
+    if not ok:
+        return ""
+
+    def key(r):
+        p = (r.get("prediction") or {}).get("latency_ms")
+        return p["value"] if p else r["latency_ms"]["median"]
+
+    ok.sort(key=key)
+    predicted = any(r.get("prediction") for r in ok)
+    header = ["rank", "model", "runtime", ("predicted device ms" if predicted else "median ms"), "× fastest"]
+    if predicted:
+        header += ["95% interval", "predicted peak MiB", "flags"]
+    rows = []
+    for rank, r in enumerate(ok, start=1):
+        row = [rank, r["model"], r.get("runtime"), key(r), round(key(r) / key(ok[0]), 3)]
+        if predicted:
+            p = (r.get("prediction") or {}).get("latency_ms") or {}
+            interval = f"{_num(p['low'])} – {_num(p['high'])}" if p.get("low") is not None else "none"
+            memory = ((r.get("prediction") or {}).get("peak_memory_mb") or {}).get("value")
+            row += [interval, memory, _flags(r.get("prediction"))]
+        rows.append(row)
+    basis = "predicted device latency" if predicted else "median latency on this host, under the target's caps"
+    return f"<p class=meta>By {basis}, fastest first.</p>" + table(header, rows, table_id="ranking")
+
+
+def target_section(records):
+    first = next((r for r in records if r.get("target")), {})
+    target, enforced, host = first.get("target") or {}, first.get("enforced") or {}, first.get("host") or {}
+    versions = sorted({f"{r.get('runtime')} {r.get('runtime_version')}" for r in records if r.get("runtime_version")})
+    memory = f"{target['memory_mb']:g} MiB" if target.get("memory_mb") else "no cap"
+    return facts([
+        ("target", target.get("name")), ("CPUs", target.get("cpus")), ("threads", target.get("threads")),
+        ("memory cap", memory), ("backend", first.get("backend")),
+        ("caps enforced", f"CPU {'yes' if enforced.get('cpus') else 'NO'}, memory "
+                          f"{'yes' if enforced.get('memory') else 'NO'}" if enforced else "not sandboxed"),
+        ("how", enforced.get("how")), ("runtimes", ", ".join(versions)),
+        ("host", f"{host.get('hostname') or ''} {host.get('cpu_model') or ''}".strip()),
+        ("kernel", host.get("kernel")), ("measured", _when(records)),
+        ("edge-profiler", host.get("tool_version") or profiler.__version__)])
+
+
+def profile_report(path, records, calibration=None):
+    """Write the report of one profile run; calibration (a JSON path or dict) adds its figures."""
+    from profiler.figures import latency_distribution
+
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-report-") as folder:
+        figures = []
+        png = latency_distribution(records, folder)
+        if png:
+            figures.append(figure(png, "Latency distribution per model (every timed run)"))
+        if calibration:
+            figures += _calibration_figures(calibration, folder)
+        warnings = [line for r in records for line in r.get("warnings") or []]
+        sections = [("Target, caps and host", target_section(records)), ("Results", results_section(records)),
+                    ("Ranking", ranking_section(records)), ("Figures", "".join(figures)),
+                    ("Warnings", "<ul>" + "".join(f"<li class=warn>{_e(w)}</li>" for w in warnings) + "</ul>"
+                     if warnings else "")]
+        text = page(f"edge-profiler: {len(records)} model(s)", f"measured {_when(records)}; report written "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}", sections)
+    write_atomic(path, lambda f: f.write(text))
+
+
+def _calibration_figures(calibration, folder, device_name="device"):
+    from calibration.core import load
+    from calibration.plots import plot_all
+
+    data = load(calibration) if isinstance(calibration, str) else calibration
+    return [figure(png, f"Calibration: predicted against measured ({os.path.basename(png)[12:-4]})")
+            for png in plot_all(data, folder, device_name)]
+
+
+def calibration_report(path, calibration, device_name="device"):
+    """Write the report of one fit: the fit table, every reference, the figures and the provenance."""
+    fits = calibration["fits"]
+    header = ["metric", "threads", "method", "n", "R²", "MAPE %", "LOO MAPE %", "within ±10% (LOO)", "ρ", "τ",
+              "host range"]
+    rows = [[f["metric"], f["threads"], f["method"], f["n"], f["r2"], f["mape"], f.get("loo_mape"),
+             f.get("loo_within_10pct") if f.get("loo_within_10pct") is None else 100 * f["loo_within_10pct"],
+             f.get("spearman"), f.get("kendall"), " – ".join(_num(v) for v in f["host_range"])] for f in fits]
+    choices = "".join(f"<li>{_e(f['metric'])} at {f['threads']} threads: auto chose {_e(f['auto']['chose'])} "
+                      f"({_e(f['auto']['why'])})</li>" for f in fits if f.get("auto"))
+    refs = []
+    for f in fits:
+        for r in f["references"]:
+            loo = r.get("loo")
+            refs.append([f["metric"], f["threads"], r["model"], r["host"], r["device"], r["fitted"], loo,
+                         None if loo is None else round(100 * (loo - r["device"]) / r["device"], 2)])
+    target = calibration.get("target") or {}
+    provenance = facts([("device", device_name), ("runtime", f"{calibration.get('runtime')} "
+                                                             f"{calibration.get('runtime_version') or ''}"),
+                        ("host target", f"{target.get('name')}: {target.get('cpus')} CPU, {target.get('threads')} "
+                                        f"threads, memory {target.get('memory_mb') or 'uncapped'} MiB"
+                         if target else None),
+                        ("method asked", calibration.get("method")), ("fitted", calibration.get("created_at")),
+                        ("edge-profiler", profiler.__version__)])
+    unmatched = ", ".join(f"{u['model']}@{u['threads']}t" for u in calibration.get("unmatched") or [])
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-report-") as folder:
+        figures = "".join(_calibration_figures(calibration, folder, device_name))
+        sections = [("Calibration", provenance), ("Fits", table(header, rows, table_id="fits")
+                                                   + (f"<ul>{choices}</ul>" if choices else "")),
+                    ("References", table(["metric", "threads", "model", "host", "measured", "fitted", "leave-one-out",
+                                          "LOO error %"], refs, table_id="references")),
+                    ("Figures", figures),
+                    ("Unmatched device rows", f"<p class=warn>{_e(unmatched)}</p>" if unmatched else "")]
+        text = page(f"edge-profiler calibration: {device_name}", f"{len(fits)} fit(s), written "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}", sections)
+    write_atomic(path, lambda f: f.write(text))
