@@ -130,21 +130,12 @@ def run(opts, work):
 
     # (i) per-cell cost of NAS-Bench-201 at the default settings, one core
     try:
-        from experiments.zoo import export_onnx, nb201
+        from experiments.zoo import nb201
     except ImportError as exc:
         print(f"(i) skipped: {exc} (the torch extra builds the cells)")
         print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
         return
-    import random
-
-    ops = nb201.OPS
-    rng = random.Random(0)
-    cells = []
-    for i in range(10):
-        arch = "+".join("|" + "|".join(f"{rng.choice(ops)}~{j}" for j in range(n)) + "|" for n in (1, 2, 3))
-        path = os.path.join(work, f"nb201_{i}.onnx")
-        export_onnx(nb201.build(arch, seed=i), nb201.INPUT_SHAPE, path)
-        cells.append(path)
+    cells = nb201.export_random_cells(work, 10)
     wall, _ = sweep(local, load_target(None, {"CPUS": "1", "MEMORY": "1g", "JOBS": "1"}), cells)
     per_cell = wall / len(cells)
     here = NB201_CELLS * per_cell / len(cores)

@@ -83,7 +83,7 @@ def profile_cached(paths, store_path, env, runtime, progress=True):
     import time
 
     from profiler.harness import sha256_of
-    from profiler.pipeline import add_card
+    from profiler.api import add_card
     from profiler.store import Store
 
     target = load_target(None, env)

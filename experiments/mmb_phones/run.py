@@ -115,7 +115,7 @@ def profile_all(paths, store_path, backend_name, op_profile=10):
             env["OP_PROFILE"] = str(op_profile)
         records[profile] = profile_cached(paths[fmt], store_path, env, runtime)
         if runtime == "tflite":  # cards are cheap here: always the current card code's
-            from profiler.pipeline import add_card
+            from profiler.api import add_card
 
             for record in records[profile].values():
                 add_card(record, None)

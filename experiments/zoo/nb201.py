@@ -102,3 +102,24 @@ INPUT_SHAPE = (1, 3, 32, 32)
 def build(arch_str, seed=0):
     torch.manual_seed(seed)
     return TinyNetwork(arch_str).eval()
+
+
+def random_arch(rng):
+    """One cell of the search space, drawn uniformly (rng: a random.Random)."""
+    return "+".join("|" + "|".join(f"{rng.choice(OPS)}~{j}" for j in range(n)) + "|" for n in (1, 2, 3))
+
+
+def export_random_cells(folder, count, seed=0, prefix="nb201"):
+    """count random cells as ONNX files in folder; returns their paths."""
+    import os
+    import random
+
+    from experiments.zoo import export_onnx
+
+    rng = random.Random(seed)
+    paths = []
+    for i in range(count):
+        path = os.path.join(folder, f"{prefix}_{seed}_{i:03d}.onnx")
+        export_onnx(build(random_arch(rng), seed=i), INPUT_SHAPE, path)
+        paths.append(path)
+    return paths
