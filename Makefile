@@ -29,6 +29,7 @@ test: $(BIN)/profile
 bench: $(BIN)/profile
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/sweep.py
+	$(BIN)/python benchmarks/search_loop.py
 
 # Base image for hosts without a registry (needs root, debootstrap and a Docker engine).
 docker-base:

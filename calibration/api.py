@@ -36,12 +36,22 @@ class Calibration:
                 f"{', '.join(metrics)}>")
 
     def summary(self):
-        """One row per fit (metric, threads): method, n, R², MAPE, LOO MAPE, within ±10%, ρ, τ."""
+        """One row per fit (metric, threads): method, n, R², MAPE and LOO MAPE (%), the share within ±10% (%,
+        in-sample and leave-one-out), Spearman ρ and Kendall τ."""
         import pandas as pd
 
+        from calibration.metrics import within
+
         columns = ["metric", "threads", "method", "n", "a", "b", "r2", "adj_r2", "rmse", "mape", "loo_mape",
-                   "within10", "spearman", "kendall"]
-        return pd.DataFrame([{c: fit.get(c) for c in columns} for fit in self.fits], columns=columns)
+                   "within10", "loo_within10", "spearman", "kendall"]
+        rows = []
+        for fit in self.fits:
+            refs = fit.get("references") or []
+            row = {c: fit.get(c) for c in columns}
+            row["within10"] = 100 * within([r["device"] for r in refs], [r["fitted"] for r in refs]) if refs else None
+            row["loo_within10"] = None if fit.get("loo_within_10pct") is None else 100 * fit["loo_within_10pct"]
+            rows.append(row)
+        return pd.DataFrame(rows, columns=columns)
 
     def annotate(self, records, *, force=False, device_ram=None):
         """The records with `prediction` added (device value, 95% interval, flags); warnings go to self.warnings."""

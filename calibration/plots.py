@@ -59,6 +59,21 @@ def _outliers(refs, measured, guess):
     return order[:MAX_LABELS], errors
 
 
+def _place_numbers(ax, points):
+    """Number each point; a number that would cover one placed before moves up until it is clear."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for number, (x, y) in enumerate(points, start=1):
+        for step in range(12):
+            label = ax.annotate(str(number), (x, y), fontsize=7, xytext=(4, -2 + 8 * step), textcoords="offset points",
+                                color="tab:red", zorder=6)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        placed.append(box)
+
+
 def _prediction_panel(ax, fit, device_name, label):
     refs = fit["references"]
     measured = np.array([r["device"] for r in refs], float)
@@ -67,7 +82,7 @@ def _prediction_panel(ax, fit, device_name, label):
     values = np.concatenate([measured, fitted] + ([loo] if loo is not None else []))
     values = values[np.isfinite(values)]
     log = bool(values.min() > 0 and values.max() / values.min() > LOG_SPAN)
-    low, high = (values.min() * 0.8, values.max() * 1.25) if log else (values.min() * 0.95, values.max() * 1.05)
+    low, high = (values.min() * 0.8, values.max() * 1.25) if log else (values.min() * 0.9, values.max() * 1.08)
     identity_band(ax, low, high)
     ax.scatter(measured, fitted, color="tab:blue", s=22, zorder=4, label=f"references (n = {len(refs)}), fitted")
     if loo is not None:
@@ -76,8 +91,6 @@ def _prediction_panel(ax, fit, device_name, label):
     labelled, errors = _outliers(refs, measured, guess)
     names = []
     for number, i in enumerate(labelled, start=1):
-        ax.annotate(str(number), (measured[i], guess[i]), fontsize=7, xytext=(4, -2), textcoords="offset points",
-                    color="tab:red", zorder=6)
         names.append(f"{number}: {refs[i]['model']} ({100 * (guess[i] - measured[i]) / measured[i]:+.0f}%)")
     more = int((errors > OUTLIER).sum()) - len(labelled)
     if names:
@@ -94,6 +107,7 @@ def _prediction_panel(ax, fit, device_name, label):
     ax.set_ylabel(f"predicted {device_name} {label}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left")
+    return [(measured[i], guess[i]) for i in labelled]  # numbered once the layout is final
 
 
 def _host_panel(ax, fit, device_name, label, host_label):
@@ -122,14 +136,26 @@ def _equation(fit):
 
 def plot_metric(fits, metric, folder, device_name="device"):
     """fits: the calibration's fits for one metric (one per thread count). Returns the PNG path."""
+    fig = metric_figure(fits, metric, device_name)
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.join(folder, f"calibration_{metric}")
+    fig.savefig(base + ".png", dpi=110, bbox_inches="tight")
+    fig.savefig(base + ".svg", bbox_inches="tight")
+    plt.close(fig)
+    return base + ".png"
+
+
+def metric_figure(fits, metric, device_name="device"):
+    """The figure of one metric: a row per thread count (matplotlib Figure, not yet saved)."""
     fits = sorted(fits, key=lambda f: f["threads"])
     linear = any(f["model"]["kind"] == "linear" for f in fits)
     columns = 2 if linear else 1  # one row per thread count: predicted vs measured, then the mapping
     fig, axes = plt.subplots(len(fits), columns, figsize=(6.6 * columns, 5.4 * len(fits)), squeeze=False)
     label = LABELS.get(metric, metric)
     host_label = LABELS.get(fits[0]["host_metric"], fits[0]["host_metric"])
+    numbered = []
     for row, fit in enumerate(fits):
-        _prediction_panel(axes[row][0], fit, device_name, label)
+        numbered.append((axes[row][0], _prediction_panel(axes[row][0], fit, device_name, label)))
         if linear:
             if fit["model"]["kind"] == "linear":
                 _host_panel(axes[row][1], fit, device_name, label, host_label)
@@ -137,12 +163,9 @@ def plot_metric(fits, metric, folder, device_name="device"):
                 axes[row][1].set_visible(False)
     fig.suptitle(f"{device_name} {label}: predicted against measured")
     fig.tight_layout()
-    os.makedirs(folder, exist_ok=True)
-    base = os.path.join(folder, f"calibration_{metric}")
-    fig.savefig(base + ".png", dpi=110, bbox_inches="tight")
-    fig.savefig(base + ".svg", bbox_inches="tight")
-    plt.close(fig)
-    return base + ".png"
+    for ax, points in numbered:
+        _place_numbers(ax, points)
+    return fig
 
 
 def plot_all(calibration, folder, device_name="device"):

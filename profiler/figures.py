@@ -13,6 +13,21 @@ def _samples(records):
 
 def latency_distribution(records, folder, name="latency_distribution"):
     """Write folder/name.png and .svg; returns the PNG path, or None when no record has its samples."""
+    import matplotlib.pyplot as plt
+
+    fig = distribution_figure(records)
+    if fig is None:
+        return None
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.join(folder, name)
+    fig.savefig(base + ".png", dpi=110)
+    fig.savefig(base + ".svg")
+    plt.close(fig)
+    return base + ".png"
+
+
+def distribution_figure(records):
+    """The matplotlib figure (None when no record has its per-run samples)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,9 +64,4 @@ def latency_distribution(records, folder, name="latency_distribution"):
     ax.set_title(f"latency distribution on {target.get('name', 'the target')} ({caps}{shown[0].get('iterations')} "
                  "runs each)" + (f"\n{'; '.join(notes)}" if notes else ""), fontsize=10)
     fig.tight_layout()
-    os.makedirs(folder, exist_ok=True)
-    base = os.path.join(folder, name)
-    fig.savefig(base + ".png", dpi=110)
-    fig.savefig(base + ".svg")
-    plt.close(fig)
-    return base + ".png"
+    return fig

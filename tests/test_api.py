@@ -1,0 +1,129 @@
+"""The Python API (profiler.profile, Target, Store, calibration.fit/load/predict_model) on real runtimes
+with the local backend: the README's example, DataFrames, the store, errors, and silence."""
+
+import json
+import os
+import re
+
+import pytest
+
+from tests.conftest import ROOT, example, run_cli
+
+import calibration  # noqa: E402
+import profiler  # noqa: E402
+
+CAL_EXAMPLE = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example")
+DEVICE_CSV = os.path.join(CAL_EXAMPLE, "pi5_device.csv")
+HOST_JSON = os.path.join(CAL_EXAMPLE, "host.json")
+
+
+def readme_block(marker):
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    after = text[text.index(marker):]
+    return re.search(r"```python\n(.*?)```", after, re.S).group(1)
+
+
+@pytest.fixture()
+def in_tmp(tmp_path, monkeypatch):
+    """A working folder that sees the repository's env.template and experiments, as the README assumes."""
+    for name in ("env.template", "experiments"):
+        os.symlink(os.path.join(ROOT, name), tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def target(**settings):
+    return profiler.Target.from_env(os.path.join(ROOT, "env.template"), backend="local", cpus=1, threads=1,
+                                    warmup=3, iterations=30, **settings)
+
+
+def test_readme_notebook_example_runs(in_tmp, capfd):
+    namespace = {}
+    exec(compile(readme_block("<!-- readme-api-example"), "README.md", "exec"), namespace)
+    results, pred, cal = namespace["results"], namespace["pred"], namespace["cal"]
+    assert [(r["runtime"], r["status"]) for r in results] == [("onnx", "ok"), ("tflite", "ok"), ("torch", "ok")]
+    frame = results.to_pandas()
+    assert (frame["latency_ms.median"] > 0).all() and (frame["peak_memory_mb"] > 0).all()
+    assert list(pred["model"]) == ["tiny_cnn"] * 3 and list(pred["runtime"]) == ["onnx", "tflite", "torch"]
+    fit = next(f for f in cal.fits if f["metric"] == "latency_ms")
+    for _, row in pred.iterrows():  # ols: a·host + b with the fitted a and b, inside its interval
+        host = frame.loc[frame["runtime"] == row["runtime"], "latency_ms.median"].item()
+        assert row["predicted_latency_ms"] == pytest.approx(fit["a"] * host + fit["b"], rel=1e-9)
+        assert row["predicted_latency_ms_low"] < row["predicted_latency_ms"] < row["predicted_latency_ms_high"]
+        assert row["extrapolated"]  # ~0.1 ms on the host; the references span 0.27-1.01 ms
+    assert os.path.isfile(in_tmp / "profiles.db")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # the API never prints, not even from its sandboxes
+
+
+def test_results_and_store_as_dataframes(tmp_path, models):
+    store = tmp_path / "p.db"
+    results = profiler.profile([models["onnx"], models["slow"]], target(), store=store)
+    assert isinstance(results, list) and all(isinstance(r, dict) for r in results)
+    frame = results.to_pandas()
+    assert list(frame.columns[:4]) == ["model", "runtime", "status", "latency_ms.median"]
+    assert "samples_ms" not in frame.columns and len(results[0]["samples_ms"]) == 30
+    assert frame["latency_ms.median"].tolist() == [r["latency_ms"]["median"] for r in results]
+    assert frame.loc[1, "latency_ms.median"] > frame.loc[0, "latency_ms.median"]  # 128x128, 64-128 channels
+    stored = profiler.Store(str(store)).to_pandas()
+    assert sorted(stored["sha256"]) == sorted(frame["sha256"])
+    assert sorted(stored["latency_ms.median"]) == sorted(frame["latency_ms.median"])
+    again = profiler.profile([models["onnx"], models["slow"]], target(), store=store)
+    assert again.notices[0].startswith("2 of 2 from the store")
+    assert [r["latency_ms"]["median"] for r in again] == [r["latency_ms"]["median"] for r in results]
+
+
+def test_errors_are_exceptions_with_the_commands_messages(tmp_path, models):
+    missing = str(tmp_path / "nothing.onnx")
+    with pytest.raises(profiler.ProfileError) as caught:
+        profiler.profile([missing], target(), store=None)
+    cli = run_cli("profile", "--backend", "local", "--no-store", missing)
+    assert cli.returncode == 2 and cli.stderr.strip() == f"profile: error: {caught.value}"
+
+    with pytest.raises(profiler.ConfigError) as caught:
+        profiler.Target.from_env(None, memory="lots")
+    cli = run_cli("profile", "--memory", "lots", "--no-store", models["onnx"])
+    assert cli.stderr.strip() == f"profile: error: {caught.value}"
+    with pytest.raises(profiler.ConfigError, match="^colour: not a target setting"):
+        profiler.Target.from_env(None, colour="red")
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,threads,latency_ms\nnb201_00103,1,fast\n")
+    with pytest.raises(calibration.CalibrationError) as caught:
+        calibration.fit(str(bad), host=HOST_JSON)
+    cli = run_cli("calibrate", bad, "--host", HOST_JSON)
+    assert cli.returncode == 2 and cli.stderr.strip() == f"calibrate: error: {caught.value}"
+    assert "'fast' is not a number" in str(caught.value)
+
+
+def test_fit_from_a_dataframe_matches_the_command(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "calib.json"
+    cli = run_cli("calibrate", DEVICE_CSV, "--host", HOST_JSON, "--method", "ols", "--out", out)
+    assert cli.returncode == 0, cli.stderr
+    by_command = json.loads(out.read_text())
+    cal = calibration.fit(pd.read_csv(DEVICE_CSV), host=json.load(open(HOST_JSON)), method="ols")
+    assert [(f["metric"], f["a"], f["b"]) for f in cal.fits] == \
+        [(f["metric"], pytest.approx(f["a"], rel=1e-12), pytest.approx(f["b"], rel=1e-12)) for f in by_command["fits"]]
+    cal.save(tmp_path / "again.json")
+    loaded = calibration.load(tmp_path / "again.json")
+    records = json.load(open(HOST_JSON))
+    assert loaded.predict(records).equals(cal.predict(records))
+    summary = cal.summary()
+    assert list(summary["metric"]) == ["energy_mj", "latency_ms"] and (summary["n"] == 10).all()
+    assert summary["within10"].between(0, 100).all() and (summary["loo_mape"] >= summary["mape"]).all()
+
+
+def test_predict_model_profiles_once_then_reads_the_store(tmp_path, models):
+    cal = calibration.fit(DEVICE_CSV, host=HOST_JSON, method="ols", metrics=["latency_ms"])
+    store = str(tmp_path / "loop.db")
+    first = calibration.predict_model(models["slow"], cal, target(), store=store)
+    second = calibration.predict_model(models["slow"], cal, target(), store=store)
+    assert first["status"] == "ok" and first["predicted_latency_ms"] > 0
+    assert second == first  # the same stored record: a new measurement would not give the same median
+    assert len(profiler.Store(store).to_pandas()) == 1
+    remeasured = calibration.predict_model(models["slow"], cal, target(), store=store, remeasure=True)
+    assert remeasured["host_latency_ms"] != first["host_latency_ms"]
+    broken = calibration.predict_model(models["corrupt"], cal, target(), store=store)
+    assert broken["status"] == "error" and "predicted_latency_ms" not in broken and broken["error"]
