@@ -71,7 +71,7 @@ class TargetDevice:
         >>> Target.from_env(cpus=-1)
         Traceback (most recent call last):
         ...
-        profiler.config.ConfigError: CPUS=-1: must be a positive number
+        profiler.config.ConfigError: CPUS=-1: must be greater than 0
         """
         overrides = {}
         for name, value in settings.items():
