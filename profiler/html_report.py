@@ -15,18 +15,18 @@ from profiler.report import _caps, _macs
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1400px;
 color:#1d2330;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde;padding-bottom:4px}
 .meta{color:#556;font-size:13px}
-table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0}
-th,td{padding:4px 8px;border-bottom:1px solid #e4e6ee;text-align:left;white-space:nowrap}
+table{border-collapse:collapse;width:100%;font-size:12.5px;margin:6px 0}
+th,td{padding:3px 7px;border-bottom:1px solid #e4e6ee;text-align:left;white-space:nowrap}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 table.sortable th{cursor:pointer;background:#f3f4f8;user-select:none}
 table.sortable th:after{content:" \\2195";color:#99a}
 th[data-dir=asc]:after{content:" \\2191"}th[data-dir=desc]:after{content:" \\2193"}
 .flag{color:#a33;font-weight:600}.ok{color:#276}.warn{color:#a33}
-figure{margin:12px 0}figure img{max-width:100%;border:1px solid #e4e6ee}
+.scroll{overflow-x:auto}figure{margin:12px 0}figure img{max-width:100%;border:1px solid #e4e6ee}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:6px 0}dt{color:#556}dd{margin:0}
 """
 
@@ -65,8 +65,8 @@ def _num(value, digits=3):
 
 def table(header, rows, sortable=True, table_id=None):
     """rows: lists of cells; a cell is text, a number, or (text, sort value, css class)."""
-    out = [f"<table{' id=' + chr(34) + table_id + chr(34) if table_id else ''}"
-           f"{' class=' + chr(34) + 'sortable' + chr(34) if sortable else ''}><thead><tr>"]
+    attrs = (f' id="{_e(table_id)}"' if table_id else "") + (' class="sortable"' if sortable else "")
+    out = [f"<div class=scroll><table{attrs}><thead><tr>"]
     out += [f"<th>{_e(h)}</th>" for h in header]
     out.append("</tr></thead><tbody>")
     for row in rows:
@@ -81,7 +81,7 @@ def table(header, rows, sortable=True, table_id=None):
             attrs = (f' data-v="{_e(value)}"' if value is not None else "") + (f' class="{css}"' if css else "")
             out.append(f"<td{attrs}>{_e('-' if text is None else text)}</td>")
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -107,6 +107,15 @@ def page(title, subtitle, sections):
             f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{_e(title)}</h1><p class=meta>{_e(subtitle)}</p>{body}"
             f"<script>{SORT_SCRIPT}</script></body></html>\n")
+
+
+UNITS = {"latency_ms": "ms", "peak_memory_mb": "MiB", "energy_mj": "mJ", "power_mw": "mW", "load_ms": "load ms"}
+
+
+def predicted_metrics(records):
+    """The metrics any record has a prediction for, latency first."""
+    found = {m for r in records for m in (r.get("prediction") or {})}
+    return sorted(found, key=lambda m: (m != "latency_ms", m))
 
 
 def _when(records):
@@ -136,11 +145,11 @@ def _flags(prediction):
 
 
 def results_section(records):
-    predicted = any(r.get("prediction") for r in records)
+    metrics = predicted_metrics(records)
     header = ["model", "runtime", "status", "load ms", "median ms", "IQR ms", "min ms", "max ms", "p99 ms",
               "peak MiB", "MMACs", "caps"]
-    if predicted:
-        header += ["device ms (95% PI)", "device MiB (95% PI)", "flags"]
+    if metrics:
+        header += [f"device {UNITS.get(m, m)} (95% PI)" for m in metrics] + ["flags"]
     rows = []
     for r in records:
         stats = r.get("latency_ms") or {}
@@ -149,11 +158,10 @@ def results_section(records):
         row += [stats.get(k) for k in ("median", "iqr", "min", "max", "p99")]
         macs = _macs(r)
         row += [r.get("peak_memory_mb"), (macs, None if macs == "-" else float(macs), "n"), _caps(r)]
-        if predicted:
+        if metrics:
             prediction = r.get("prediction") or {}
             flags = _flags(prediction)
-            row += [_prediction_cell(prediction.get("latency_ms")), _prediction_cell(prediction.get("peak_memory_mb")),
-                    (flags, flags, "flag") if flags else ""]
+            row += [_prediction_cell(prediction.get(m)) for m in metrics] + [(flags, flags, "flag") if flags else ""]
         if r["status"] != "ok" and r.get("error"):
             row[2] = (f"{r['status']}: {r['error'][:120]}", r["status"], "warn")
         rows.append(row)
@@ -170,18 +178,19 @@ def ranking_section(records):
         return p["value"] if p else r["latency_ms"]["median"]
 
     ok.sort(key=key)
-    predicted = any(r.get("prediction") for r in ok)
+    predicted = any((r.get("prediction") or {}).get("latency_ms") for r in ok)
+    others = [m for m in predicted_metrics(ok) if m != "latency_ms"]
     header = ["rank", "model", "runtime", ("predicted device ms" if predicted else "median ms"), "× fastest"]
     if predicted:
-        header += ["95% interval", "predicted peak MiB", "flags"]
+        header += ["95% interval"] + [f"predicted {UNITS.get(m, m)}" for m in others] + ["flags"]
     rows = []
     for rank, r in enumerate(ok, start=1):
         row = [rank, r["model"], r.get("runtime"), key(r), round(key(r) / key(ok[0]), 3)]
         if predicted:
-            p = (r.get("prediction") or {}).get("latency_ms") or {}
+            prediction = r.get("prediction") or {}
+            p = prediction.get("latency_ms") or {}
             interval = f"{_num(p['low'])} – {_num(p['high'])}" if p.get("low") is not None else "none"
-            memory = ((r.get("prediction") or {}).get("peak_memory_mb") or {}).get("value")
-            row += [interval, memory, _flags(r.get("prediction"))]
+            row += [interval] + [(prediction.get(m) or {}).get("value") for m in others] + [_flags(prediction)]
         rows.append(row)
     basis = "predicted device latency" if predicted else "median latency on this host, under the target's caps"
     return f"<p class=meta>By {basis}, fastest first.</p>" + table(header, rows, table_id="ranking")
