@@ -180,7 +180,7 @@ def test_whole_loop_fit_plot_predict(host_profiles):
 
         assert matplotlib.image.imread(png).shape[2] in (3, 4)
     svg = (figures / "calibration_latency_ms.svg").read_text()
-    assert svg.count('id="axes_') == 2  # one thread count: the scatter panel and its residual panel
+    assert svg.count('id="axes_') == 2  # one thread count: predicted against measured, and the fitted line
     out = folder / "pred.json"
     done = run_cli("calibrate", "predict", "--calibration", calib, "--host", host, "--json", out)
     assert done.returncode == 0, done.stderr
