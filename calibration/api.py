@@ -112,7 +112,7 @@ def _ram(size):
     from profiler.config import ConfigError, parse_size_mb
 
     try:
-        return parse_size_mb("device_ram", size)
+        return parse_size_mb("--device-ram", size)
     except ConfigError as exc:
         raise CalibrationError(str(exc)) from None
 

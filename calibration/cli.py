@@ -89,12 +89,6 @@ def main(argv=None):
         return 130
 
 
-def _ram(text):
-    from profiler.config import parse_size_mb
-
-    return parse_size_mb("--device-ram", text) if text else None
-
-
 def fit(opts):
     from calibration import api, core, report
     from profiler.harness import check_writable, clobbered_input
@@ -133,7 +127,7 @@ def fit(opts):
 
 
 def predict(opts):
-    from calibration import core, report
+    from calibration import api, core, report
     from profiler.export import write_json
     from profiler.harness import check_writable, clobbered_input
 
@@ -144,11 +138,9 @@ def predict(opts):
         raise core.CalibrationError(clash)
     if opts.json:
         check_writable(opts.json)
-    calibration = core.load(opts.calibration)
-    predictor = core.Predictor(calibration, force=opts.force, device_ram_mb=_ram(opts.device_ram),
-                               warn=lambda m: print(m, file=sys.stderr))
-    records = [predictor.annotate(r) for r in core.load_host(opts.host, opts.store)]
-    for line in predictor.mix_advice(records):
+    calibration = api.load(opts.calibration)
+    records = calibration.annotate(core.load_host(opts.host, opts.store), force=opts.force, device_ram=opts.device_ram)
+    for line in calibration.warnings:
         print(line, file=sys.stderr)
     for line in report.predictions(records):
         print(line)

@@ -1,6 +1,5 @@
 """Match device rows to host profiles, fit per metric and thread count, save and predict."""
 
-import csv
 import json
 import os
 import time
@@ -94,10 +93,19 @@ def load_host(path=None, store=None, runtime=None, target_name=None):
 
 
 def _host_csv(path):
-    """Host rows of a `profile --csv` export (status ok only)."""
+    """Host rows of a `profile --csv` export (status ok only); messages name the file's line."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise CalibrationError(f"{path}: not UTF-8 text, so not a `profile --csv` export") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise CalibrationError(f"{path}: not readable as CSV ({str(exc).strip().splitlines()[0]})") from None
+
     def number(row, column, line):
-        text = row.get(column)
-        if text in (None, ""):
+        text = row.get(column, "")
+        if text == "":
             return None
         try:
             value = float(text)
@@ -108,27 +116,19 @@ def _host_csv(path):
         return value
 
     records = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            for line, row in enumerate(reader, start=2):
-                if row.get("status") != "ok":
-                    continue
-                if not row.get("model") or number(row, "latency_median_ms", line) is None:
-                    raise CalibrationError(f"{path}:{line}: needs model and latency_median_ms")
-                threads = number(row, "threads", line)
-                if threads is None or threads != int(threads):
-                    raise CalibrationError(f"{path}:{line}: column 'threads': {row.get('threads')!r} is not a "
-                                           "whole number")
-                records.append({"model": row["model"], "sha256": row.get("sha256"), "runtime": row.get("runtime"),
-                                "threads": int(threads), "started_at": row.get("started_at"),
-                                "latency_ms": {"median": number(row, "latency_median_ms", line)},
-                                "peak_memory_mb": number(row, "peak_memory_mb", line),
-                                "load_ms": number(row, "load_ms", line)})
-    except UnicodeDecodeError:
-        raise CalibrationError(f"{path}: not UTF-8 text, so not a `profile --csv` export") from None
-    except csv.Error as exc:
-        raise CalibrationError(f"{path}: not readable as CSV ({exc})") from None
+    for line, row in enumerate(table.to_dict("records"), start=2):
+        if row.get("status") != "ok":
+            continue
+        if not row.get("model") or number(row, "latency_median_ms", line) is None:
+            raise CalibrationError(f"{path}:{line}: needs model and latency_median_ms")
+        threads = number(row, "threads", line)
+        if threads is None or threads != int(threads):
+            raise CalibrationError(f"{path}:{line}: column 'threads': {row.get('threads')!r} is not a whole number")
+        records.append({"model": row["model"], "sha256": row.get("sha256") or None, "runtime": row.get("runtime"),
+                        "threads": int(threads), "started_at": row.get("started_at"),
+                        "latency_ms": {"median": number(row, "latency_median_ms", line)},
+                        "peak_memory_mb": number(row, "peak_memory_mb", line),
+                        "load_ms": number(row, "load_ms", line)})
     return records
 
 

@@ -2,7 +2,6 @@
 repetitions, check the seed's claims, write CSV, markdown and figures, calibrate if a device
 CSV is given."""
 
-import csv
 import os
 import statistics
 import sys
@@ -118,24 +117,10 @@ def profile_cached(paths, store_path, env, runtime, progress=True):
     return records
 
 
-def read_csv(path):
-    """Rows of a results.csv back, numbers as numbers (to redraw figures without re-profiling)."""
-    def value(text):
-        try:
-            return float(text) if "." in text or "e" in text else int(text)
-        except ValueError:
-            return None if text == "" else text
-
-    with open(path, newline="") as f:
-        return [{k: value(v) if k not in ("model", "status", "backend", "enforced", "memory_source") else v
-                 for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def write_csv(path, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
 
 
 def summarise(rows, metric):

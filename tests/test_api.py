@@ -50,7 +50,9 @@ def test_readme_notebook_example_runs(in_tmp, capfd):
         host = frame.loc[frame["runtime"] == row["runtime"], "latency_ms.median"].item()
         assert row["predicted_latency_ms"] == pytest.approx(fit["a"] * host + fit["b"], rel=1e-9)
         assert row["predicted_latency_ms_low"] < row["predicted_latency_ms"] < row["predicted_latency_ms_high"]
-        assert row["extrapolated"]  # ~0.1 ms on the host; the references span 0.27-1.01 ms
+        low, high = fit["host_range"]
+        assert row["extrapolated"] == (not low <= host <= high)
+    assert pred.loc[pred["runtime"] == "onnx", "extrapolated"].item()  # ~0.1 ms; the references: 0.27-1.01 ms
     assert os.path.isfile(in_tmp / "profiles.db")
     out, err = capfd.readouterr()
     assert out == "" and err == ""  # the API never prints, not even from its sandboxes
@@ -127,3 +129,23 @@ def test_predict_model_profiles_once_then_reads_the_store(tmp_path, models):
     assert remeasured["host_latency_ms"] != first["host_latency_ms"]
     broken = calibration.predict_model(models["corrupt"], cal, target(), store=store)
     assert broken["status"] == "error" and "predicted_latency_ms" not in broken and broken["error"]
+
+
+def test_a_csv_export_is_a_host_input(tmp_path, models):
+    """`profile --csv` (written with pandas) read back by `calibrate --host` (read with pandas)."""
+    import pandas as pd
+
+    host = tmp_path / "host.csv"
+    done = run_cli("profile", "--backend", "local", "--iterations", "20", "--no-store", "--csv", host,
+                   models["onnx"], models["slow"], models["dynamic"])
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(host)
+    assert list(table["status"]) == ["ok"] * 3 and table["latency_median_ms"].gt(0).all()
+    device = tmp_path / "device.csv"
+    device.write_text("model,threads,latency_ms\n" + "".join(
+        f"{row.model},{row.threads},{5 * row.latency_median_ms + 0.2!r}\n" for row in table.itertuples()))
+    cal = calibration.fit(str(device), host=str(host), method="ols")
+    assert cal.fits[0]["a"] == pytest.approx(5, rel=1e-9) and cal.fits[0]["b"] == pytest.approx(0.2, rel=1e-6)
+    out = tmp_path / "calib.json"
+    assert run_cli("calibrate", device, "--host", host, "--method", "ols", "--out", out).returncode == 0
+    assert json.loads(out.read_text())["fits"][0]["a"] == pytest.approx(5, rel=1e-9)

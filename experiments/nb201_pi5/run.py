@@ -15,7 +15,6 @@ accuracy-against-k plot.
 """
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -41,13 +40,12 @@ def load_dataset(folder):
     for path in (archs, measured):
         if not os.path.isfile(path):
             raise SystemExit(f"nb201_pi5: {path} not found (give --dataset)")
-    arch_str = {int(r["arch_idx"]): r["arch_str"] for r in csv.DictReader(open(archs))}
-    rows = {}
-    for r in csv.DictReader(open(measured)):
-        if int(r["arch_idx"]) == int(r["rep_arch_idx"]):  # the canonical row of each distinct network
-            rows[int(r["arch_idx"])] = {"arch_str": arch_str[int(r["arch_idx"])],
-                                        "lat_ms_median": float(r["lat_ms_median"]), "energy_mj": float(r["energy_mj"])}
-    return rows
+    import pandas as pd
+
+    table = pd.read_csv(measured).merge(pd.read_csv(archs)[["arch_idx", "arch_str"]], on="arch_idx")
+    table = table[table["arch_idx"] == table["rep_arch_idx"]]  # the canonical row of each distinct network
+    return {int(r.arch_idx): {"arch_str": r.arch_str, "lat_ms_median": float(r.lat_ms_median),
+                              "energy_mj": float(r.energy_mj)} for r in table.itertuples()}
 
 
 def check_draws(prog, ks, draws, networks):
