@@ -338,3 +338,15 @@ def test_ctrl_c_in_a_parallel_run_removes_every_container(docker_backend, models
             child.communicate(timeout=60)
     assert child.returncode == 130 and "Traceback" not in stderr
     assert labelled() == []
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "tflite"])
+def test_the_sandbox_image_holds_numpy_and_the_runtime_only(docker_backend, runtime):
+    """pandas, matplotlib and the rest of the host side never enter the image."""
+    names = ["numpy", "profiler.harness", "pandas", "matplotlib", "sklearn", "dotenv", "docker", "submitit",
+             "calibration", "profiler.api"]
+    probe = f"import importlib.util as u, json; print(json.dumps({{n: u.find_spec(n) is not None for n in {names}}}))"
+    output = docker_backend.client.containers.run(docker_backend.image_for(runtime), ["-c", probe], remove=True,
+                                                  entrypoint=["/opt/venv/bin/python"], network_disabled=True)
+    found = json.loads(output.decode().strip().splitlines()[-1])
+    assert found == {name: name in ("numpy", "profiler.harness") for name in names}, found
