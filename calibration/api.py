@@ -207,18 +207,14 @@ def predict_model(path, cal, target=None, *, store="profiles.db", force=False, r
 
     cal: a `Calibration` or its JSON path; target: a `profiler.Target` or an env file path.
     """
-    from profiler.api import profile
-    from profiler.store import Store
+    from profiler.api import open_store, profile
 
     if isinstance(cal, (str, os.PathLike)):
         cal = load(cal)
     if isinstance(store, (str, os.PathLike)):
         key = os.path.abspath(store)
         if key not in _OPEN_STORES:
-            results = profile(path, target, store=store, calibration=cal, force=force, remeasure=remeasure,
-                              keep_backend=True)  # opens, checks and creates the store, then keep it
-            _OPEN_STORES[key] = Store(key)
-            return prediction_row(results[0])
+            _OPEN_STORES[key] = open_store(store)[0]
         store = _OPEN_STORES[key]
     results = profile(path, target, store=store, calibration=cal, force=force, remeasure=remeasure,
                       keep_backend=True)
