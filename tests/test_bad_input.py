@@ -274,3 +274,24 @@ def test_a_docker_host_that_is_not_an_address_is_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip() == ("profile: error: BACKEND=docker: DOCKER_HOST=http://[::1: not a Docker address "
                                    "(Invalid IPv6 URL)")
+
+
+def test_report_outputs_are_checked_before_anything_runs(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(open(example("tiny_cnn.onnx"), "rb").read())
+    before = digest(model)
+    missing = tmp_path / "no" / "report.html"
+    cases = [(["--html", missing, model], f"profile: error: --html {missing}: folder {missing.parent} does not exist"),
+             (["--html", model, model], "an input of this run"),
+             (["--plot", model, model], f"profile: error: --plot {model}: is a file, not a folder")]
+    for args, message in cases:
+        done = run_cli("profile", "--backend", "local", "--no-store", *args, timeout=120)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+        assert done.stdout == ""  # refused before any model ran: no table
+    assert digest(model) == before and not missing.parent.exists()
+    device = bad_csv(tmp_path, DEVICE_CSV)
+    host = host_json(tmp_path, [1.0 + i for i in range(8)])
+    code, err, escaped = calibrate_in_process(device, "--host", host, "--html", missing)
+    assert escaped is None and code == 2 and err.count("\n") == 1 and str(missing) in err, err
+    code, err, _ = calibrate_in_process(device, "--host", host, "--html", device)
+    assert code == 2 and "an input of this run" in err
