@@ -5,6 +5,8 @@ to a callback or onto the results.
 >>> import profiler
 >>> target = profiler.Target.from_env("env.template", backend="local", cpus=1, iterations=20, warmup=2)
 >>> results = profiler.profile(["experiments/examples/tiny_cnn.onnx"], target, store=None)
+>>> results
+<Results: 1 model(s) on raspberry-pi-5: 1 ok>
 >>> [(r["model"], r["runtime"], r["status"]) for r in results]
 [('tiny_cnn', 'onnx', 'ok')]
 >>> df = results.to_pandas()
@@ -44,6 +46,17 @@ class Results(list):
         super().__init__(records)
         self.target = target
         self.notices, self.warnings = [], []
+
+    def __repr__(self):
+        statuses = {}
+        for record in self:
+            statuses[record.get("status")] = statuses.get(record.get("status"), 0) + 1
+        counts = ", ".join(f"{n} {status}" for status, n in statuses.items())
+        name = self.target.name if self.target is not None else "?"
+        return f"<Results: {len(self)} model(s) on {name}{': ' + counts if counts else ''}>"
+
+    def _repr_html_(self):  # a notebook shows the table, not every timed run
+        return self.to_pandas()._repr_html_()
 
     def to_pandas(self):
         """One row per model; nested fields flattened with dots (latency_ms.median, prediction.latency_ms.value)."""
