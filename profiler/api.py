@@ -201,8 +201,8 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
         backend = _backend(target, list(groups), notice, warn, keep_backend)
         try:
             _measure(backend, target, groups, store, remeasure, predictor, progress, notice, on_result, results)
-        except SandboxError as exc:
-            raise ProfileError(str(exc), results) from None
+        except SandboxError as exc:  # what was measured is in the store already
+            raise ProfileError(str(exc)) from None
         finally:
             if not keep_backend:
                 backend.close()

@@ -204,8 +204,10 @@ def target_section(records):
     return facts([
         ("target", target.get("name")), ("CPUs", target.get("cpus")), ("threads", target.get("threads")),
         ("memory cap", memory), ("backend", first.get("backend")),
-        ("caps enforced", f"CPU {'yes' if enforced.get('cpus') else 'NO'}, memory "
-                          f"{'yes' if enforced.get('memory') else 'NO'}" if enforced else "not sandboxed"),
+        ("caps enforced", f"none: measured natively on {first['native_device'].get('ssh_host', 'the device')}"
+         if isinstance(first.get("native_device"), dict)
+         else f"CPU {'yes' if enforced.get('cpus') else 'NO'}, memory {'yes' if enforced.get('memory') else 'NO'}"
+         if enforced else "none reported"),
         ("how", enforced.get("how")), ("runtimes", ", ".join(versions)),
         ("host", f"{host.get('hostname') or ''} {host.get('cpu_model') or ''}".strip()),
         ("kernel", host.get("kernel")), ("measured", _when(records)),

@@ -115,7 +115,7 @@ def profile(opts, notice):
         raise PipelineError(store_error + (f"; the results are in --{', --'.join(saved)}" if saved
                                            else "; the results above were not saved"))
     for path in figures:
-        notice(f"figure {path}")
+        notice(f"wrote {path}")
     return records
 
 

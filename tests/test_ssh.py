@@ -28,8 +28,11 @@ def test_a_model_measured_over_ssh_is_a_native_device_row_in_the_store(ssh_devic
     from profiler.store import Store
 
     db = tmp_path / "profiles.db"
-    done, (record,) = on_device(ssh_device, tmp_path, models["onnx"], "--store", db, "--iterations", 20)
+    report = tmp_path / "report.html"
+    done, (record,) = on_device(ssh_device, tmp_path, models["onnx"], "--store", db, "--iterations", 20,
+                                "--html", report)
     assert done.returncode == 0, done.stderr
+    assert "<dd>none: measured natively on edge-device</dd>" in report.read_text()  # not "caps enforced: NO"
     assert record["status"] == "ok" and record["backend"] == "ssh"
     assert record["native_device"] == {"ssh_host": "edge-device"}
     assert record["host"]["python"] == subprocess.run(["/usr/bin/python3", "-c", "import platform; "
