@@ -91,9 +91,12 @@ class Store:
 
         >>> import os, tempfile
         >>> from profiler import Store
-        >>> store = Store(os.path.join(tempfile.mkdtemp(), "profiles.db"))
-        >>> len(store.to_pandas())
-        0
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     store = Store(os.path.join(folder, "profiles.db"))
+        ...     empty = store.to_pandas()
+        ...     store.close()
+        >>> len(empty), list(empty.columns)
+        (0, ['model', 'runtime', 'status'])
         """
         from profiler.export import to_pandas
 
