@@ -62,12 +62,15 @@ class TargetDevice:
         """The target an env file describes, with keyword settings on top (as the command's options are).
 
         A keyword is the env key in lower case (``cpus=1`` for CPUS, ``timeout_s=60`` or ``timeout=60``
-        for TIMEOUT_S); numbers, lists of cores and sizes such as ``"512m"`` are accepted.
+        for TIMEOUT_S); numbers, lists of cores and sizes such as ``"512m"`` are accepted (a size without
+        a unit is in bytes, as in the env file; ``device_ram_mb=4096`` is in MiB).
 
         >>> from profiler import Target
         >>> t = Target.from_env("env.template", backend="local", cpus=1, memory="512m", iterations=20)
         >>> (t.backend, t.cpus, t.memory_mb, t.iterations)
         ('local', 1.0, 512.0, 20)
+        >>> Target.from_env(device_ram_mb=4096, cpu_set=[0]).device_ram_mb
+        4096.0
         >>> Target.from_env(cpus=-1)
         Traceback (most recent call last):
         ...
@@ -85,6 +88,8 @@ class TargetDevice:
                 value = ("," if key == "CPU_SET" else " ").join(str(v) for v in value)
             elif isinstance(value, bool):
                 value = "1" if value else "0"
+            elif name == "device_ram_mb":
+                value = f"{value}m"
             overrides[key] = str(value)
         if overrides.get("SSH_HOST") and not overrides.get("BACKEND"):
             overrides["BACKEND"] = "ssh"
