@@ -73,6 +73,41 @@ def profile_grid(models, runtime, configs, memory, iterations, repetitions, back
     return rows
 
 
+RETRIES = 2  # an unstable measurement is taken again at most this often; the steadiest one is kept
+
+
+def _unstable(record):
+    from profiler.harness import UNSTABLE_IQR_RATIO
+
+    stats = record.get("latency_ms") or {}
+    return record["status"] == "ok" and stats["iqr"] > UNSTABLE_IQR_RATIO * stats["median"]
+
+
+def _steadier(backend, target, runtime, fresh, save):
+    """Measure again the models whose IQR is above the harness's instability bar (a busy host: on a
+    shared machine one such reference can carry a whole calibration), keep each model's steadiest
+    measurement, marked `remeasured`, and save it. Returns how many re-measurements were made."""
+    from profiler.api import add_card
+
+    made = 0
+    for attempt in range(1, RETRIES + 1):
+        shaky = [r for r in fresh.values() if _unstable(r)]
+        if not shaky:
+            break
+        again = {}
+        backend.run(target, [r["path"] for r in shaky], lambda record: again.__setitem__(record["sha256"], record),
+                    runtime=runtime)
+        made += len(shaky)
+        for sha, record in again.items():
+            old = fresh[sha]
+            if record["status"] == "ok" and (record["latency_ms"]["iqr"] / record["latency_ms"]["median"]
+                                             < old["latency_ms"]["iqr"] / old["latency_ms"]["median"]):
+                add_card(record, target)
+                fresh[sha] = dict(record, remeasured=attempt)
+                save(fresh[sha])
+    return made
+
+
 def profile_cached(paths, store_path, env, runtime, progress=True):
     """{key: host record} for {key: model path}, profiling only what the store lacks for this target.
 
@@ -99,20 +134,24 @@ def profile_cached(paths, store_path, env, runtime, progress=True):
         backend = select_backend(target)
         bar = tqdm(total=len(missing), desc=f"profiling {runtime} ({backend.name})", unit="model", disable=not progress)
         start = time.perf_counter()
+        fresh = {}
 
         def on_result(record):
             add_card(record, target)
-            store.save(record)
-            if record["status"] == "ok":
-                records[by_sha[record["sha256"]]] = record
-            else:
-                print(f"{record['model']}: {record['status']}: {record.get('error')}", file=sys.stderr)
+            store.save(record)  # as it arrives: an interrupted run keeps what it measured
+            fresh[record["sha256"]] = record
             bar.update(1)
 
         backend.run(target, missing, on_result, runtime=runtime)
         bar.close()
+        remeasured = _steadier(backend, target, runtime, fresh, store.save)
+        for record in fresh.values():
+            if record["status"] == "ok":
+                records[by_sha[record["sha256"]]] = record
+            else:
+                print(f"{record['model']}: {record['status']}: {record.get('error')}", file=sys.stderr)
         print(f"profiled {len(missing)} {runtime} models in {time.perf_counter() - start:.1f} s "
-              f"({backend.name} backend)", file=sys.stderr)
+              f"({backend.name} backend; {remeasured} unstable measurement(s) taken again)", file=sys.stderr)
     store.close()
     return records
 

@@ -3,7 +3,7 @@
 import os
 
 MAX_MODELS = 50  # beyond this a figure stops being readable: the fastest are shown, and it says so
-LOG_SPAN = 10.0  # a log axis when the latencies span more than a decade
+LOG_SPAN = 10.0  # a log axis when the boxes (quartiles) span more than a decade
 
 
 def _samples(records):
@@ -43,8 +43,8 @@ def distribution_figure(records):
     labels = [f"{r['model']} ({r.get('runtime')})" for r in shown]
     import numpy as np
 
-    low = min(np.percentile(d, 1) for d in data)  # the whiskers' span: one slow outlier decides nothing
-    high = max(np.percentile(d, 99) for d in data)
+    low = min(np.percentile(d, 25) for d in data)  # the boxes' span: a few slow runs decide nothing
+    high = max(np.percentile(d, 75) for d in data)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.42 * len(shown)))
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, widths=0.6,
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.5},

@@ -56,3 +56,24 @@ def test_swapped_pairs_are_weighed_against_the_noise():
     assert len(lines) == 2
     assert lines[0].startswith("   - Swapped: a and b, 1.0% apart at CPU = 1 and 1.0% at CPU = 2") and "within the noise" in lines[0]
     assert lines[1].startswith("   - Swapped: c and d, 30.0% apart at CPU = 1 and 30.0% at CPU = 2") and "beyond the noise" in lines[1]
+
+
+def test_an_unstable_reference_is_measured_again_and_the_steadiest_kept():
+    from experiments.seedlib import _steadier, _unstable
+    from profiler.config import load_target
+    from profiler.sandbox.local import LocalBackend
+    from tests.conftest import example
+
+    backend, target = LocalBackend(notice=lambda m: None), load_target(None, {"CPUS": "1", "ITERATIONS": "30",
+                                                                              "WARMUP": "3", "BACKEND": "local"})
+    measured = []
+    backend.run(target, [example("tiny_cnn.onnx")], measured.append, runtime="onnx")
+    (record,) = measured
+    steady = {record["sha256"]: record}
+    assert (_steadier(backend, target, "onnx", dict(steady), lambda r: None) > 0) == _unstable(record)
+    shaky = dict(record, latency_ms=dict(record["latency_ms"], iqr=record["latency_ms"]["median"]))  # IQR = median
+    fresh, saved = {record["sha256"]: shaky}, []
+    assert _steadier(backend, target, "onnx", fresh, saved.append) >= 1
+    kept = fresh[record["sha256"]]
+    assert kept["remeasured"] >= 1 and saved[-1] is kept and kept["latency_ms"]["iqr"] < kept["latency_ms"]["median"]
+    assert kept["model_card"]["macs"] > 0  # a re-measurement is a whole record, card included
