@@ -10,7 +10,7 @@ import time
 
 import profiler
 from profiler.harness import write_atomic
-from profiler.report import _caps, _macs
+from profiler.report import _caps, _macs, ranked, ranking_latency
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -169,15 +169,9 @@ def results_section(records):
 
 
 def ranking_section(records):
-    ok = [r for r in records if r.get("status") == "ok" and r.get("latency_ms")]
+    ok, key = ranked(records), ranking_latency
     if not ok:
         return ""
-
-    def key(r):
-        p = (r.get("prediction") or {}).get("latency_ms")
-        return p["value"] if p else r["latency_ms"]["median"]
-
-    ok.sort(key=key)
     predicted = any((r.get("prediction") or {}).get("latency_ms") for r in ok)
     others = [m for m in predicted_metrics(ok) if m != "latency_ms"]
     header = ["rank", "model", "runtime", ("predicted device ms" if predicted else "median ms"), "× fastest"]
@@ -246,12 +240,15 @@ def _calibration_figures(calibration, folder, device_name="device"):
 
 def calibration_report(path, calibration, device_name="device"):
     """Write the report of one fit: the fit table, every reference, the figures and the provenance."""
+    from calibration.api import Calibration
+
     fits = calibration["fits"]
     header = ["metric", "threads", "method", "n", "R²", "MAPE %", "LOO MAPE %", "within ±10% (LOO)", "ρ", "τ",
               "host range"]
-    rows = [[f["metric"], f["threads"], f["method"], f["n"], f["r2"], f["mape"], f.get("loo_mape"),
-             f.get("loo_within_10pct") if f.get("loo_within_10pct") is None else 100 * f["loo_within_10pct"],
-             f.get("spearman"), f.get("kendall"), " – ".join(_num(v) for v in f["host_range"])] for f in fits]
+    summary = Calibration(calibration).summary()
+    summary = summary.astype(object).where(summary.notna(), None).to_dict("records")  # plain numbers, None for none
+    rows = [[s[c] for c in ("metric", "threads", "method", "n", "r2", "mape", "loo_mape", "loo_within10", "spearman",
+                            "kendall")] + [" – ".join(_num(v) for v in f["host_range"])] for s, f in zip(summary, fits)]
     choices = "".join(f"<li>{_e(f['metric'])} at {f['threads']} threads: auto chose {_e(f['auto']['chose'])} "
                       f"({_e(f['auto']['why'])})</li>" for f in fits if f.get("auto"))
     refs = []

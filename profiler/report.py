@@ -95,13 +95,21 @@ def _prediction_cells(prediction):
     return cells
 
 
+def ranking_latency(record):
+    """What a model is ranked by: its predicted device latency when there is one, else its median."""
+    p = (record.get("prediction") or {}).get("latency_ms")
+    return p["value"] if p else record["latency_ms"]["median"]
+
+
+def ranked(records):
+    """The measured models, fastest first."""
+    return sorted((r for r in records if r["status"] == "ok" and r.get("latency_ms")), key=ranking_latency)
+
+
 def ranking(records):
     """hyperfine-style summary: fastest first, with ratios to the fastest."""
-    def key(r):
-        p = (r.get("prediction") or {}).get("latency_ms")
-        return p["value"] if p else r["latency_ms"]["median"]
-
-    ok = sorted((r for r in records if r["status"] == "ok" and r.get("latency_ms")), key=key)
+    key = ranking_latency
+    ok = ranked(records)
     if len(ok) < 2:
         return []
     basis = "predicted device latency" if ok[0].get("prediction") else "median latency"
