@@ -76,11 +76,14 @@ def profile_grid(models, runtime, configs, memory, iterations, repetitions, back
 RETRIES = 2  # an unstable measurement is taken again at most this often; the steadiest one is kept
 
 
+def _spread(record):
+    return record["latency_ms"]["iqr"] / record["latency_ms"]["median"]
+
+
 def _unstable(record):
     from profiler.harness import UNSTABLE_IQR_RATIO
 
-    stats = record.get("latency_ms") or {}
-    return record["status"] == "ok" and stats["iqr"] > UNSTABLE_IQR_RATIO * stats["median"]
+    return record["status"] == "ok" and _spread(record) > UNSTABLE_IQR_RATIO
 
 
 def _steadier(backend, target, runtime, fresh, save):
@@ -99,9 +102,7 @@ def _steadier(backend, target, runtime, fresh, save):
                     runtime=runtime)
         made += len(shaky)
         for sha, record in again.items():
-            old = fresh[sha]
-            if record["status"] == "ok" and (record["latency_ms"]["iqr"] / record["latency_ms"]["median"]
-                                             < old["latency_ms"]["iqr"] / old["latency_ms"]["median"]):
+            if record["status"] == "ok" and _spread(record) < _spread(fresh[sha]):
                 add_card(record, target)
                 fresh[sha] = dict(record, remeasured=attempt)
                 save(fresh[sha])
