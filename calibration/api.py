@@ -160,13 +160,16 @@ def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=N
 
 
 def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=None, metrics=None, fmt="auto",
-        model=None, threads=None, device_ram=None, start=None, end=None, prior="auto", device_target=None):
+        model=None, threads=None, device_ram=None, start=None, end=None, prior="auto", device_target=None,
+        skip_unsteady=False):
     """Fit device ≈ f(host) per metric and thread count, as `calibrate` does; returns a `Calibration`.
 
     device: a device log path (CSV, harness JSON, benchmark_model, onnxruntime_perf_test, jtop), a list of
     them, or a DataFrame with a model column, threads and metric columns with unit suffixes (latency_ms).
     host: the host profiles: `profiler.profile`'s results, a `profile --json`/`--csv` path, a `Store` or a
     store path; None reads the store at `store`. method: auto, ols, robust, loglinear, relative, features.
+    skip_unsteady: leave out references whose host figure is flagged unstable or disturbed (they are
+    named in a warning either way).
     """
     from calibration import core
     from calibration.importers import DeviceLogError
@@ -186,7 +189,9 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
                     if r.get("status", "ok") == "ok" and not r.get("native_device")]
     if not host_records:
         raise CalibrationError("no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
-    data = core.build(rows, host_records, method, metrics, device_ram_mb, prior=prior)
+    # From the store (--device-target) both sides are this tool's records: only steady ones are used.
+    data = core.build(rows, host_records, method, metrics, device_ram_mb, prior=prior,
+                      skip_unsteady=skip_unsteady or bool(device_target))
     return Calibration(data, warnings(data))
 
 

@@ -46,6 +46,9 @@ def fit_parser():
                         help="prior shape of the relative model's corrections, learned on public phone data: "
                              "auto (default: the shipped one for the references' runtime, if any), none, or a "
                              "prior JSON (experiments/mmb_phones/run.py --write-priors)")
+    parser.add_argument("--skip-unsteady", action="store_true",
+                        help="leave out references whose host figure is flagged unstable or disturbed (they are "
+                             "named in a warning either way; with --device-target they are always left out)")
     parser.add_argument("--metric", action="append", help="fit only this device metric (repeatable)")
     parser.add_argument("--device-name", default="device", help="label for the figures")
     parser.add_argument("--out", metavar="FILE", help="write the calibration JSON here")
@@ -91,7 +94,7 @@ def main(argv=None):
 
 def fit(opts):
     from calibration import api, core, report
-    from profiler.harness import check_writable, clobbered_input
+    from profiler.files import check_writable, clobbered_input
 
     inputs = {f"the device log {path}": path for path in opts.device}
     inputs.update({"the host results": opts.host, "the results store": None if opts.host else opts.store,
@@ -107,7 +110,7 @@ def fit(opts):
     calibration = api.fit(opts.device or None, opts.host, method=opts.method, store=opts.store, runtime=opts.runtime,
                           metrics=opts.metric, fmt=opts.format, model=opts.model, threads=opts.threads,
                           device_ram=opts.device_ram, start=opts.start, end=opts.end, prior=opts.prior,
-                          device_target=opts.device_target)
+                          device_target=opts.device_target, skip_unsteady=opts.skip_unsteady)
     for line in report.fit_table(calibration.data):
         print(line)
     for line in calibration.warnings:
@@ -129,7 +132,7 @@ def fit(opts):
 def predict(opts):
     from calibration import api, core, report
     from profiler.export import write_json
-    from profiler.harness import check_writable, clobbered_input
+    from profiler.files import check_writable, clobbered_input
 
     clash = clobbered_input({"--json": opts.json}, {"the calibration file": opts.calibration,
                                                      "the host results": opts.host,

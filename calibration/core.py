@@ -48,11 +48,12 @@ def _store_records(store):
 
 
 def device_rows_from_store(store, target_name):
-    """The native device measurements (`profile --on HOST`) of one target, as device rows."""
+    """The steady native device measurements (`profile --on HOST`) of one target, as device rows."""
     from calibration.importers import harness_rows
+    from profiler.stability import shaky
 
     records = [r for r in _store_records(store)
-               if r.get("native_device") and (r.get("target") or {}).get("name") == target_name]
+               if r.get("native_device") and (r.get("target") or {}).get("name") == target_name and not shaky(r)]
     if not records:
         names = sorted({(r.get("target") or {}).get("name") for r in _store_records(store) if r.get("native_device")})
         raise CalibrationError(f"{store}: no device measurements for target {target_name!r} "
@@ -96,6 +97,8 @@ def _host_csv(path):
     """Host rows of a `profile --csv` export (status ok only); messages name the file's line."""
     import pandas as pd
 
+    from profiler.escape import from_csv_cell
+
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -124,7 +127,8 @@ def _host_csv(path):
         threads = number(row, "threads", line)
         if threads is None or threads != int(threads):
             raise CalibrationError(f"{path}:{line}: column 'threads': {row.get('threads')!r} is not a whole number")
-        records.append({"model": row["model"], "sha256": row.get("sha256") or None, "runtime": row.get("runtime"),
+        records.append({"model": from_csv_cell(row["model"]), "sha256": row.get("sha256") or None,
+                        "runtime": row.get("runtime"), "flags": row.get("flags", "").split(),
                         "threads": int(threads), "started_at": row.get("started_at"),
                         "latency_ms": {"median": number(row, "latency_median_ms", line)},
                         "peak_memory_mb": number(row, "peak_memory_mb", line),
@@ -454,8 +458,16 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto"):
     return fits
 
 
-def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=None, prior="auto"):
+def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=None, prior="auto",
+          skip_unsteady=False):
+    """The calibration dict. References whose host figure is flagged unstable or disturbed are named
+    in `unsteady`, and left out with skip_unsteady."""
+    from profiler.stability import shaky
+
     pairs, unmatched = match(device_rows, host_records)
+    unsteady = [record["model"] for _, record in pairs if shaky(dict(record, status="ok"))]
+    if skip_unsteady:
+        pairs = [(row, record) for row, record in pairs if record["model"] not in unsteady]
     if len(pairs) < MIN_FIT:
         raise CalibrationError(f"{len(pairs)} device row(s) matched a host profile; a fit needs at least "
                                f"{MIN_FIT} (unmatched: {', '.join(f'{r.model}@{r.threads}' for r in unmatched) or 'none'})")
@@ -469,6 +481,7 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
         "target": target, "device_ram_mb": device_ram_mb, "method": method,
         "fits": fit_all(pairs, method, metrics, prior),
         "unmatched": [{"model": r.model, "threads": r.threads, "source": r.source} for r in unmatched],
+        "unsteady": {"models": unsteady, "left_out": bool(skip_unsteady and unsteady)},
     }
 
 
@@ -548,8 +561,17 @@ def predict_value(fit, host, record=None):
     if unseen:
         out["outside_mix"] = unseen
     state = fit.get("interval")
-    if state and state["space"] == "relative":
-        out["low"], out["high"] = value * (1 - state["t"] * state["s"]), value * (1 + state["t"] * state["s"])
+    spread = relative_spread(fit)
+    if state and spread is not None and value > 0:
+        # Relative, as the error is: the references' leave-one-out spread and the host figure's own
+        # uncertainty (its median's 95% interval, scaled by how much the fit passes it on), combined.
+        host_rel = host_uncertainty(record, fit["metric"]) if record else 0.0
+        elasticity = 1.0
+        if spec["kind"] == "linear" and fit.get("a") is not None:
+            elasticity = min(1.0, abs(fit["a"] * host / value))
+        total = float(np.hypot(spread, elasticity * host_rel))
+        out["low"], out["high"] = value * float(np.exp(-state["t"] * total)), value * float(np.exp(state["t"] * total))
+        out["host_uncertainty"] = round(host_rel, 6)
     elif state:
         x0 = np.log(host) if state["space"] == "log" else host
         half = state["t"] * state["s"] * np.sqrt(1 + 1 / state["n"] + (x0 - state["x_mean"]) ** 2 / state["sxx"])
@@ -558,6 +580,26 @@ def predict_value(fit, host, record=None):
         else:
             out["low"], out["high"] = value - float(half), value + float(half)
     return out
+
+
+def relative_spread(fit):
+    """The root mean square of the references' relative leave-one-out errors (None without them)."""
+    state = fit.get("interval") or {}
+    if state.get("space") == "relative":
+        return state["s"]
+    pairs = [(r["loo"], r["device"]) for r in fit.get("references") or [] if r.get("loo") is not None and r["device"]]
+    if len(pairs) < MIN_INTERVALS:
+        return None
+    return float(np.sqrt(np.mean([((loo - device) / device) ** 2 for loo, device in pairs])))
+
+
+def host_uncertainty(record, metric):
+    """A host figure's own relative standard error: its median's 95% interval half-width over 1.96
+    times the median (latency; other metrics carry none)."""
+    stats = record.get("latency_ms") if metric == "latency_ms" else None
+    if not isinstance(stats, dict) or not stats.get("median") or stats.get("ci_low") is None:
+        return 0.0
+    return max(0.0, (stats["ci_high"] - stats["ci_low"]) / 2 / 1.96 / stats["median"])
 
 
 class Predictor:

@@ -36,6 +36,13 @@ def warnings(calibration):
         if fit["n"] < 3:
             out.append(f"WARNING: {fit['metric']} at {fit['threads']} threads: only {fit['n']} references; "
                        f"no LOOCV or prediction interval (needs 3)")
+    unsteady = calibration.get("unsteady") or {}
+    if unsteady.get("models"):
+        names = ", ".join(unsteady["models"][:8]) + (" …" if len(unsteady["models"]) > 8 else "")
+        out.append(f"WARNING: {len(unsteady['models'])} reference(s) have an unstable or disturbed host figure: "
+                   f"{names}; " + ("left out of the fit (--skip-unsteady)" if unsteady.get("left_out") else
+                                   "profile them again on a quiet host (--remeasure), or leave them out "
+                                   "with --skip-unsteady"))
     if calibration.get("unmatched"):
         names = ", ".join(f"{u['model']}@{u['threads']}t" for u in calibration["unmatched"])
         out.append(f"WARNING: {len(calibration['unmatched'])} device row(s) matched no host profile and were "

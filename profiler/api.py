@@ -22,6 +22,7 @@ import atexit
 import os
 import sys
 from collections import OrderedDict
+from dataclasses import replace
 
 from profiler.config import ConfigError, TargetDevice
 from profiler.harness import printable
@@ -167,7 +168,8 @@ def _close_kept_backends():
 
 
 def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure=False, calibration=None,
-            force=False, progress=False, notice=None, warn=None, on_result=None, keep_backend=False):
+            force=False, progress=False, notice=None, warn=None, on_result=None, keep_backend=False,
+            retries=None):
     """Profile model files under the target's caps, as `profile` does, and return `Results`.
 
     models: file paths (.tflite, .onnx, .pt/.pth, .pt2); target: a `Target`, an env file path or None.
@@ -178,7 +180,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     on the results). on_result(record): called as each model finishes (for exports that must survive a
     crash). keep_backend: keep the backend for the next call with the same target (search loops).
     """
-    from profiler import report
+    from profiler import report, stability
     from profiler.sandbox import SandboxError
 
     target = as_target(target)
@@ -196,11 +198,14 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
         if predictor.needs_op_profile() and not target.op_profile_runs:
             target.op_profile_runs = 20
             notice("notice: the calibration uses per-operator times; profiling with --op-profile 20")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise ProfileError(f"retries={retries!r}: a whole number of at least 0")
     store, opened = open_store(store)
     try:
         backend = _backend(target, list(groups), notice, warn, keep_backend)
         try:
-            _measure(backend, target, groups, store, remeasure, predictor, progress, notice, on_result, results)
+            _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result,
+                     results, stability.REMEASURE if retries is None else retries)
         except SandboxError as exc:  # what was measured is in the store already
             raise ProfileError(str(exc)) from None
         finally:
@@ -219,13 +224,13 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     return results
 
 
-def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, on_result, results):
-    from profiler import sweep
-    from profiler.store import StoreError
+def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result, results,
+             retries):
+    from profiler import cores, sweep
 
     total = sum(len(p) for p in groups.values())
     if store is not None and not remeasure:
-        stored, groups = sweep.from_store(store, backend, target, groups)
+        stored, groups, shaky = sweep.from_store(store, backend, target, groups)
         if stored:
             notice(f"{len(stored)} of {total} from the store (measured before for this target; --remeasure "
                    "measures them again)")
@@ -233,28 +238,67 @@ def _measure(backend, target, groups, store, remeasure, predictor, progress, not
                 if predictor is not None:
                     predictor.annotate(record)
                 results.append(record)
+        if shaky:
+            notice(f"{shaky} stored record(s) were unstable or disturbed; measuring them again")
+    if not groups:
+        return
+    choice = cores.for_target(target)  # free cores, claimed until this run ends
+    if choice is not None:
+        for line in choice.warnings:
+            warn(line)
+        target = replace(target, assigned_cores=choice.cores)
+    try:
+        _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice)
+    finally:
+        if choice is not None:
+            choice.release()
+
+
+def _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice):
+    from profiler import stability, sweep
+    from profiler.store import StoreError
+
     bar = _progress(sum(len(p) for p in groups.values()), progress)
 
+    def save(record):
+        if store is not None and not getattr(results, "store_error", None):
+            try:
+                store.save(record)
+            except StoreError as exc:  # the measurement stands; the store is reported once, at the end
+                results.store_error = str(exc)
+
     def one(record):
+        if choice is not None:
+            record["cores"] = dict(choice.info)
         add_card(record, target)
         if predictor is not None:
             predictor.annotate(record)
         results.append(record)
         if on_result is not None:
             on_result(record)
-        if store is not None and not getattr(results, "store_error", None):
-            try:
-                store.save(record)
-            except StoreError as exc:  # the measurement stands; the store is reported once, at the end
-                results.store_error = str(exc)
+        save(record)
         bar.update(1)
         bar.set_postfix_str(f"{record['model']}: {record['status']}")
 
     try:
-        if groups:
-            sweep.run_all(backend, target, groups, one)
+        sweep.run_all(backend, target, groups, one)
     finally:
         bar.close()
+    fresh = {i: r for i, r in enumerate(results) if not r.get("from_store")}
+    if retries and any(stability.shaky(r) for r in fresh.values()) and not backend.cancelled:
+        changed, made = stability.remeasure(fresh, lambda again, emit: sweep.run_all(backend, target, again, emit),
+                                            retries)
+        for i, record in changed.items():
+            if choice is not None:
+                record["cores"] = dict(choice.info)
+            add_card(record, target)
+            if predictor is not None:
+                predictor.annotate(record)
+            results[i] = record
+            if on_result is not None:
+                on_result(record)  # the same model again: exports replace its row
+            save(record)
+        notice(f"{made} unstable or disturbed measurement(s) taken again; the steadiest of each kept")
 
 
 def add_card(record, target):

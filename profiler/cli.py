@@ -5,6 +5,8 @@ import os
 import signal
 import sys
 
+from profiler.harness import non_negative_int
+
 EPILOG = """examples:
   profile --env env.template model.tflite other.onnx net.pt --json results.json
   profile --env env.template --cpus 2 --memory 1g --iterations 500 model.onnx
@@ -13,6 +15,10 @@ EPILOG = """examples:
   profile --env env.template --cpus 1 --jobs 2 zoo/*.onnx       # two sandboxes at once, one core each
   profile --env env.template --backend slurm --jobs 64 --slurm-partition cpu nb201/*.onnx
   profile --env pi5.env --on pi@raspberrypi refs/*.onnx         # natively on the device, into the store
+
+Every timed run's wait for a core is read (/proc schedstat): runs that waited are left out of the
+figures when enough others remain, and a record whose figures are still shaky is flagged (unstable,
+disturbed), measured again (--retries) and never served from the store as if it were steady.
 
 Settings come from the env file (see env.template); an option overrides the key it names
 (--cpus CPUS overrides CPUS).
@@ -30,7 +36,10 @@ OVERRIDES = [  # (option, env key, help)
     ("--swap", "SWAP", "swap allowed on top of MEMORY (default 0)"),
     ("--threads", "THREADS", "runtime threads (default ceil(CPUS))"),
     ("--warmup", "WARMUP", "untimed runs (default 10)"),
-    ("--iterations", "ITERATIONS", "timed runs (default 100)"),
+    ("--iterations", "ITERATIONS", "timed runs (default 100); with --target-ci, the least"),
+    ("--target-ci", "TARGET_CI", "keep timing until the median's 95%% interval is within this share of it, "
+                                 "e.g. 1%% or 0.01 (default: a fixed ITERATIONS)"),
+    ("--time-budget", "TIME_BUDGET_S", "seconds of timed runs per model --target-ci may spend (default 10)"),
     ("--batch", "BATCH", "batch size (default 1)"),
     ("--timeout", "TIMEOUT_S", "seconds per model before it counts as timeout (default 600)"),
     ("--input-shapes", "INPUT_SHAPES", "pin dynamic dims, e.g. input:1x3x224x224"),
@@ -76,6 +85,9 @@ def build_parser():
     out.add_argument("--force", action="store_true", help="use a calibration made for another runtime or thread count")
     out.add_argument("--remeasure", action="store_true",
                      help="measure again models the store already holds for this target (default: reuse them)")
+    out.add_argument("--retries", type=non_negative_int, default=None, metavar="N",
+                     help="measure a model whose figures are unstable or disturbed again, at most N times, and "
+                          "keep the steadiest (default 2; 0: never)")
     out.add_argument("--card-only", action="store_true", help="print each model's static card and run nothing")
     out.add_argument("--quiet", action="store_true", help="no progress bar or notices")
     return parser

@@ -34,6 +34,8 @@ class TargetDevice:
     device_ram_mb: Optional[float] = None
     op_profile_runs: int = 0  # >0: also time per operator class with the runtime's profiler (ONNX)
     sample_memory: bool = False  # resident memory after every timed run (mean_rss_mb)
+    target_ci: float = 0.0  # >0: time until the median's 95% interval is within ±target_ci of it
+    time_budget_s: float = 10.0  # seconds of timed runs per model that target_ci may spend
     jobs: int = 1  # sandboxes (or Slurm steps) at once, each on its own ceil(CPUS) cores
     slurm_partition: Optional[str] = None
     slurm_account: Optional[str] = None
@@ -51,6 +53,13 @@ class TargetDevice:
         """The part of the target that identifies a measurement (stored with every result)."""
         return {"name": self.name, "cpus": self.cpus, "cpuset": self.cpu_set, "threads": self.threads,
                 "memory_mb": self.memory_mb, "swap_mb": self.swap_mb, "batch": self.batch}
+
+    def settings(self):
+        """What changes what is measured besides the target: part of a stored record's key."""
+        return {"warmup": self.warmup, "iterations": self.iterations, "seed": self.seed,
+                "input_shapes": self.input_shapes, "target_ci": self.target_ci,
+                "time_budget_s": self.time_budget_s if self.target_ci else None,
+                "op_profile_runs": self.op_profile_runs}
 
     def as_dict(self):
         data = asdict(self)
@@ -180,7 +189,8 @@ def _docker_args(text, values, warnings):
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
         "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
         "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S"}
+        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S"}
+MAX_RUNS = 10 ** 7  # ITERATIONS and WARMUP: far above any useful count, and below what a sandbox can run in a week
 MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
 
@@ -303,9 +313,18 @@ def build_target(values, warnings, host_cores=None):
     t.threads = (_number("THREADS", get("THREADS"), int, 1, maximum=MAX_THREADS) if get("THREADS") not in (None, "")
                  else math.ceil(t.cpus))
     if get("WARMUP") not in (None, ""):
-        t.warmup = _number("WARMUP", get("WARMUP"), int, 0)
+        t.warmup = _number("WARMUP", get("WARMUP"), int, 0, maximum=MAX_RUNS)
     if get("ITERATIONS") not in (None, ""):
-        t.iterations = _number("ITERATIONS", get("ITERATIONS"), int, 1)
+        t.iterations = _number("ITERATIONS", get("ITERATIONS"), int, 1, maximum=MAX_RUNS)
+    if get("TARGET_CI") not in (None, ""):
+        text = str(get("TARGET_CI")).strip()
+        value = _number("TARGET_CI", text[:-1] if text.endswith("%") else text, float, 0)
+        t.target_ci = value / 100 if text.endswith("%") else value
+        if t.target_ci >= 1:
+            raise ConfigError(f"TARGET_CI={text}: a share of the median below 1 (e.g. 0.01 or 1%)")
+    if get("TIME_BUDGET_S") not in (None, ""):
+        t.time_budget_s = _number("TIME_BUDGET_S", get("TIME_BUDGET_S"), float, 0, strict=True,
+                                  maximum=MAX_TIMEOUT_S)
     if get("BATCH") not in (None, ""):
         t.batch = _number("BATCH", get("BATCH"), int, 1)
     if get("BASE_IMAGE") not in (None, ""):

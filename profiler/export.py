@@ -1,18 +1,24 @@
-"""Exporters: one function per format, each writing atomically (temp file, then rename)."""
+"""Exporters: one function per format, each writing atomically (temp file, then rename). Every
+format carries the flags (unstable, disturbed, remeasured, extrapolated, outside_mix) and the
+intervals; CSV cells that a spreadsheet would run as formulas are neutralised."""
 
 import csv
 import json
 
-from profiler.harness import write_atomic
+from profiler.escape import csv_cell
+from profiler.files import write_atomic
 
 CSV_COLUMNS = [
     "model", "path", "sha256", "format", "runtime", "runtime_version", "backend", "status", "error",
     "target_name", "cpus", "threads", "memory_mb", "enforced_cpus", "enforced_memory",
     "load_ms", "first_inference_ms", "warmup", "iterations",
     "latency_mean_ms", "latency_median_ms", "latency_std_ms", "latency_min_ms", "latency_max_ms",
-    "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_iqr_ms",
+    "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_iqr_ms", "latency_ci_low_ms", "latency_ci_high_ms",
+    "flags", "disturbed_runs", "timed_runs", "figures_from",
     "throughput_ips", "peak_memory_mb", "rss_peak_mb", "idle_memory_mb", "memory_source",
-    "predicted_latency_ms", "predicted_peak_memory_mb", "started_at",
+    "predicted_latency_ms", "predicted_latency_ms_low", "predicted_latency_ms_high",
+    "predicted_peak_memory_mb", "predicted_peak_memory_mb_low", "predicted_peak_memory_mb_high",
+    "extrapolated", "outside_mix", "exceeds_device_ram", "started_at",
 ]
 
 
@@ -20,15 +26,26 @@ def flatten(record):
     target, enforced = record.get("target") or {}, record.get("enforced") or {}
     stats = record.get("latency_ms") or {}
     prediction = record.get("prediction") or {}
+    from profiler.report import flags
+
+    disturbance = record.get("disturbance") or {}
     row = {key: record.get(key) for key in CSV_COLUMNS}
     row.update(target_name=target.get("name"), cpus=target.get("cpus"), threads=target.get("threads"),
                memory_mb=target.get("memory_mb"), enforced_cpus=enforced.get("cpus"),
-               enforced_memory=enforced.get("memory"),
-               predicted_latency_ms=(prediction.get("latency_ms") or {}).get("value"),
-               predicted_peak_memory_mb=(prediction.get("peak_memory_mb") or {}).get("value"))
+               enforced_memory=enforced.get("memory"), flags=" ".join(flags(record)),
+               disturbed_runs=disturbance.get("runs"), timed_runs=disturbance.get("of"),
+               figures_from=disturbance.get("basis"),
+               extrapolated=any(p.get("extrapolated") for p in prediction.values()) if prediction else None,
+               outside_mix=" ".join(sorted({c for p in prediction.values() for c in p.get("outside_mix") or []})),
+               exceeds_device_ram=(prediction.get("peak_memory_mb") or {}).get("exceeds_device_ram"))
+    for metric in ("latency_ms", "peak_memory_mb"):
+        p = prediction.get(metric) or {}
+        base = f"predicted_{metric}"
+        row[base], row[f"{base}_low"], row[f"{base}_high"] = p.get("value"), p.get("low"), p.get("high")
     for key in ("mean", "median", "std", "min", "max", "p90", "p95", "p99", "iqr"):
         row[f"latency_{key}_ms"] = stats.get(key)
-    return row
+    row["latency_ci_low_ms"], row["latency_ci_high_ms"] = stats.get("ci_low"), stats.get("ci_high")
+    return {key: csv_cell(value) for key, value in row.items()}
 
 
 def write_json(path, records):
@@ -42,17 +59,21 @@ def write_csv(path, records):
     write_atomic(path, lambda f: frame.to_csv(f, index=False, lineterminator="\n"))
 
 
-LEADING = ["model", "runtime", "status", "latency_ms.median", "latency_ms.iqr", "latency_ms.p99", "load_ms",
+LEADING = ["model", "runtime", "status", "latency_ms.median", "flags", "latency_ms.iqr", "latency_ms.ci_low",
+           "latency_ms.ci_high", "latency_ms.p99", "load_ms",
            "peak_memory_mb", "prediction.latency_ms.value", "prediction.latency_ms.low", "prediction.latency_ms.high",
            "prediction.latency_ms.extrapolated", "prediction.peak_memory_mb.value", "backend", "path", "sha256"]
-DROPPED = ("samples_ms",)  # every timed run: kept in the records and the JSON, too long for a table cell
+DROPPED = ("samples_ms", "samples_wait_ms")  # every timed run: kept in the records and the JSON, too long for a table cell
 
 
 def to_pandas(records):
     """A DataFrame, one row per record, nested fields flattened with dots (latency_ms.median)."""
     import pandas as pd
 
-    frame = pd.json_normalize([{k: v for k, v in r.items() if k not in DROPPED} for r in records])
+    from profiler.report import flags
+
+    frame = pd.json_normalize([dict({k: v for k, v in r.items() if k not in DROPPED}, flags=flags(r))
+                               for r in records])
     if frame.empty:
         return pd.DataFrame(columns=LEADING[:3])
     first = [c for c in LEADING if c in frame.columns]
@@ -77,6 +98,6 @@ def write_card_csv(path, cards):
             info = card["model_card"]
             row = {"model": card["model"], "path": card["path"], **{k: info.get(k) for k in columns[2:7]}}
             row.update({f"macs_{c}": (info.get("macs_by_class") or {}).get(c, 0) for c in classes})
-            writer.writerow(row)
+            writer.writerow({key: csv_cell(value) for key, value in row.items()})
 
     write_atomic(path, write)

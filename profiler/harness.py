@@ -11,15 +11,14 @@ of memory or passes its timeout becomes a row with that status; the rest still r
 
 import argparse
 import csv
-import errno
 import gc
 import hashlib
 import json
+import math
 import os
 import platform
 import select
 import signal
-import stat
 import sys
 import time
 
@@ -28,6 +27,7 @@ if __package__ in (None, ""):  # run as a file on a device: make the package imp
     __package__ = "profiler"
 
 from profiler import __version__
+from profiler.files import check_writable, write_atomic
 from profiler.runtimes import ModelError, adapter, make_inputs, parse_input_shapes, resolve_shapes, runtime_for
 
 RESULT_VERSION = 1  # bump when a field changes meaning; profiler.store upgrades old rows
@@ -181,7 +181,106 @@ def latency_stats(samples_ms):
              "max": values[-1], "p90": percentile(values, 0.90), "p95": percentile(values, 0.95),
              "p99": percentile(values, 0.99),
              "iqr": percentile(values, 0.75) - percentile(values, 0.25)}
+    stats["ci_low"], stats["ci_high"] = median_ci(values)
+    stats["ci_rel"] = (stats["ci_high"] - stats["ci_low"]) / 2 / stats["median"] if stats["median"] > 0 else 0.0
     return {k: round(v, 6) for k, v in stats.items()}
+
+
+# A timed run that waited on the run queue for more than this share of its wall time was
+# disturbed: another process held its core. Latency figures come from the undisturbed runs when
+# at least MIN_CLEAN_SHARE of them (and MIN_CLEAN_RUNS) are left, else from all, flagged.
+DISTURBED_WAIT_SHARE = 0.02
+MIN_CLEAN_SHARE = 0.5
+MIN_CLEAN_RUNS = 10
+DISTURBED_FLAG_SHARE = 0.10  # a record whose figures include more disturbed runs than this is flagged
+MAX_ADAPTIVE_RUNS = 100000
+
+
+def disturbed_run(wall_ns, wait_ns):
+    return wait_ns > DISTURBED_WAIT_SHARE * wall_ns
+
+
+def min_clean(n):
+    return max(MIN_CLEAN_RUNS, math.ceil(MIN_CLEAN_SHARE * n))
+
+
+def median_ci(sorted_values):
+    """Distribution-free 95% confidence interval of the median: the order statistics at
+    n/2 ∓ 1.96·√n/2 (the binomial rank interval, normal approximation)."""
+    n = len(sorted_values)
+    if n < 3:
+        return sorted_values[0], sorted_values[-1]
+    half = 0.98 * math.sqrt(n)
+    low, high = max(0, int(math.floor(n / 2 - half)) - 1), min(n - 1, int(math.ceil(n / 2 + half)))
+    return sorted_values[low], sorted_values[high]
+
+
+def median_ci_rel(samples):
+    """Half the median's 95% interval over the median (0.01: the median is known to ±1%)."""
+    if not samples:
+        return float("inf")
+    values = sorted(samples)
+    low, high = median_ci(values)
+    median = percentile(values, 0.5)
+    return (high - low) / 2 / median if median > 0 else float("inf")
+
+
+def robust_stats(samples_ms, waits_ms, source):
+    """(latency stats, disturbance summary): the figures from the undisturbed runs when enough are left."""
+    if waits_ms is None or source is None:
+        stats = latency_stats(samples_ms)
+        return stats, {"source": None, "runs": None, "of": len(samples_ms), "basis": "all"}
+    bad = [disturbed_run(t, w) for t, w in zip(samples_ms, waits_ms)]
+    clean = [t for t, b in zip(samples_ms, bad) if not b]
+    basis = "undisturbed" if len(clean) >= min_clean(len(samples_ms)) else "all"
+    stats = latency_stats(clean if basis == "undisturbed" else samples_ms)
+    wall = sum(samples_ms)
+    disturbance = {"source": source, "runs": sum(bad), "of": len(samples_ms),
+                   "share": round(sum(bad) / len(samples_ms), 4), "wait_ms": round(sum(waits_ms), 4),
+                   "wait_share": round(sum(waits_ms) / wall, 4) if wall > 0 else 0.0, "basis": basis,
+                   "runs_used": len(clean) if basis == "undisturbed" else len(samples_ms)}
+    return stats, disturbance
+
+
+class RunQueueWait:
+    """Time this process's threads spent runnable but waiting for a core (field 2 of
+    /proc/<pid>/task/<tid>/schedstat, in ns), summed over the threads alive when it is made."""
+
+    def __init__(self):
+        self.fds = []
+        try:
+            for tid in os.listdir("/proc/self/task"):
+                self.fds.append(os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY))
+            self.total()
+            self.source = "schedstat"
+        except (OSError, ValueError, IndexError):
+            self.close()
+            self.source = None
+
+    def total(self):
+        waited = 0
+        for fd in self.fds:
+            try:
+                waited += int(os.pread(fd, 96, 0).split()[1])
+            except OSError:  # a runtime thread that ended: it waits no more
+                pass
+        return waited
+
+    def close(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+def scheduling():
+    """The measuring process's scheduling: its niceness and policy, the same in every backend."""
+    try:
+        policy = {os.SCHED_OTHER: "other", os.SCHED_FIFO: "fifo", os.SCHED_RR: "rr",
+                  getattr(os, "SCHED_BATCH", -1): "batch", getattr(os, "SCHED_IDLE", -2): "idle"}.get(
+            os.sched_getscheduler(0), "other")
+        return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "policy": policy}
+    except (OSError, AttributeError):
+        return None
 
 
 def sha256_of(path):
@@ -275,31 +374,47 @@ def measure(path, runtime, opts, cgroup):
     for _ in range(opts.warmup):
         run()
 
-    timings = [0] * opts.iterations
-    rss_samples = [0] * opts.iterations if opts.sample_memory else None
+    waits = RunQueueWait()  # the runtime's threads exist now: each one's run-queue delay is read
+    timings, wait_ns = [], []
+    rss_samples = [] if opts.sample_memory else None
+    statm = os.open("/proc/self/statm", os.O_RDONLY) if rss_samples is not None else None
+    page = os.sysconf("SC_PAGE_SIZE")
     clock = time.perf_counter_ns
+    budget_end = time.monotonic() + opts.time_budget if opts.target_ci else None
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the loop would land on one unlucky sample
     try:
-        if rss_samples is None:
-            for i in range(opts.iterations):
+        count = opts.iterations
+        while True:
+            for _ in range(count):
+                waited = waits.total()
                 start = clock()
                 run()
-                timings[i] = clock() - start
-        else:  # resident pages after each run, read outside the timed span
-            statm = os.open("/proc/self/statm", os.O_RDONLY)
-            page = os.sysconf("SC_PAGE_SIZE")
-            for i in range(opts.iterations):
-                start = clock()
-                run()
-                timings[i] = clock() - start
-                rss_samples[i] = int(os.pread(statm, 64, 0).split()[1]) * page
-            os.close(statm)
+                timings.append(clock() - start)
+                wait_ns.append(waits.total() - waited)  # read outside the timed span
+                if statm is not None:  # resident pages after each run, outside the timed span
+                    rss_samples.append(int(os.pread(statm, 64, 0).split()[1]) * page)
+            if budget_end is None:
+                break
+            clean = [t for t, w in zip(timings, wait_ns) if not disturbed_run(t, w)]
+            if median_ci_rel(clean if len(clean) >= min_clean(len(timings)) else timings) <= opts.target_ci \
+                    or time.monotonic() >= budget_end or len(timings) >= MAX_ADAPTIVE_RUNS:
+                break
+            count = max(10, len(timings) // 2)  # half as many again, then look once more
     finally:
         if gc_was_enabled:
             gc.enable()
+        if statm is not None:
+            os.close(statm)
+        waits.close()
     samples_ms = [t / 1e6 for t in timings]
-    stats = latency_stats(samples_ms)
+    stats, disturbance = robust_stats(samples_ms, [w / 1e6 for w in wait_ns], waits.source)
+    if opts.target_ci:
+        disturbance["convergence"] = {
+            "target_ci": opts.target_ci, "ci_rel": stats["ci_rel"], "runs": len(timings),
+            "stopped": ("target" if stats["ci_rel"] <= opts.target_ci else
+                        "max_runs" if len(timings) >= MAX_ADAPTIVE_RUNS else "budget"),
+            "time_budget_s": opts.time_budget}
 
     op_time_ms = None
     if opts.op_profile and hasattr(rt, "op_times"):
@@ -309,6 +424,8 @@ def measure(path, runtime, opts, cgroup):
     result = {
         "op_time_ms": op_time_ms, "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
         "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
+        "samples_wait_ms": [round(w / 1e6, 5) for w in wait_ns] if opts.keep_samples else None,
+        "disturbance": disturbance, "iterations_run": len(timings), "scheduling": scheduling(),
         "throughput_ips": round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
         "rss_peak_mb": round(proc_status_mb("VmHWM"), 3),
         "mean_rss_mb": round(sum(rss_samples) / len(rss_samples) / MIB, 3) if rss_samples else None,
@@ -471,6 +588,19 @@ def empty_run(opts):
             "idle_rss_mb": round(proc_status_mb("VmRSS"), 3)}
 
 
+def measurement_flags(record):
+    """What a record's figures cannot be trusted for: `unstable` (IQR above 10% of the median) and
+    `disturbed` (the figures include runs that waited for a core)."""
+    flags = []
+    stats, disturbance = record.get("latency_ms"), record.get("disturbance") or {}
+    if record.get("status") == "ok" and stats and stats["median"] > 0 \
+            and stats["iqr"] / stats["median"] > UNSTABLE_IQR_RATIO:
+        flags.append("unstable")
+    if disturbance.get("basis") == "all" and (disturbance.get("share") or 0) > DISTURBED_FLAG_SHARE:
+        flags.append("disturbed")
+    return flags
+
+
 def seen_inside(cgroup):
     """The caps as this process sees them: its cores and its memory cgroup's limit (how a backend
     reads back what it enforced)."""
@@ -506,12 +636,18 @@ def profile_models(opts, emit):
         except OSError as exc:
             record.update(status="error", error=f"{path}: {exc.strerror or exc}")
         record.setdefault("error", None)
-        stats = record.get("latency_ms")
+        record["flags"] = measurement_flags(record)
         warnings = []
-        if stats and stats["median"] > 0 and stats["iqr"] / stats["median"] > UNSTABLE_IQR_RATIO:
+        stats = record.get("latency_ms")
+        if "unstable" in record["flags"]:
             warnings.append(f"{record['model']}: the measurement may be unstable: IQR is "
                             f"{100 * stats['iqr'] / stats['median']:.0f}% of the median; close other "
                             f"programs, raise ITERATIONS, or pin CPU_SET away from busy cores")
+        if "disturbed" in record["flags"]:
+            d = record["disturbance"]
+            warnings.append(f"{record['model']}: {d['runs']} of {d['of']} timed runs waited for a core "
+                            f"({100 * d['wait_share']:.0f}% of the time); too few undisturbed runs are left, so "
+                            "its figures include them: another program shares this core")
         record["warnings"] = warnings
         emit(record)
 
@@ -561,6 +697,14 @@ def build_parser():
     parser.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
     parser.add_argument("--input-shapes", default="", help="pin dynamic dims, e.g. input:1x3x224x224")
+    parser.add_argument("--target-ci", type=float, default=0.0, metavar="FRACTION",
+                        help="after ITERATIONS, keep timing until the median's 95%% interval is within "
+                             "±FRACTION of it (0.01: ±1%%) or --time-budget is spent (0: fixed count)")
+    parser.add_argument("--time-budget", type=float, default=10.0, metavar="S",
+                        help="seconds of timed runs per model that --target-ci may spend (default 10)")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="run at this niceness (raised only; the backends pass the caller's, so every "
+                             "backend measures at the same priority)")
     parser.add_argument("--timeout", type=float, default=0, help="seconds per model before it counts as timeout (0: none)")
     parser.add_argument("--cgroup", action="store_true", help="report this process's cgroup peak (set by sandboxes)")
     parser.add_argument("--no-fork", dest="fork", action="store_false", help="measure in this process (no isolation)")
@@ -574,75 +718,6 @@ def build_parser():
     parser.add_argument("--csv", metavar="FILE", help="also write the rows `calibrate` imports to FILE")
     parser.add_argument("--json", metavar="FILE", help="also write all results as one JSON list to FILE")
     return parser
-
-
-def _tmp(path):
-    return f"{path}.tmp-{os.getpid()}"
-
-
-def _special(path):
-    """A character device, FIFO or socket: written through, never replaced by a regular file."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISBLK(mode)
-
-
-def clobbered_input(outputs, inputs):
-    """One line if an output (option -> path) is also an input (label -> path) or another output, else None."""
-    def same(a, b):
-        try:
-            return os.path.samefile(a, b)
-        except OSError:
-            return os.path.realpath(a) == os.path.realpath(b)
-
-    outputs = [(option, path) for option, path in outputs.items() if path and not _special(path)]
-    for i, (option, path) in enumerate(outputs):
-        for label, source in inputs.items():
-            if source and os.path.exists(source) and same(path, source):
-                return f"{option} {path}: is {label}, an input of this run; refusing to overwrite it"
-        for other, second in outputs[i + 1:]:
-            if same(path, second):
-                return f"{option} and {other} both write {path}; give each its own file"
-    return None
-
-
-def check_writable(path):
-    """Raise OSError naming `path` when a result file could not be written there (nothing is left behind)."""
-    if os.path.isdir(path):
-        raise OSError(errno.EISDIR, "is a folder, not a file", path)
-    if _special(path):
-        if not os.access(path, os.W_OK):
-            raise OSError(errno.EACCES, "Permission denied", path)
-        return
-    try:
-        open(_tmp(path), "w").close()
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, path) from None
-    os.remove(_tmp(path))
-
-
-def write_atomic(path, write):
-    """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file.
-    A device or FIFO (/dev/null, /dev/stdout, a named pipe) is written through instead."""
-    if _special(path):
-        try:
-            with open(path, "w", newline="") as f:
-                write(f)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, path) from None
-        return
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def main(argv=None):
@@ -660,6 +735,13 @@ def main(argv=None):
         return 0
     if not opts.models:
         parser.error("give at least one model file")
+    if opts.nice is not None:
+        try:
+            current = os.getpriority(os.PRIO_PROCESS, 0)
+            if opts.nice > current:
+                os.setpriority(os.PRIO_PROCESS, 0, min(19, opts.nice))
+        except OSError:
+            pass
     for option, path in (("--csv", opts.csv), ("--json", opts.json)):
         try:
             if path:

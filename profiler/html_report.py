@@ -9,7 +9,7 @@ import tempfile
 import time
 
 import profiler
-from profiler.harness import write_atomic
+from profiler.files import write_atomic
 from profiler.report import _caps, _macs, ranked, ranking_latency
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"

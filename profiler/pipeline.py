@@ -7,7 +7,7 @@ from profiler import export, report
 from profiler.api import ProfileError, check_models
 from profiler.api import profile as profile_models
 from profiler.config import ConfigError, TargetDevice
-from profiler.harness import check_writable, clobbered_input
+from profiler.files import check_writable, clobbered_input, is_special
 
 
 PipelineError = ProfileError  # the command's name for the API's one-line error
@@ -34,7 +34,7 @@ def check_output(path, option):
 OVERRIDE_KEYS = ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS",
                  "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM", "OP_PROFILE", "JOBS",
                  "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-                 "SSH_CONFIG")
+                 "SSH_CONFIG", "TARGET_CI", "TIME_BUDGET_S")
 
 
 def profile(opts, notice):
@@ -62,36 +62,35 @@ def profile(opts, notice):
             notice(f"warning: {warning}")
         return card_only(opts, target, groups)
 
-    def exports(records):
-        # Written after every model, so an interrupted run keeps what it measured.
+    def exports(records, final=False):
+        # Written after every model, so an interrupted run keeps what it measured; a FIFO or a device
+        # is written once, at the end (its reader takes one document).
         try:
-            if opts.json:
-                export.write_json(opts.json, records)
-            if opts.csv:
-                export.write_csv(opts.csv, records)
-            if opts.markdown:
-                export.write_markdown(opts.markdown, records)
+            for option, write in (("json", export.write_json), ("csv", export.write_csv),
+                                  ("markdown", export.write_markdown)):
+                path = getattr(opts, option, None)
+                if path and (final or not is_special(path)):
+                    write(path, records)
         except OSError as exc:  # e.g. the disk filled up; the sandbox is removed on the way out
             raise PipelineError(f"{exc.filename}: {exc.strerror}") from None
 
-    so_far = []
+    so_far = {}  # (runtime, path) -> record: a model measured again replaces its row
 
     def on_result(record):
-        so_far.append(record)
-        exports(so_far)
+        so_far[(record.get("runtime"), record.get("path"))] = record
+        exports(list(so_far.values()))
 
     try:
         records = profile_models(opts.models, target, runtime=opts.runtime, store=None if opts.no_store else opts.store,
                                  remeasure=getattr(opts, "remeasure", False), calibration=opts.calibration,
-                                 force=opts.force, progress=not opts.quiet, notice=notice,
+                                 force=opts.force, progress=not opts.quiet, notice=notice, retries=opts.retries,
                                  warn=lambda line: print(line, file=sys.stderr), on_result=on_result)
         store_error = None
     except ProfileError as exc:
         if exc.results is None:
             raise
         records, store_error = exc.results, str(exc)
-    if len(records) != len(so_far):  # some came from the store: the exports hold every model
-        exports(records)
+    exports(records, final=True)  # the store's records too, in the order given
 
     _out(report.results_table(records))
     ranked = report.ranking(records)

@@ -1,4 +1,7 @@
-"""Formatters: each returns lines; only the CLI prints them."""
+"""Formatters: each returns lines; only the CLI prints them. Names and messages from files are data:
+every cell goes through profiler.escape."""
+
+from profiler.escape import markdown_cell, printable_text
 
 
 def _ms(value):
@@ -43,29 +46,43 @@ def results_table(records):
 def markdown_lines(records):
     """The results table as GitHub markdown, then the ranking, for pasting into a review."""
     header, rows = result_rows(records)
-    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
     ranked = ranking(records)
     if ranked:
-        lines += ["", ranked[0], ""] + [f"- {line.strip()}" for line in ranked[1:]]
+        lines += ["", markdown_cell(ranked[0]), ""] + [f"- {markdown_cell(line.strip())}" for line in ranked[1:]]
     return lines
+
+
+def flags(record):
+    """Every reason to doubt a record's figures: the measurement's own flags (unstable, disturbed,
+    remeasured) and its prediction's (extrapolated, outside_mix)."""
+    found = list(record.get("flags") or [])
+    for p in (record.get("prediction") or {}).values():
+        if p.get("extrapolated") and "extrapolated" not in found:
+            found.append("extrapolated")
+        if p.get("outside_mix") and "outside_mix" not in found:
+            found.append("outside_mix")
+    return found
 
 
 def result_rows(records):
     """(header, rows): one row per model; the terminal and markdown tables both show these."""
     predicted = any(r.get("prediction") for r in records)
-    header = ["model", "runtime", "status", "load ms", "median ± IQR ms (min … max)", "p99 ms", "peak MiB", "MMACs",
-              "caps"]
+    header = ["model", "runtime", "status", "load ms", "median ± IQR ms (min … max)", "median 95% CI", "p99 ms",
+              "peak MiB", "MMACs", "caps", "flags"]
     if predicted:
         header += ["device ms (95% PI)", "device MiB"]
     rows = []
     for r in records:
         stats = r.get("latency_ms")
         latency = (f"{_ms(stats['median'])} ± {_ms(stats['iqr'])} ({_ms(stats['min'])} … {_ms(stats['max'])})"
-                   if stats else (r.get("error") or "-")[:60])
-        row = [r["model"], r.get("runtime") or "-", r["status"], _ms(r.get("load_ms")), latency,
-               _ms(stats["p99"]) if stats else "-", _mb(r.get("peak_memory_mb")), _macs(r), _caps(r)]
+                   if stats else printable_text(r.get("error") or "-")[:60])
+        ci = (f"{_ms(stats['ci_low'])}–{_ms(stats['ci_high'])}" if stats and stats.get("ci_low") is not None
+              else "-")
+        row = [printable_text(r["model"]), r.get("runtime") or "-", r["status"], _ms(r.get("load_ms")), latency, ci,
+               _ms(stats["p99"]) if stats else "-", _mb(r.get("peak_memory_mb")), _macs(r), _caps(r),
+               ",".join(flags(r)) or "-"]
         if predicted:
             row += _prediction_cells(r.get("prediction"))
         rows.append(row)
@@ -106,29 +123,44 @@ def ranked(records):
     return sorted((r for r in records if r["status"] == "ok" and r.get("latency_ms")), key=ranking_latency)
 
 
+def ranking_interval(record):
+    """The span a model's ranked figure may lie in: its prediction's 95% interval, else the host median's."""
+    p = (record.get("prediction") or {}).get("latency_ms")
+    if p:
+        return (p["low"], p["high"]) if p.get("low") is not None else (p["value"], p["value"])
+    stats = record["latency_ms"]
+    return stats.get("ci_low", stats["median"]), stats.get("ci_high", stats["median"])
+
+
 def ranking(records):
-    """hyperfine-style summary: fastest first, with ratios to the fastest."""
+    """hyperfine-style summary: fastest first, with ratios to the fastest; neighbours whose intervals
+    overlap are said to be within each other's noise, and flagged figures say so."""
     key = ranking_latency
     ok = ranked(records)
     if len(ok) < 2:
         return []
+    name = lambda r: f"{printable_text(r['model'])} ({r.get('runtime')})"  # noqa: E731
+    mark = lambda r: f"  [{', '.join(flags(r))}]" if flags(r) else ""  # noqa: E731
     basis = "predicted device latency" if ok[0].get("prediction") else "median latency"
-    lines = [f"Ranking by {basis}:", f"  {ok[0]['model']} ({ok[0].get('runtime')}) is fastest"]
+    lines = [f"Ranking by {basis}:", f"  {name(ok[0])} is fastest{mark(ok[0])}"]
     for r in ok[1:]:
-        lines.append(f"    {key(r) / key(ok[0]):6.2f} × slower: {r['model']} ({r.get('runtime')})")
+        lines.append(f"    {key(r) / key(ok[0]):6.2f} × slower: {name(r)}{mark(r)}")
+    ties = [(a, b) for a, b in zip(ok, ok[1:]) if ranking_interval(b)[0] <= ranking_interval(a)[1]]
+    for a, b in ties:
+        lines.append(f"  {name(a)} and {name(b)} are within each other's noise (95% intervals overlap)")
     return lines
 
 
 def card_lines(path, card):
-    lines = [f"{path}", f"  size         {card['size_mb']:.3f} MiB"]
+    lines = [printable_text(path), f"  size         {card['size_mb']:.3f} MiB"]
     if card.get("params") is not None:
         lines.append(f"  params       {card['params']:,}")
         lines.append(f"  MACs         {card['macs']:,} (conv + fc/matmul)")
-        lines += [f"    {cls:<11}{value:,}" for cls, value in card["macs_by_class"].items() if value]
+        lines += [f"    {cls:<11} {value:,}" for cls, value in card["macs_by_class"].items() if value]
         lines.append(f"  activations  {card['activation_bytes'] / (1024 * 1024):.2f} MiB written, {card['nodes']} nodes")
     ops = card.get("ops") or {}
     if ops:
-        lines.append("  ops          " + ", ".join(f"{name}×{count}" for name, count in ops.items()))
+        lines.append("  ops          " + ", ".join(f"{printable_text(name)}×{count}" for name, count in ops.items()))
     return lines
 
 

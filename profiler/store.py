@@ -41,6 +41,8 @@ def result_key(record):
     target = json.dumps(record.get("target"), sort_keys=True)
     parts = [record.get("sha256") or record.get("path") or "", target, record.get("runtime") or "",
              record.get("runtime_version") or "", str(record.get("backend"))]
+    if record.get("settings") is not None:  # iterations, warm-up, seed, shapes, target interval
+        parts.append(json.dumps(record["settings"], sort_keys=True))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

@@ -22,7 +22,7 @@ def core_sets(target):
     if target.backend == "slurm" or target.jobs == 1:
         return [None] * target.jobs
     width = math.ceil(target.cpus)
-    cores = list(target.cpu_set) if target.cpu_set else physical_first_cores()
+    cores = list(target.assigned_cores or target.cpu_set or physical_first_cores())  # assigned: the run's free cores
     return [sorted(cores[i * width:(i + 1) * width]) for i in range(target.jobs)]
 
 
@@ -37,28 +37,32 @@ def batches(groups, jobs, chunks_per_job=CHUNKS_PER_JOB):
 
 def expected_key(store_key, sha256, target, runtime, version, backend):
     return store_key({"sha256": sha256, "target": target.describe(), "runtime": runtime,
-                      "runtime_version": version, "backend": backend})
+                      "runtime_version": version, "backend": backend, "settings": target.settings()})
 
 
 def from_store(store, backend, target, groups):
-    """Split groups into (records already measured for this target, groups still to run).
+    """Split groups into (records already measured for this target, groups still to run, how many
+    stored records were shaky and are run again).
 
-    A stored record counts when its model's sha256, the target, the runtime and its version and the
-    backend all match: the version is the one the backend's empty run reports."""
+    A stored record counts when its model's sha256, the target, the measurement settings, the
+    runtime and its version and the backend all match (the version is the one the backend's empty
+    run reports), and its figures are not flagged unstable or disturbed."""
     from profiler.harness import sha256_of
+    from profiler.stability import shaky
     from profiler.store import result_key
 
-    found, remaining = [], {}
+    found, remaining, flagged = [], {}, 0
     for runtime, paths in groups.items():
         version = backend.overhead(target, runtime).get("runtime_version")
         for path in paths:
             record = store.get(expected_key(result_key, sha256_of(path), target, runtime, version, backend.name))
-            if record is not None and version:
+            if record is not None and version and not shaky(record):
                 record = dict(record, path=path, from_store=True)
                 found.append(record)
             else:
+                flagged += record is not None and bool(version)
                 remaining.setdefault(runtime, []).append(path)
-    return found, remaining
+    return found, remaining, flagged
 
 
 def run_all(backend, target, groups, on_result):

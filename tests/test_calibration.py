@@ -104,14 +104,15 @@ def test_loocv_and_intervals_match_independent_formulas():
     loo = y - (y - hat @ y) / (1 - np.diag(hat))
     assert [r["loo"] for r in fit["references"]] == pytest.approx(loo)
     assert fit["loo_mape"] == pytest.approx(100 * np.mean(np.abs(loo - y) / y))
-    # 95% prediction interval from scipy's linregress and the textbook formula
+    # 95% prediction interval: relative, value·exp(±t·s) with s the RMS of the relative LOO errors and
+    # t the textbook interval's Student quantile (n - 2 degrees of freedom)
     reg = stats.linregress(x, y)
     x0 = 25.0
-    s = np.sqrt(np.sum((y - (reg.slope * x + reg.intercept)) ** 2) / 7)
-    half = stats.t.ppf(0.975, 7) * s * np.sqrt(1 + 1 / 9 + (x0 - x.mean()) ** 2 / np.sum((x - x.mean()) ** 2))
+    s = np.sqrt(np.mean(((loo - y) / y) ** 2))
+    t = stats.t.ppf(0.975, 7)
     p = core.predict_value(fit, x0)
     assert p["value"] == pytest.approx(reg.slope * x0 + reg.intercept)
-    assert (p["low"], p["high"]) == pytest.approx((p["value"] - half, p["value"] + half))
+    assert (p["low"], p["high"]) == pytest.approx((p["value"] * np.exp(-t * s), p["value"] * np.exp(t * s)))
     assert p["extrapolated"] is True
     assert fit["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic)
     assert fit["kendall"] == pytest.approx(stats.kendalltau(x, y).statistic)

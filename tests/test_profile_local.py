@@ -29,7 +29,10 @@ def test_three_runtimes_in_one_command(models, tmp_path):
         assert stats["min"] <= stats["median"] <= stats["p99"] <= stats["max"]
         assert r["peak_memory_mb"] > r["idle_memory_mb"]
         assert r["backend"] == "local" and r["target"]["cpus"] == 1
-        assert set(r["latency_ms"]) == {"mean", "median", "std", "min", "max", "p90", "p95", "p99", "iqr"}
+        assert set(r["latency_ms"]) == {"mean", "median", "std", "min", "max", "p90", "p95", "p99", "iqr",
+                                        "ci_low", "ci_high", "ci_rel"}
+        assert stats["ci_low"] <= stats["median"] <= stats["ci_high"]
+        assert r["disturbance"]["of"] == r["iterations_run"] == 30 and r["disturbance"]["source"] == "schedstat"
     assert "tiny_cnn" in done.stdout and "median ± IQR" in done.stdout
 
 

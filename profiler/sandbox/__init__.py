@@ -50,7 +50,7 @@ def harness_files():
     """The standalone harness: what a sandbox image or a device needs of this package (numpy and a runtime
     besides); returns (package folder, paths relative to it)."""
     package = os.path.dirname(os.path.abspath(profiler.__file__))
-    files = ["__init__.py", "harness.py"]
+    files = ["__init__.py", "harness.py", "files.py"]
     files += [os.path.join("runtimes", n) for n in sorted(os.listdir(os.path.join(package, "runtimes"))) if n.endswith(".py")]
     return package, files
 
@@ -63,6 +63,12 @@ def harness_args(target, paths, cgroup, runtime=None):
             "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}", "--keep-samples"]
     if target.input_shapes:
         args += ["--input-shapes", target.input_shapes]
+    if target.target_ci:
+        args += ["--target-ci", f"{target.target_ci:g}", "--time-budget", f"{target.time_budget_s:g}"]
+    try:  # every backend measures at the caller's priority (a container would start at dockerd's)
+        args += ["--nice", str(os.getpriority(os.PRIO_PROCESS, 0))]
+    except OSError:
+        pass
     if target.sample_memory:
         args.append("--sample-memory")
     if target.op_profile_runs:
@@ -158,6 +164,7 @@ class Backend:
         record["backend"] = self.name
         record["executor_overhead"] = dict(overhead) if overhead else None
         record["target"] = target.describe()
+        record["settings"] = target.settings()
         record["enforced"] = dict(enforced)
         record.setdefault("host", {})["tool_version"] = profiler.__version__
         return record

@@ -1,0 +1,98 @@
+"""Files the host side writes: atomic writes, clobber checks, FIFOs and devices written through.
+Standard library only: the harness uses it on a device too."""
+
+import errno
+import os
+import stat
+import time
+
+FIFO_WAIT_S = 10.0  # how long a FIFO output waits for a reader before that is an error
+
+
+def open_special(path, wait_s=FIFO_WAIT_S):
+    """A device or FIFO opened for writing; a FIFO that no process reads within wait_s is an OSError,
+    never a write that blocks forever."""
+    if not stat.S_ISFIFO(os.stat(path).st_mode):
+        return open(path, "w", newline="")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            if time.monotonic() >= deadline:
+                raise OSError(errno.ENXIO, f"a FIFO that no process reads (waited {wait_s:g} s)", path) from None
+            time.sleep(0.05)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "w", newline="")
+
+
+def _tmp(path):
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def is_special(path):
+    """A character device, FIFO or socket: written through, never replaced by a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISBLK(mode)
+
+
+def clobbered_input(outputs, inputs):
+    """One line if an output (option -> path) is also an input (label -> path) or another output, else None."""
+    def same(a, b):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            return os.path.realpath(a) == os.path.realpath(b)
+
+    outputs = [(option, path) for option, path in outputs.items() if path and not is_special(path)]
+    for i, (option, path) in enumerate(outputs):
+        for label, source in inputs.items():
+            if source and os.path.exists(source) and same(path, source):
+                return f"{option} {path}: is {label}, an input of this run; refusing to overwrite it"
+        for other, second in outputs[i + 1:]:
+            if same(path, second):
+                return f"{option} and {other} both write {path}; give each its own file"
+    return None
+
+
+def check_writable(path):
+    """Raise OSError naming `path` when a result file could not be written there (nothing is left behind)."""
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "is a folder, not a file", path)
+    if is_special(path):
+        if not os.access(path, os.W_OK):
+            raise OSError(errno.EACCES, "Permission denied", path)
+        return
+    try:
+        open(_tmp(path), "w").close()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    os.remove(_tmp(path))
+
+
+def write_atomic(path, write):
+    """Write to a temp file beside `path`, then rename; an OSError names `path`, not the temp file.
+    A device or FIFO (/dev/null, /dev/stdout, a named pipe) is written through instead."""
+    if is_special(path):
+        try:
+            with open_special(path) as f:
+                write(f)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, path) from None
+        return
+    tmp = _tmp(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
