@@ -24,7 +24,7 @@ demo: $(BIN)/profile
 	    experiments/examples/tiny_cnn.tflite experiments/examples/tiny_cnn.onnx
 
 test: $(BIN)/profile
-	$(BIN)/python -m pytest -q -rs --durations=10 tests --doctest-modules profiler/api.py profiler/config.py profiler/store.py calibration/api.py
+	$(BIN)/python -m pytest -q -rs --durations=10 tests --doctest-modules profiler/api.py profiler/config.py profiler/store.py calibration/api.py profiler/escape.py
 
 bench: $(BIN)/profile
 	$(BIN)/python benchmarks/run.py

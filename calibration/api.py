@@ -75,13 +75,30 @@ class Calibration:
         """Write the calibration JSON (atomically), as `calibrate --out` does."""
         from calibration.core import save
 
-        save(self.data, os.fspath(path))
+        path = _path(path, "path")
+        try:
+            save(self.data, path)
+        except OSError as exc:
+            raise CalibrationError(f"{path}: cannot write the calibration ({exc.strerror or exc})") from None
 
     def plot(self, folder, device_name="device"):
         """Predicted-against-measured figures, one per metric (PNG + SVG); returns the PNG paths."""
         from calibration.plots import plot_all
 
-        return plot_all(self.data, os.fspath(folder), device_name)
+        folder = _path(folder, "folder")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise CalibrationError(f"{folder}: is a file, not a folder for figures")
+        try:
+            return plot_all(self.data, folder, device_name)
+        except OSError as exc:
+            raise CalibrationError(f"{folder}: cannot write the figures ({exc.strerror or exc})") from None
+
+
+def _path(value, name):
+    """A file system path from str or os.PathLike; anything else is a one-line CalibrationError."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
+        raise CalibrationError(f"{name}: expected a file path, not {type(value).__name__}")
+    return os.fspath(value)
 
 
 def prediction_row(record):
@@ -107,7 +124,13 @@ def prediction_row(record):
 
 
 def _ram(size):
-    if size is None or isinstance(size, (int, float)):
+    if isinstance(size, bool):
+        raise CalibrationError(f"device_ram={size!r}: a size in MiB or a text such as 4g")
+    if isinstance(size, (int, float)):
+        if not (size > 0 and size == size and size != float("inf")):
+            raise CalibrationError(f"device_ram={size!r}: must be a positive size in MiB")
+        return size
+    if size is None:
         return size
     from profiler.config import ConfigError, parse_size_mb
 
@@ -127,7 +150,15 @@ def _records(host, store="profiles.db", runtime=None, target_name=None):
         records = [r for r in host.records() if not r.get("native_device")]
         return [r for r in records if not runtime or r.get("runtime") == runtime]
     if isinstance(host, (list, tuple)):
+        bad = next((i for i, r in enumerate(host) if not isinstance(r, dict) or not isinstance(r.get("model"), str)
+                    or not isinstance(r.get("latency_ms"), dict)), None)
+        if bad is not None:
+            raise CalibrationError(f"host: item {bad + 1} is not a profile result record (a dict with model and "
+                                   "latency_ms)")
         return [r for r in host if not runtime or r.get("runtime") == runtime]
+    if host is not None and (not isinstance(host, (str, os.PathLike)) or isinstance(host, bytes)):
+        raise CalibrationError(f"host: expected profile results, a Store, or a results/store path, not "
+                               f"{type(host).__name__}")
     if host is not None:
         host = os.fspath(host)
         if host.endswith((".db", ".sqlite", ".sqlite3")):
@@ -142,6 +173,12 @@ def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=N
 
     if device is None and not device_target:
         raise CalibrationError("give device logs, or --device-target NAME to take the device rows from the store")
+    paths = [device] if isinstance(device, (str, os.PathLike)) else device
+    if device is not None and not hasattr(device, "to_csv") and (
+            isinstance(device, (bytes, dict)) or not isinstance(paths, (list, tuple))
+            or not all(isinstance(p, (str, os.PathLike)) and not isinstance(p, bytes) for p in paths)):
+        raise CalibrationError(f"device: expected a device log path, a list of them or a DataFrame, not "
+                               f"{type(device).__name__}")
     rows = core.device_rows_from_store(os.fspath(store), device_target) if device_target else []
     if device is not None and hasattr(device, "to_csv"):  # a DataFrame: the columns of a device CSV
         rows += importers.read_csv_text(device.to_csv(index=False), "the device DataFrame", default_threads=threads)
@@ -199,7 +236,7 @@ def load(path):
     """A calibration saved by `Calibration.save` or `calibrate --out`."""
     from calibration.core import load as load_json
 
-    return Calibration(load_json(os.fspath(path)))
+    return Calibration(load_json(_path(path, "path")))
 
 
 _OPEN_STORES = {}
@@ -216,6 +253,8 @@ def predict_model(path, cal, target=None, *, store="profiles.db", force=False, r
 
     if isinstance(cal, (str, os.PathLike)):
         cal = load(cal)
+    if not isinstance(cal, Calibration):
+        raise CalibrationError(f"cal: expected a calibration.Calibration or its JSON path, not {type(cal).__name__}")
     if isinstance(store, (str, os.PathLike)):
         key = os.path.abspath(store)
         if key not in _OPEN_STORES:

@@ -13,6 +13,7 @@ from calibration.models import FeatureCalibration, LinearCalibration, RelativeCa
 SCHEMA = "edge-profiler/calibration"
 SCHEMA_VERSION = 1  # 1: first version (linear fits per metric and thread count)
 MIN_FIT, MIN_INTERVALS = 2, 3
+MAX_HOST_VALUE = 1e9  # ms or MiB: eleven days, a petabyte; beyond it a fit overflows to infinity
 LINEAR_METHODS = ("ols", "robust", "loglinear")
 METHODS = LINEAR_METHODS + ("features", "relative", "auto")
 AUTO_CANDIDATES = ("ols", "loglinear", "relative", "features")  # simplest first
@@ -79,9 +80,11 @@ def load_host(path=None, store=None, runtime=None, target_name=None):
             for index, record in enumerate(records, start=1):
                 median = (record.get("latency_ms") or {}).get("median") if isinstance(record.get("latency_ms"), dict) \
                     else None
-                if not isinstance(record.get("model"), str) or not isinstance(median, (int, float)) or median <= 0:
-                    raise CalibrationError(f"{path}: record {index} is not a profile result "
-                                           "(needs model and a positive latency_ms.median)")
+                if not isinstance(record.get("model"), str) or not isinstance(median, (int, float)) \
+                        or isinstance(median, bool) or not 0 < median <= MAX_HOST_VALUE:
+                    raise CalibrationError(f"{path}: record {index} ({str(record.get('model'))[:60]}) is not a "
+                                           f"profile result (needs model and a latency_ms.median above 0 and at "
+                                           f"most {MAX_HOST_VALUE:g})")
     else:
         records = [r for r in _store_records(store) if not r.get("native_device")]
         named = [r for r in records if (r.get("target") or {}).get("name") == target_name]
@@ -114,8 +117,9 @@ def _host_csv(path):
             value = float(text)
         except ValueError:
             value = float("nan")
-        if not np.isfinite(value) or value <= 0:
-            raise CalibrationError(f"{path}:{line}: column {column!r}: {text!r} is not a positive number")
+        if not np.isfinite(value) or value <= 0 or value > MAX_HOST_VALUE:
+            raise CalibrationError(f"{path}:{line}: column {column!r}: {text!r} is not a positive number "
+                                   f"of at most {MAX_HOST_VALUE:g}")
         return value
 
     records = []

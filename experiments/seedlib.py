@@ -73,39 +73,27 @@ def profile_grid(models, runtime, configs, memory, iterations, repetitions, back
     return rows
 
 
-RETRIES = 2  # an unstable measurement is taken again at most this often; the steadiest one is kept
-
-
-def _spread(record):
-    return record["latency_ms"]["iqr"] / record["latency_ms"]["median"]
-
-
 def _unstable(record):
-    from profiler.harness import UNSTABLE_IQR_RATIO
+    from profiler.stability import shaky
 
-    return record["status"] == "ok" and _spread(record) > UNSTABLE_IQR_RATIO
+    return shaky(record)
 
 
 def _steadier(backend, target, runtime, fresh, save):
-    """Measure again the models whose IQR is above the harness's instability bar (a busy host: on a
+    """Measure again the models whose figures are flagged unstable or disturbed (a busy host: on a
     shared machine one such reference can carry a whole calibration), keep each model's steadiest
     measurement, marked `remeasured`, and save it. Returns how many re-measurements were made."""
     from profiler.api import add_card
+    from profiler.stability import remeasure
 
-    made = 0
-    for attempt in range(1, RETRIES + 1):
-        shaky = [r for r in fresh.values() if _unstable(r)]
-        if not shaky:
-            break
-        again = {}
-        backend.run(target, [r["path"] for r in shaky], lambda record: again.__setitem__(record["sha256"], record),
-                    runtime=runtime)
-        made += len(shaky)
-        for sha, record in again.items():
-            if record["status"] == "ok" and _spread(record) < _spread(fresh[sha]):
-                add_card(record, target)
-                fresh[sha] = dict(record, remeasured=attempt)
-                save(fresh[sha])
+    def measure(groups, emit):
+        for group_runtime, paths in groups.items():
+            backend.run(target, paths, emit, runtime=group_runtime)
+
+    changed, made = remeasure(fresh, measure)
+    for key, record in changed.items():
+        add_card(record, target)
+        save(record)
     return made
 
 

@@ -79,6 +79,8 @@ def check_models(paths, runtime=None):
 
     groups = OrderedDict()
     for path in paths:
+        if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+            raise ProfileError(f"models: each model is a file path (str or os.PathLike), not {type(path).__name__}")
         path = os.fspath(path)
         try:
             path.encode("utf-8")
@@ -124,6 +126,8 @@ def open_store(store):
 
     if store is None or isinstance(store, Store):
         return store, False
+    if not isinstance(store, (str, os.PathLike)) or isinstance(store, bytes):
+        raise ProfileError(f"store: expected a path, a profiler.Store or None, not {type(store).__name__}")
     try:
         return Store(os.fspath(store)), True
     except StoreError as exc:
@@ -135,9 +139,14 @@ def predictor_for(calibration, target, force, warn):
     from calibration.core import CalibrationError, Predictor, load
 
     data = getattr(calibration, "data", calibration)
+    if not isinstance(data, (str, os.PathLike, dict)) or isinstance(data, bytes):
+        raise ProfileError(f"calibration: expected a calibration.Calibration, its JSON path or dict, not "
+                           f"{type(calibration).__name__}")
     try:
         if isinstance(data, (str, os.PathLike)):
             data = load(os.fspath(data))
+        elif data.get("schema") is None:
+            raise CalibrationError("calibration: the dict is not an edge-profiler calibration (no schema)")
         return Predictor(data, force=force, warn=warn, device_ram_mb=target.device_ram_mb)
     except CalibrationError as exc:
         raise ProfileError(str(exc)) from None
@@ -184,8 +193,10 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     from profiler.sandbox import SandboxError
 
     target = as_target(target)
-    if isinstance(models, (str, os.PathLike)):
+    if isinstance(models, (str, os.PathLike)) and not isinstance(models, bytes):
         models = [models]
+    elif isinstance(models, (bytes, dict)) or not hasattr(models, "__iter__"):
+        raise ProfileError(f"models: expected a model path or a list of them, not {type(models).__name__}")
     groups = check_models(list(models), runtime)
     results = Results(target=target)
     notice = notice or results.notices.append
@@ -240,6 +251,9 @@ def _measure(backend, target, groups, store, remeasure, predictor, progress, not
                 results.append(record)
         if shaky:
             notice(f"{shaky} stored record(s) were unstable or disturbed; measuring them again")
+        if store.skipped:
+            notice(f"warning: {len(store.skipped)} unreadable row(s) of the store skipped ({store.skipped[0]}); "
+                   "their models are measured again")
     if not groups:
         return
     choice = cores.for_target(target)  # free cores, claimed until this run ends

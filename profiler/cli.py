@@ -94,7 +94,9 @@ def build_parser():
 
 
 def fail(message, code=2):
-    print(f"profile: error: {message}", file=sys.stderr)
+    from profiler.escape import printable_text
+
+    print(f"profile: error: {printable_text(message)}", file=sys.stderr)
     return code
 
 
@@ -106,8 +108,22 @@ def _terminate(signum, frame):
     raise Terminated
 
 
+DASH_VALUES = ("--slurm-args",)  # options whose value itself starts with "--"
+
+
+def joined(argv):
+    """`--slurm-args '--qos=low'` as `--slurm-args=--qos=low`, which argparse would otherwise refuse."""
+    out, items = [], list(argv)
+    while items:
+        item = items.pop(0)
+        if item in DASH_VALUES and items:
+            item = f"{item}={items.pop(0)}"
+        out.append(item)
+    return out
+
+
 def main(argv=None):
-    opts = build_parser().parse_args(argv)
+    opts = build_parser().parse_args(joined(sys.argv[1:] if argv is None else argv))
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(opts)
@@ -125,7 +141,9 @@ def main(argv=None):
 def run(opts):
     from profiler.pipeline import PipelineError, profile
 
-    notice = (lambda m: None) if opts.quiet else (lambda m: print(m, file=sys.stderr))
+    from profiler.escape import printable_text
+
+    notice = (lambda m: None) if opts.quiet else (lambda m: print(printable_text(m), file=sys.stderr))
     try:
         records = profile(opts, notice)
     except PipelineError as exc:

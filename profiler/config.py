@@ -85,6 +85,9 @@ class TargetDevice:
         ...
         profiler.config.ConfigError: CPUS=-1: must be greater than 0
         """
+        if path is not None and (not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes)):
+            raise ConfigError(f"path: expected an env file path or None, not {type(path).__name__}")
+        path = os.fspath(path) if path is not None else None
         overrides = {}
         for name, value in settings.items():
             key = {"timeout": "TIMEOUT_S", "device_ram_mb": "DEVICE_RAM", "on": "SSH_HOST"}.get(name, name.upper())
@@ -198,6 +201,8 @@ ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
 def read_env_file(path):
     from dotenv import dotenv_values
 
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ConfigError(f"{path}: not a regular file (a folder, FIFO or device cannot be an env file)")
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: env file not found")
     try:
@@ -213,7 +218,8 @@ def read_env_file(path):
         if binding.error:
             raise ConfigError(f"{path}:{binding.original.line}: cannot read {binding.original.string.strip()!r}; "
                               "expected KEY=VALUE")
-    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+    # No ${VAR} expansion: a shared env file must never copy a secret of the environment into reports.
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items() if v is not None}
 
 
 def load_target(env_path=None, overrides=None, host_cores=None):
@@ -270,6 +276,11 @@ def build_target(values, warnings, host_cores=None):
     if get("SSH_CONNECT_TIMEOUT_S") not in (None, ""):
         t.ssh_connect_timeout_s = _number("SSH_CONNECT_TIMEOUT_S", get("SSH_CONNECT_TIMEOUT_S"), float, 0,
                                           strict=True, maximum=3600)
+    if t.ssh_host and t.backend == "auto":
+        t.backend = "ssh"  # a device named is a device measured on
+    elif t.ssh_host and t.backend != "ssh":
+        raise ConfigError(f"SSH_HOST={t.ssh_host} (--on) measures on that device, but BACKEND={t.backend} asks "
+                          "for this host; give one of them")
     if t.backend == "ssh":
         host_cores = None  # the device's cores; nothing is capped there
         if not t.ssh_host:

@@ -31,7 +31,10 @@ def distribution_figure(records):
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # model names are data: "$" is a dollar, not mathtext
     import matplotlib.pyplot as plt
+
+    from profiler.escape import printable_text
 
     shown = _samples(records)
     if not shown:
@@ -40,7 +43,7 @@ def distribution_figure(records):
     dropped = max(0, len(shown) - MAX_MODELS)
     shown = shown[:MAX_MODELS]
     data = [r["samples_ms"] for r in shown]
-    labels = [f"{r['model']} ({r.get('runtime')})" for r in shown]
+    labels = [printable_text(f"{r['model']} ({r.get('runtime')})") for r in shown]
     import numpy as np
 
     low = min(np.percentile(d, 25) for d in data)  # the boxes' span: a few slow runs decide nothing
@@ -63,7 +66,9 @@ def distribution_figure(records):
     if missing:
         notes.append(f"{missing} without per-run samples (measured by an older version) not shown")
     caps = f"{cpus:g} CPU, " if isinstance(cpus, (int, float)) else ""
-    ax.set_title(f"latency distribution on {target.get('name', 'the target')} ({caps}{shown[0].get('iterations')} "
-                 "runs each)" + (f"\n{'; '.join(notes)}" if notes else ""), fontsize=10)
+    where = (f"measured natively on {target.get('name', 'the device')}" if shown[0].get("native_device") else
+             f"measured on this host ({shown[0].get('backend')}) under the caps of {target.get('name', 'the target')}")
+    ax.set_title(printable_text(f"latency distribution, {where} ({caps}{shown[0].get('iterations')} runs each)")
+                 + (f"\n{'; '.join(notes)}" if notes else ""), fontsize=10)
     fig.tight_layout()
     return fig

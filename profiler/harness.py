@@ -188,10 +188,9 @@ def latency_stats(samples_ms):
 
 # A timed run that waited on the run queue for more than this share of its wall time was
 # disturbed: another process held its core. Latency figures come from the undisturbed runs when
-# at least MIN_CLEAN_SHARE of them (and MIN_CLEAN_RUNS) are left, else from all, flagged.
+# at least MIN_CLEAN_SHARE of them are left, else from all, flagged.
 DISTURBED_WAIT_SHARE = 0.02
 MIN_CLEAN_SHARE = 0.5
-MIN_CLEAN_RUNS = 10
 DISTURBED_FLAG_SHARE = 0.10  # a record whose figures include more disturbed runs than this is flagged
 MAX_ADAPTIVE_RUNS = 100000
 
@@ -201,7 +200,7 @@ def disturbed_run(wall_ns, wait_ns):
 
 
 def min_clean(n):
-    return max(MIN_CLEAN_RUNS, math.ceil(MIN_CLEAN_SHARE * n))
+    return max(1, math.ceil(MIN_CLEAN_SHARE * n))
 
 
 def median_ci(sorted_values):

@@ -10,7 +10,7 @@ import time
 
 import profiler
 from profiler.files import write_atomic
-from profiler.report import _caps, _macs, ranked, ranking_latency
+from profiler.report import _caps, _macs, ranked, ranking, ranking_latency
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -132,9 +132,10 @@ def _prediction_cell(p, digits=3):
     return (text, p["value"], "n")
 
 
-def _flags(prediction):
-    flags = set()
-    for p in (prediction or {}).values():
+def _flags(record):
+    """The record's measurement flags and its prediction's, for the flags column."""
+    flags = set(record.get("flags") or [])
+    for p in (record.get("prediction") or {}).values():
         if p.get("extrapolated"):
             flags.add("extrapolated")
         if p.get("outside_mix"):
@@ -147,21 +148,26 @@ def _flags(prediction):
 def results_section(records):
     metrics = predicted_metrics(records)
     header = ["model", "runtime", "status", "load ms", "median ms", "IQR ms", "min ms", "max ms", "p99 ms",
-              "peak MiB", "MMACs", "caps"]
+              "median 95% CI", "disturbed runs", "peak MiB", "MMACs", "caps"]
     if metrics:
-        header += [f"device {UNITS.get(m, m)} (95% PI)" for m in metrics] + ["flags"]
+        header += [f"device {UNITS.get(m, m)} (95% PI)" for m in metrics]
+    header += ["flags"]
     rows = []
     for r in records:
         stats = r.get("latency_ms") or {}
         status = (r["status"], r["status"], "ok" if r["status"] == "ok" else "warn")
         row = [r.get("model"), r.get("runtime"), status, r.get("load_ms")]
         row += [stats.get(k) for k in ("median", "iqr", "min", "max", "p99")]
+        row.append(f"{_num(stats['ci_low'])}–{_num(stats['ci_high'])}" if stats.get("ci_low") is not None else "-")
+        disturbance = r.get("disturbance") or {}
+        row.append(f"{disturbance['runs']} of {disturbance['of']}" if disturbance.get("runs") is not None else "-")
         macs = _macs(r)
         row += [r.get("peak_memory_mb"), (macs, None if macs == "-" else float(macs), "n"), _caps(r)]
         if metrics:
             prediction = r.get("prediction") or {}
-            flags = _flags(prediction)
-            row += [_prediction_cell(prediction.get(m)) for m in metrics] + [(flags, flags, "flag") if flags else ""]
+            row += [_prediction_cell(prediction.get(m)) for m in metrics]
+        flags = _flags(r)
+        row.append((flags, flags, "flag") if flags else "")
         if r["status"] != "ok" and r.get("error"):
             row[2] = (f"{r['status']}: {r['error'][:120]}", r["status"], "warn")
         rows.append(row)
@@ -184,10 +190,12 @@ def ranking_section(records):
             prediction = r.get("prediction") or {}
             p = prediction.get("latency_ms") or {}
             interval = f"{_num(p['low'])} – {_num(p['high'])}" if p.get("low") is not None else "none"
-            row += [interval] + [(prediction.get(m) or {}).get("value") for m in others] + [_flags(prediction)]
+            row += [interval] + [(prediction.get(m) or {}).get("value") for m in others] + [_flags(r)]
         rows.append(row)
     basis = "predicted device latency" if predicted else "median latency on this host, under the target's caps"
-    return f"<p class=meta>By {basis}, fastest first.</p>" + table(header, rows, table_id="ranking")
+    ties = [line.strip() for line in ranking(records) if "within each other's noise" in line]
+    notes = "".join(f"<p class=meta>{_e(line)}</p>" for line in ties)
+    return f"<p class=meta>By {basis}, fastest first.</p>" + table(header, rows, table_id="ranking") + notes
 
 
 def target_section(records):

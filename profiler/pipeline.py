@@ -7,6 +7,7 @@ from profiler import export, report
 from profiler.api import ProfileError, check_models
 from profiler.api import profile as profile_models
 from profiler.config import ConfigError, TargetDevice
+from profiler.escape import printable_text
 from profiler.files import check_writable, clobbered_input, is_special
 
 
@@ -15,7 +16,11 @@ PipelineError = ProfileError  # the command's name for the API's one-line error
 
 def _out(lines):
     for line in lines:
-        print(line)
+        print(printable_text(line))
+
+
+def _err(line):
+    print(printable_text(line), file=sys.stderr)
 
 
 def check_output(path, option):
@@ -84,7 +89,7 @@ def profile(opts, notice):
         records = profile_models(opts.models, target, runtime=opts.runtime, store=None if opts.no_store else opts.store,
                                  remeasure=getattr(opts, "remeasure", False), calibration=opts.calibration,
                                  force=opts.force, progress=not opts.quiet, notice=notice, retries=opts.retries,
-                                 warn=lambda line: print(line, file=sys.stderr), on_result=on_result)
+                                 warn=_err, on_result=on_result)
         store_error = None
     except ProfileError as exc:
         if exc.results is None:
@@ -102,13 +107,17 @@ def profile(opts, notice):
         print()
         _out(overhead)
     for line in records.warnings:
-        print(line, file=sys.stderr)
+        _err(line)
     for record in records:
         if record["status"] == "error":
-            print(f"profile: error: {record['error']}", file=sys.stderr)
+            _err(f"profile: error: {record['error']}")
         elif record["status"] in ("oom", "timeout"):
-            print(f"profile: {record['model']}: {record['status']}: {record['error']}", file=sys.stderr)
-    figures = write_figures(opts, records)
+            _err(f"profile: {record['model']}: {record['status']}: {record['error']}")
+    try:
+        figures = write_figures(opts, records)
+    except OSError as exc:  # a full disk, a read-only or virtual folder: one line, the rest is saved
+        raise PipelineError(f"{exc.filename or opts.html or opts.plot}: could not write ({exc.strerror or exc})") \
+            from None
     if store_error:
         saved = [option for option in ("json", "csv", "markdown", "html") if getattr(opts, option, None)]
         raise PipelineError(store_error + (f"; the results are in --{', --'.join(saved)}" if saved

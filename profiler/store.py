@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 
+from profiler.api import ProfileError
 from profiler.harness import RESULT_VERSION
 
 SCHEMA = """
@@ -24,8 +25,8 @@ CREATE INDEX IF NOT EXISTS results_model ON results (model);
 _UPGRADES = {}
 
 
-class StoreError(Exception):
-    pass
+class StoreError(ProfileError):
+    """The store cannot be opened, read or written; one line (a ProfileError, as the API documents)."""
 
 
 def upgrade(record):
@@ -48,7 +49,12 @@ def result_key(record):
 
 class Store:
     def __init__(self, path):
-        self.path = path
+        if not isinstance(path, (str, os.PathLike)):
+            raise StoreError(f"store: expected a file path, not {type(path).__name__}")
+        self.path, self.skipped = os.fspath(path), []
+        if os.path.isdir(self.path):
+            raise StoreError(f"--store {self.path}: is a folder, not a results store file")
+        path = self.path
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise StoreError(f"--store {path}: folder {parent} does not exist")
@@ -63,7 +69,7 @@ class Store:
     def save(self, record):
         try:
             self._save(record)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, TypeError, ValueError) as exc:
             raise StoreError(f"--store {self.path}: could not save {record.get('model')} ({exc})") from None
 
     def _save(self, record):
@@ -78,14 +84,35 @@ class Store:
                  record.get("runtime_version"), record.get("status"), record.get("result_version", RESULT_VERSION),
                  record.get("started_at"), json.dumps(record)))
 
+    def _load(self, key, text):
+        """A stored record, or None (noted in `skipped`) when the row is not one this version can read."""
+        try:
+            record = json.loads(text)
+            if not isinstance(record, dict) or not isinstance(record.get("model"), str):
+                raise ValueError("not a result record")
+            version = record.get("result_version", 1)
+            if not isinstance(version, int) or version > RESULT_VERSION:
+                raise ValueError(f"result version {version!r} is newer than this edge-profiler reads")
+            return upgrade(record)
+        except (ValueError, TypeError, KeyError) as exc:
+            self.skipped.append(f"row {str(key)[:12]}: {str(exc)[:80]}")
+            return None
+
+    def _query(self, sql, args):
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:  # locked by another writer past the timeout, or damaged
+            raise StoreError(f"--store {self.path}: cannot read the results store ({exc})") from None
+
     def get(self, key):
         """The good record stored under a result_key, or None."""
-        row = self.db.execute("SELECT record FROM results WHERE key = ? AND status = 'ok'", (key,)).fetchone()
-        return upgrade(json.loads(row[0])) if row else None
+        rows = self._query("SELECT key, record FROM results WHERE key = ? AND status = 'ok'", (key,))
+        return self._load(*rows[0]) if rows else None
 
     def records(self, status="ok"):
-        rows = self.db.execute("SELECT record FROM results WHERE status = ? ORDER BY created_at", (status,))
-        return [upgrade(json.loads(row[0])) for row in rows]
+        """The readable records of one status; unreadable rows are skipped and named in `skipped`."""
+        rows = self._query("SELECT key, record FROM results WHERE status = ? ORDER BY created_at", (status,))
+        return [r for r in (self._load(key, text) for key, text in rows) if r is not None]
 
     def to_pandas(self, status="ok"):
         """The stored records of one status ("ok", "oom", "timeout", "error") as a DataFrame,

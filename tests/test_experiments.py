@@ -71,7 +71,8 @@ def test_an_unstable_reference_is_measured_again_and_the_steadiest_kept():
     (record,) = measured
     steady = {record["sha256"]: record}
     assert (_steadier(backend, target, "onnx", dict(steady), lambda r: None) > 0) == _unstable(record)
-    shaky = dict(record, latency_ms=dict(record["latency_ms"], iqr=record["latency_ms"]["median"]))  # IQR = median
+    shaky = dict(record, latency_ms=dict(record["latency_ms"], iqr=record["latency_ms"]["median"], ci_rel=1.0),
+                 flags=["unstable"])  # IQR = median, as the harness flags it
     fresh, saved = {record["sha256"]: shaky}, []
     assert _steadier(backend, target, "onnx", fresh, saved.append) >= 1
     kept = fresh[record["sha256"]]

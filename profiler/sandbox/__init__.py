@@ -167,6 +167,10 @@ class Backend:
         record["settings"] = target.settings()
         record["enforced"] = dict(enforced)
         record.setdefault("host", {})["tool_version"] = profiler.__version__
+        if self.name == "docker":  # inside, the host name is the container's id: name the machine
+            import platform
+
+            record["host"]["hostname"] = platform.node()
         return record
 
     def _run_batch(self, target, paths, runtime, emit, enforced):

@@ -1,0 +1,192 @@
+"""Hostile inputs, replayed: wrong types through the API, names that carry formulas, markup, escape
+sequences or mathtext, secrets in env files, corrupt store rows, huge host values, outputs that
+cannot be written. Each is one line from the project's own exception classes, never a traceback,
+and nothing is written through unescaped."""
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+
+import pytest
+
+from tests.conftest import ROOT, example, run_cli
+
+import calibration  # noqa: E402
+import profiler  # noqa: E402
+
+OWN = (profiler.ProfileError, profiler.ConfigError, calibration.CalibrationError)
+CAL = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "calib_ols.json")
+ONNX = example("tiny_cnn.onnx")
+
+
+def target():
+    return profiler.Target.from_env(os.path.join(ROOT, "env.template"), backend="local", iterations=5, warmup=1)
+
+
+FOLDER = tempfile.gettempdir()
+CASES = {
+    "profile(bytes)": lambda: profiler.profile(b"m.onnx", target()),
+    "profile(None)": lambda: profiler.profile(None, target()),
+    "profile([None])": lambda: profiler.profile([None], target()),
+    "profile(123)": lambda: profiler.profile(123, target()),
+    "profile(store=123)": lambda: profiler.profile(ONNX, target(), store=123),
+    "profile(store={})": lambda: profiler.profile(ONNX, target(), store={}),
+    "profile(calibration=123)": lambda: profiler.profile(ONNX, target(), store=None, calibration=123),
+    "profile(calibration={})": lambda: profiler.profile(ONNX, target(), store=None, calibration={}),
+    "profile(retries=-1)": lambda: profiler.profile(ONNX, target(), store=None, retries=-1),
+    "Target.from_env({})": lambda: profiler.Target.from_env({}),
+    "Target.from_env(iterations=10**30)": lambda: profiler.Target.from_env(iterations=10 ** 30),
+    "Target.from_env(target_ci=2)": lambda: profiler.Target.from_env(target_ci=2),
+    "fit(b'x')": lambda: calibration.fit(b"x"),
+    "fit(123)": lambda: calibration.fit(123),
+    "fit(host=123)": lambda: calibration.fit("d.csv", host=123),
+    "fit(host=b'x')": lambda: calibration.fit("d.csv", host=b"x"),
+    "fit(host={})": lambda: calibration.fit("d.csv", host={}),
+    "fit(host=[{}])": lambda: calibration.fit("d.csv", host=[{}]),
+    "fit(host=[1, 2])": lambda: calibration.fit("d.csv", host=[1, 2]),
+    "fit(host=generator)": lambda: calibration.fit("d.csv", host=(x for x in [])),
+    "fit(device_ram=-5)": lambda: calibration.fit("d.csv", device_ram=-5),
+    "load(123)": lambda: calibration.load(123),
+    "load(None)": lambda: calibration.load(None),
+    "predict_model(bytes)": lambda: calibration.predict_model(b"x", CAL, target()),
+    "predict_model(None)": lambda: calibration.predict_model(None, CAL, target()),
+    "predict_model(cal=123)": lambda: calibration.predict_model(ONNX, 123, target()),
+    "predict_model(cal=None)": lambda: calibration.predict_model(ONNX, None, target()),
+    "predict_model(store=123)": lambda: calibration.predict_model(ONNX, CAL, target(), store=123),
+    "cal.predict(123)": lambda: calibration.load(CAL).predict(123),
+    "cal.predict([1])": lambda: calibration.load(CAL).predict([1]),
+    "cal.save(folder)": lambda: calibration.load(CAL).save(FOLDER),
+    "cal.save(missing folder)": lambda: calibration.load(CAL).save(os.path.join(FOLDER, "no", "such", "c.json")),
+    "cal.plot(file)": lambda: calibration.load(CAL).plot(CAL),
+    "Store(folder)": lambda: profiler.Store(FOLDER),
+    "Store(123)": lambda: profiler.Store(123),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_wrong_types_through_the_api_are_one_line_errors_of_the_projects_classes(name):
+    with pytest.raises(OWN) as caught:
+        CASES[name]()
+    assert "\n" not in str(caught.value) and str(caught.value)
+
+
+def test_names_are_escaped_for_terminal_markdown_csv_and_figures(tmp_path):
+    names = ["=cmd|' -C calc'!A0", "+1", "@SUM(A1)", "a\nb", "<svg onload=alert(1)>`x`*y*", "t\x1b]0;t\x07\x1b[2J",
+             "a$\\foo$b"]
+    paths = []
+    for i, name in enumerate(names):
+        path = tmp_path / f"{name}.onnx"
+        shutil.copy(ONNX, path)
+        paths.append(path)
+    out = {k: tmp_path / f"out.{k}" for k in ("csv", "markdown", "html")}
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--warmup", 1, "--retries", 0,
+                   "--csv", out["csv"], "--markdown", out["markdown"], "--html", out["html"], "--plot",
+                   tmp_path / "figures", *paths)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    for text in (done.stdout, done.stderr, out["markdown"].read_text()):
+        assert "\x1b" not in text and "\x07" not in text
+    table = [line for line in done.stdout.splitlines() if line.startswith(("=cmd", "a\\nb"))]
+    assert len(table) == 2  # a newline in a name stays inside its row
+    import csv
+
+    rows = list(csv.DictReader(open(out["csv"], newline="")))
+    assert len(rows) == len(names)
+    assert all(not v.startswith(("=", "+", "-", "@")) for row in rows for v in row.values() if v)
+    assert {row["model"] for row in rows} >= {"'=cmd|' -C calc'!A0", "'+1", "'@SUM(A1)"}
+    markdown = out["markdown"].read_text().splitlines()
+    import re
+
+    pipes = lambda line: len(re.findall(r"(?<!\\)\|", line))  # noqa: E731  the cell borders
+    body = markdown[2:2 + len(names)]
+    assert len(body) == len(names) and all(pipes(line) == pipes(markdown[0]) for line in body), body
+    assert not any("<svg" in line or "`x`" in line for line in markdown)
+    page = out["html"].read_text()
+    assert "<svg onload" not in page and "&lt;svg onload=alert(1)&gt;" in page
+    assert os.path.isfile(tmp_path / "figures" / "latency_distribution.svg")
+    cards = run_cli("profile", "--card-only", "--csv", tmp_path / "cards.csv", paths[0], paths[1])
+    assert cards.returncode == 0, cards.stderr
+    assert [row["model"] for row in csv.DictReader(open(tmp_path / "cards.csv"))] == ["'=cmd|' -C calc'!A0", "'+1"]
+
+
+def test_profile_csv_names_read_back_as_given_by_calibrate(tmp_path):
+    from calibration.core import load_host
+
+    path = tmp_path / "=m.onnx"
+    shutil.copy(ONNX, path)
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--csv", tmp_path / "h.csv", path)
+    assert done.returncode == 0, done.stderr
+    assert [r["model"] for r in load_host(str(tmp_path / "h.csv"))] == ["=m"]
+
+
+def test_env_files_never_expand_environment_variables(tmp_path):
+    env = tmp_path / "d.env"
+    env.write_text("DEVICE_NAME=${FAKE_SECRET}\nSSH_PYTHON='$FAKE_SECRET'\n")
+    done = run_cli("profile", "--env", env, "--backend", "local", "--no-store", "--iterations", 5,
+                   "--json", tmp_path / "r.json", ONNX, env=dict(os.environ, FAKE_SECRET="hunter2"))
+    assert done.returncode == 0, done.stderr
+    assert "hunter2" not in open(tmp_path / "r.json").read() + done.stdout + done.stderr
+    assert json.load(open(tmp_path / "r.json"))[0]["target"]["name"] == "${FAKE_SECRET}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--on", "dev", "--backend", "local"], "BACKEND=local asks for this host"),
+    (["--env", "/dev/stdin"], "not a regular file"),
+    (["--iterations", "1e23"], "ITERATIONS=1e23"),
+    (["--iterations", "100000000000"], "must be at most"),
+    (["--html", "/dev/full"], "/dev/full: could not write"),
+    (["--plot", "/proc/x"], "/proc/x: could not write"),
+])
+def test_settings_and_outputs_that_cannot_work_are_one_line(tmp_path, args, message):
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, *args, ONNX, timeout=120)
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and done.stderr.strip().splitlines()[-1] == errors[0], done.stderr  # one line, last
+
+
+def test_an_env_file_naming_a_device_measures_there():
+    t = profiler.Target.from_env(os.path.join(ROOT, "env.template"), ssh_host="dev")
+    assert t.backend == "ssh"
+    from profiler.cli import build_parser, joined
+
+    opts = build_parser().parse_args(joined(["--slurm-args", "--qos=normal", "m.onnx"]))
+    assert opts.SLURM_ARGS == "--qos=normal"
+
+
+def test_corrupt_store_rows_are_skipped_and_the_others_kept(tmp_path):
+    store = tmp_path / "s.db"
+    first = profiler.profile([ONNX], target(), store=store, retries=0)
+    db = sqlite3.connect(store)
+    for i, bad in enumerate(["{bad", "[1,2]", '{"result_version": 99, "model": "x"}']):
+        db.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (f"bad{i}", "s", "m", "t", "onnx", "1", "ok", 1, "9999", bad))
+    db.commit()
+    db.close()
+    opened = profiler.Store(str(store))
+    kept = opened.records()
+    assert [r["sha256"] for r in kept] == [first[0]["sha256"]] and len(opened.skipped) == 3
+    opened.close()
+    done = run_cli("profile", "--backend", "local", "--store", store, "--iterations", 5, ONNX)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    fit = run_cli("calibrate", "--store", store, "--device-target", "nothing")
+    assert fit.returncode != 0 and "Traceback" not in fit.stderr and fit.stderr.count("\n") == 1, fit.stderr
+
+
+def test_a_huge_host_value_is_refused_before_the_fit(tmp_path):
+    from tests.test_bad_input import DEVICE_CSV, host_json
+
+    device = tmp_path / "d.csv"
+    device.write_text(DEVICE_CSV)
+    host = host_json(tmp_path, [1e308] + [1.0 + i for i in range(7)])
+    done = run_cli("calibrate", device, "--host", host, "--out", tmp_path / "c.json")
+    assert done.returncode != 0 and "record 1 (m0)" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not os.path.exists(tmp_path / "c.json")
+
+
+def test_a_fifo_output_without_a_reader_is_one_line(tmp_path):
+    fifo = tmp_path / "out.csv"
+    os.mkfifo(fifo)
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--csv", fifo, ONNX,
+                   timeout=120)
+    assert done.returncode != 0 and "no process reads" in done.stderr and "Traceback" not in done.stderr, done.stderr
