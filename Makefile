@@ -30,6 +30,7 @@ bench: $(BIN)/profile
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/sweep.py
 	$(BIN)/python benchmarks/search_loop.py
+	$(BIN)/python benchmarks/busy.py
 
 # Base image for hosts without a registry (needs root, debootstrap and a Docker engine).
 docker-base:

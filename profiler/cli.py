@@ -39,6 +39,10 @@ OVERRIDES = [  # (option, env key, help)
     ("--iterations", "ITERATIONS", "timed runs (default 100); with --target-ci, the least"),
     ("--target-ci", "TARGET_CI", "keep timing until the median's 95%% interval is within this share of it, "
                                  "e.g. 1%% or 0.01 (default: a fixed ITERATIONS)"),
+    ("--data", "DATA", "after timing, evaluate each model on this .npz (x_data: one sample per row, no batch "
+                       "dimension; y_data: labels or targets, optional) inside the same sandbox and runtime"),
+    ("--task", "TASK", "what y_data holds: auto (default: classes when the labels are integers), "
+                       "classification or regression"),
     ("--time-budget", "TIME_BUDGET_S", "seconds of timed runs per model --target-ci may spend (default 10)"),
     ("--batch", "BATCH", "batch size (default 1)"),
     ("--timeout", "TIMEOUT_S", "seconds per model before it counts as timeout (default 600)"),

@@ -34,6 +34,9 @@ class TargetDevice:
     device_ram_mb: Optional[float] = None
     op_profile_runs: int = 0  # >0: also time per operator class with the runtime's profiler (ONNX)
     sample_memory: bool = False  # resident memory after every timed run (mean_rss_mb)
+    data: Optional[str] = None  # an .npz evaluated after the timed runs (accuracy)
+    task: str = "auto"  # what its y_data holds: auto, classification, regression
+    data_sha256: Optional[str] = None
     target_ci: float = 0.0  # >0: time until the median's 95% interval is within ±target_ci of it
     time_budget_s: float = 10.0  # seconds of timed runs per model that target_ci may spend
     jobs: int = 1  # sandboxes (or Slurm steps) at once, each on its own ceil(CPUS) cores
@@ -59,7 +62,8 @@ class TargetDevice:
         return {"warmup": self.warmup, "iterations": self.iterations, "seed": self.seed,
                 "input_shapes": self.input_shapes, "target_ci": self.target_ci,
                 "time_budget_s": self.time_budget_s if self.target_ci else None,
-                "op_profile_runs": self.op_profile_runs}
+                "op_profile_runs": self.op_profile_runs, "data_sha256": self.data_sha256,
+                "task": self.task if self.data else None}
 
     def as_dict(self):
         data = asdict(self)
@@ -192,7 +196,7 @@ def _docker_args(text, values, warnings):
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
         "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
         "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S"}
+        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK"}
 MAX_RUNS = 10 ** 7  # ITERATIONS and WARMUP: far above any useful count, and below what a sandbox can run in a week
 MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
@@ -333,6 +337,23 @@ def build_target(values, warnings, host_cores=None):
         t.target_ci = value / 100 if text.endswith("%") else value
         if t.target_ci >= 1:
             raise ConfigError(f"TARGET_CI={text}: a share of the median below 1 (e.g. 0.01 or 1%)")
+    if get("DATA") not in (None, ""):
+        t.data = os.path.abspath(str(get("DATA")).strip())
+        if not os.path.isfile(t.data):
+            raise ConfigError(f"DATA={get('DATA')}: " + ("not a regular file" if os.path.exists(t.data)
+                                                         else "data file not found"))
+        if not t.data.endswith(".npz"):
+            raise ConfigError(f"DATA={get('DATA')}: an .npz file with x_data and optional y_data")
+        from profiler.files import sha256_of
+
+        try:
+            t.data_sha256 = sha256_of(t.data)
+        except OSError as exc:
+            raise ConfigError(f"DATA={get('DATA')}: cannot read it ({exc.strerror})") from None
+    if get("TASK") not in (None, ""):
+        t.task = str(get("TASK")).strip().lower()
+        if t.task not in ("auto", "classification", "regression"):
+            raise ConfigError(f"TASK={get('TASK')}: choose auto, classification or regression")
     if get("TIME_BUDGET_S") not in (None, ""):
         t.time_budget_s = _number("TIME_BUDGET_S", get("TIME_BUDGET_S"), float, 0, strict=True,
                                   maximum=MAX_TIMEOUT_S)

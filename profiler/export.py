@@ -18,7 +18,9 @@ CSV_COLUMNS = [
     "throughput_ips", "peak_memory_mb", "rss_peak_mb", "idle_memory_mb", "memory_source",
     "predicted_latency_ms", "predicted_latency_ms_low", "predicted_latency_ms_high",
     "predicted_peak_memory_mb", "predicted_peak_memory_mb_low", "predicted_peak_memory_mb_high",
-    "extrapolated", "outside_mix", "exceeds_device_ram", "started_at",
+    "extrapolated", "outside_mix", "exceeds_device_ram",
+    "accuracy_task", "accuracy_n", "accuracy_top1", "accuracy_top5", "accuracy_precision", "accuracy_recall",
+    "accuracy_f1", "accuracy_mae", "accuracy_mse", "accuracy_rmse", "accuracy_mape", "data_sha256", "started_at",
 ]
 
 
@@ -45,6 +47,11 @@ def flatten(record):
     for key in ("mean", "median", "std", "min", "max", "p90", "p95", "p99", "iqr"):
         row[f"latency_{key}_ms"] = stats.get(key)
     row["latency_ci_low_ms"], row["latency_ci_high_ms"] = stats.get("ci_low"), stats.get("ci_high")
+    accuracy = record.get("accuracy") or {}
+    row.update(accuracy_task=accuracy.get("task"), accuracy_n=accuracy.get("n"),
+               data_sha256=accuracy.get("data_sha256"))
+    for key in ("top1", "top5", "precision", "recall", "f1", "mae", "mse", "rmse", "mape"):
+        row[f"accuracy_{key}"] = (accuracy.get("metrics") or {}).get(key)
     return {key: csv_cell(value) for key, value in row.items()}
 
 
@@ -62,7 +69,8 @@ def write_csv(path, records):
 LEADING = ["model", "runtime", "status", "latency_ms.median", "flags", "latency_ms.iqr", "latency_ms.ci_low",
            "latency_ms.ci_high", "latency_ms.p99", "load_ms",
            "peak_memory_mb", "prediction.latency_ms.value", "prediction.latency_ms.low", "prediction.latency_ms.high",
-           "prediction.latency_ms.extrapolated", "prediction.peak_memory_mb.value", "backend", "path", "sha256"]
+           "prediction.latency_ms.extrapolated", "prediction.peak_memory_mb.value", "accuracy.metrics.top1",
+           "accuracy.metrics.mae", "backend", "path", "sha256"]
 DROPPED = ("samples_ms", "samples_wait_ms")  # every timed run: kept in the records and the JSON, too long for a table cell
 
 

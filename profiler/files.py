@@ -2,11 +2,20 @@
 Standard library only: the harness uses it on a device too."""
 
 import errno
+import hashlib
 import os
 import stat
 import time
 
 FIFO_WAIT_S = 10.0  # how long a FIFO output waits for a reader before that is an error
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def open_special(path, wait_s=FIFO_WAIT_S):

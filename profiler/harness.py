@@ -12,7 +12,6 @@ of memory or passes its timeout becomes a row with that status; the rest still r
 import argparse
 import csv
 import gc
-import hashlib
 import json
 import math
 import os
@@ -27,7 +26,7 @@ if __package__ in (None, ""):  # run as a file on a device: make the package imp
     __package__ = "profiler"
 
 from profiler import __version__
-from profiler.files import check_writable, write_atomic
+from profiler.files import check_writable, sha256_of, write_atomic
 from profiler.runtimes import ModelError, adapter, make_inputs, parse_input_shapes, resolve_shapes, runtime_for
 
 RESULT_VERSION = 1  # bump when a field changes meaning; profiler.store upgrades old rows
@@ -282,14 +281,6 @@ def scheduling():
         return None
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_through(paths, chunk=1 << 20):
     """Read files whole, so their pages sit in the page cache, charged to whoever reads them now."""
     buffer = bytearray(chunk)
@@ -437,6 +428,10 @@ def measure(path, runtime, opts, cgroup):
     # moves with the page cache and the models run before, so it is kept as a diagnostic only.
     result["peak_memory_mb"], result["idle_memory_mb"] = result["rss_peak_mb"], idle_rss_mb
     result["memory_source"] = "vmhwm"
+    if opts.data:  # after the timed runs and the peak, so neither includes it
+        from profiler.evaluate import evaluate
+
+        result["accuracy"] = evaluate(rt, session, specs, shapes, opts.data, opts.task, runtime)
     if opts.cgroup:
         peak = cgroup.peak_bytes()
         result["cgroup"] = {"limit_mb": _mb(cgroup.limit_bytes()), "peak_mb": _mb(peak),
@@ -701,6 +696,10 @@ def build_parser():
                              "±FRACTION of it (0.01: ±1%%) or --time-budget is spent (0: fixed count)")
     parser.add_argument("--time-budget", type=float, default=10.0, metavar="S",
                         help="seconds of timed runs per model that --target-ci may spend (default 10)")
+    parser.add_argument("--data", metavar="FILE.npz",
+                        help="after timing, evaluate on this data: x_data (one sample per row) and optional y_data")
+    parser.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
+                        help="what y_data holds (default: classes when the labels are integers)")
     parser.add_argument("--nice", type=int, default=None,
                         help="run at this niceness (raised only; the backends pass the caller's, so every "
                              "backend measures at the same priority)")

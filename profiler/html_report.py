@@ -10,7 +10,7 @@ import time
 
 import profiler
 from profiler.files import write_atomic
-from profiler.report import _caps, _macs, ranked, ranking, ranking_latency
+from profiler.report import _caps, _macs, accuracy_text, ranked, ranking, ranking_latency
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -151,6 +151,9 @@ def results_section(records):
               "median 95% CI", "disturbed runs", "peak MiB", "MMACs", "caps"]
     if metrics:
         header += [f"device {UNITS.get(m, m)} (95% PI)" for m in metrics]
+    scored = any(r.get("accuracy") for r in records)
+    if scored:
+        header.append("accuracy")
     header += ["flags"]
     rows = []
     for r in records:
@@ -166,6 +169,8 @@ def results_section(records):
         if metrics:
             prediction = r.get("prediction") or {}
             row += [_prediction_cell(prediction.get(m)) for m in metrics]
+        if scored:
+            row.append(accuracy_text(r.get("accuracy")))
         flags = _flags(r)
         row.append((flags, flags, "flag") if flags else "")
         if r["status"] != "ok" and r.get("error"):

@@ -71,8 +71,11 @@ def result_rows(records):
     predicted = any(r.get("prediction") for r in records)
     header = ["model", "runtime", "status", "load ms", "median ± IQR ms (min … max)", "median 95% CI", "p99 ms",
               "peak MiB", "MMACs", "caps", "flags"]
+    scored = any(r.get("accuracy") for r in records)
     if predicted:
         header += ["device ms (95% PI)", "device MiB"]
+    if scored:
+        header.append("accuracy")
     rows = []
     for r in records:
         stats = r.get("latency_ms")
@@ -85,8 +88,22 @@ def result_rows(records):
                ",".join(flags(r)) or "-"]
         if predicted:
             row += _prediction_cells(r.get("prediction"))
+        if scored:
+            row.append(accuracy_text(r.get("accuracy")))
         rows.append(row)
     return header, rows
+
+
+def accuracy_text(accuracy):
+    """One cell: top-1 (classification), MAE (regression), or what the outputs were (no labels)."""
+    if not accuracy:
+        return "-"
+    metrics, n = accuracy.get("metrics") or {}, accuracy.get("n")
+    if accuracy.get("task") == "classification":
+        return f"top-1 {100 * metrics['top1']:.2f}% (n={n})"
+    if accuracy.get("task") == "regression":
+        return f"MAE {metrics['mae']:.4g} (n={n})"
+    return f"outputs only (n={n})"
 
 
 def _prediction_cells(prediction):

@@ -47,6 +47,11 @@ def runner(session, inputs):
     return lambda: run(None, feeds)
 
 
+def outputs(session, inputs):
+    """The model's outputs for these inputs, as numpy arrays (evaluation on --data)."""
+    return session.run(None, dict(inputs))
+
+
 def _first_line(exc):
     return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 

@@ -54,3 +54,25 @@ def runner(interp, inputs):
         interp.set_tensor(details[name]["index"], array)
     # Inputs stay in the interpreter's buffers, so a run is invoke() alone.
     return interp.invoke
+
+
+def outputs(interp, inputs):
+    """The model's outputs for these inputs, as float arrays: float inputs are quantized with the
+    input tensor's own scale and zero point, quantized outputs dequantized with theirs."""
+    import numpy as np
+
+    details = {d["name"]: d for d in interp.get_input_details()}
+    for name, array in inputs.items():
+        detail = details[name]
+        scale, zero = detail.get("quantization") or (0.0, 0)
+        if np.dtype(detail["dtype"]).kind in "iu" and np.asarray(array).dtype.kind == "f" and scale:
+            info = np.iinfo(detail["dtype"])
+            array = np.clip(np.round(array / scale + zero), info.min, info.max)
+        interp.set_tensor(detail["index"], np.asarray(array, dtype=detail["dtype"]))
+    interp.invoke()
+    found = []
+    for detail in interp.get_output_details():
+        value = interp.get_tensor(detail["index"])
+        scale, zero = detail.get("quantization") or (0.0, 0)
+        found.append((value.astype(np.float32) - zero) * scale if value.dtype.kind in "iu" and scale else value)
+    return found

@@ -74,3 +74,11 @@ def runner(session, inputs):
             return module(*tensors)
 
     return run
+
+
+def outputs(session, inputs):
+    """The model's outputs for these inputs, as numpy arrays (a tuple or list output flattened)."""
+    with torch.inference_mode():
+        result = session.module(*[torch.from_numpy(a) for a in inputs.values()])
+    items = result if isinstance(result, (list, tuple)) else [result]
+    return [item.detach().numpy() for item in items]

@@ -50,12 +50,14 @@ def harness_files():
     """The standalone harness: what a sandbox image or a device needs of this package (numpy and a runtime
     besides); returns (package folder, paths relative to it)."""
     package = os.path.dirname(os.path.abspath(profiler.__file__))
-    files = ["__init__.py", "harness.py", "files.py"]
+    files = ["__init__.py", "harness.py", "files.py", "evaluate.py"]
     files += [os.path.join("runtimes", n) for n in sorted(os.listdir(os.path.join(package, "runtimes"))) if n.endswith(".py")]
     return package, files
 
 
-def harness_args(target, paths, cgroup, runtime=None):
+def harness_args(target, paths, cgroup, runtime=None, data=None):
+    """The harness's arguments for these model paths; data: where the target's DATA file is as the
+    harness sees it (inside a container or on a device), default its host path."""
     if not paths:
         return ["--empty", "--runtime", runtime]
     args = [*paths, "--threads", str(target.threads), "--warmup", str(target.warmup),
@@ -63,6 +65,8 @@ def harness_args(target, paths, cgroup, runtime=None):
             "--seed", str(target.seed), "--timeout", f"{target.timeout_s:g}", "--keep-samples"]
     if target.input_shapes:
         args += ["--input-shapes", target.input_shapes]
+    if target.data:
+        args += ["--data", data or target.data, "--task", target.task]
     if target.target_ci:
         args += ["--target-ci", f"{target.target_ci:g}", "--time-budget", f"{target.time_budget_s:g}"]
     try:  # every backend measures at the caller's priority (a container would start at dockerd's)

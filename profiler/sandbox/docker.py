@@ -254,6 +254,9 @@ class DockerBackend(Backend):
             for extra in onnx_external_data(path):  # weights beside the graph (every ONNX model over 2 GB)
                 mounts.append(Mount(f"/models/{i}/{extra}", os.path.join(os.path.dirname(path), extra),
                                     type="bind", read_only=True))
+        if target.data:  # the evaluation data, read-only beside the models
+            mounts.append(Mount(f"/data/{os.path.basename(target.data)}", os.path.abspath(target.data), type="bind",
+                                read_only=True))
         options = {"cpuset_cpus": ",".join(map(str, cores))}
         if fractional:
             options["nano_cpus"] = int(target.cpus * 1e9)
@@ -307,7 +310,9 @@ class DockerBackend(Backend):
         container = None
         try:
             container = self.client.containers.create(
-                image, command=harness_args(target, inside, cgroup=True, runtime=runtime), **options)
+                image, command=harness_args(target, inside, cgroup=True, runtime=runtime,
+                                            data=f"/data/{os.path.basename(target.data)}" if target.data else None),
+                **options)
             self._running.add(container)
             if self.cancelled:
                 return None

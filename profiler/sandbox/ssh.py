@@ -110,15 +110,18 @@ class SshBackend(Backend):
         self.device = facts
         return facts
 
-    def _bundle(self, paths):
-        """A tar stream of the harness and the models (models/<i>/<name>), made on the host."""
+    def _bundle(self, paths, data=None):
+        """A tar stream of the harness, the models (models/<i>/<name>) and the evaluation data
+        (data/<name>), made on the host. A symbolic link is sent as the file it points to."""
         package, files = harness_files()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for rel in files:
                 tar.add(os.path.join(package, rel), arcname=os.path.join("profiler", rel))
             for i, path in enumerate(paths):
-                tar.add(path, arcname=f"models/{i}/{os.path.basename(path)}")
+                tar.add(os.path.realpath(path), arcname=f"models/{i}/{os.path.basename(path)}")
+            if data:
+                tar.add(os.path.realpath(data), arcname=f"data/{os.path.basename(data)}")
         return buffer.getvalue()
 
     def _cleanup(self, folder):
@@ -148,15 +151,16 @@ class SshBackend(Backend):
         by_inside = dict(zip(inside, paths))
         try:
             copy = subprocess.run([*self.base, self.host, f"tar -C {shlex.quote(folder)} -xf -"],
-                                  input=self._bundle(paths), capture_output=True, timeout=3600)
+                                  input=self._bundle(paths, target.data), capture_output=True, timeout=3600)
             if copy.returncode != 0:
                 raise SandboxError(f"{self.host}: copying the harness and models failed: "
                                    f"{(copy.stderr.decode(errors='replace').strip().splitlines() or ['?'])[-1]}")
-            args = harness_args(target, inside, cgroup=False, runtime=runtime)
+            args = harness_args(target, inside, cgroup=False, runtime=runtime,
+                                data=f"{folder}/data/{os.path.basename(target.data)}" if target.data else None)
             pin = f"taskset -c {','.join(map(str, target.cpu_set))} " if target.cpu_set else ""
             # exec keeps the shell's pid, written first, so cleanup can kill exactly this harness
             command = (f"cd {shlex.quote(folder)} && echo $$ > harness.pid && "
-                       f"OMP_NUM_THREADS={target.threads} PYTHONPATH={shlex.quote(folder)} "
+                       f"OMP_NUM_THREADS={target.threads} PYTHONPATH={shlex.quote(folder)} TMPDIR={shlex.quote(folder)} "
                        f"PYTHONDONTWRITEBYTECODE=1 exec {pin}{shlex.quote(self.python)} -u -m profiler.harness "
                        + " ".join(shlex.quote(a) for a in args))
             return self._stream(command, folder, target, by_inside, emit)

@@ -1,0 +1,141 @@
+"""Accuracy on the user's own data, with the runtime the device uses, after the timed runs.
+
+Runs inside the sandbox (and on a device), so it needs only numpy. The data file is an .npz with
+`x_data` (one sample per row, no batch dimension) and optionally `y_data`, as the single-board-
+computer benchmarks use; a model with several inputs takes one array per input name instead of
+`x_data`. Each sample runs alone (batch 1), as it would on the device.
+"""
+
+import hashlib
+import os
+
+from profiler.files import sha256_of
+from profiler.runtimes import ModelError
+
+TASKS = ("auto", "classification", "regression")
+
+
+def load_data(path, specs):
+    """({input name: array of samples}, labels or None) from the .npz; ModelError names what is wrong."""
+    import numpy as np
+
+    name = os.path.basename(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):
+            raise ValueError("a single array, not an .npz archive")
+        arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ModelError(f"--data {name}: not a readable .npz file ({str(exc).splitlines()[0][:120]})") from None
+    if len(specs) == 1 and "x_data" in arrays:
+        inputs = {specs[0].name: arrays["x_data"]}
+    else:
+        missing = [s.name for s in specs if s.name not in arrays]
+        if missing:
+            wanted = "x_data" if len(specs) == 1 else "one array per input name"
+            raise ModelError(f"--data {name}: needs {wanted} (the model's input is {missing[0]!r}; the file has "
+                             f"{', '.join(sorted(arrays)) or 'no arrays'})")
+        inputs = {s.name: arrays[s.name] for s in specs}
+    counts = {len(a) if a.ndim else 0 for a in inputs.values()}
+    labels = arrays.get("y_data")
+    if labels is not None:
+        counts.add(len(labels) if labels.ndim else 0)
+    if len(counts) != 1 or 0 in counts:
+        raise ModelError(f"--data {name}: the arrays hold different numbers of samples ({sorted(counts)})")
+    for key, array in list(inputs.items()) + ([("y_data", labels)] if labels is not None else []):
+        if array.dtype.kind not in "fiub":
+            raise ModelError(f"--data {name}: {key} has dtype {array.dtype}, not numbers")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ModelError(f"--data {name}: {key} holds NaN or infinite values")
+    return inputs, labels
+
+
+def _feed(inputs, specs, shapes, index, keep_float):
+    import numpy as np
+
+    feed = {}
+    for spec in specs:
+        sample = inputs[spec.name][index][None]
+        wanted = tuple(shapes[spec.name])
+        if tuple(sample.shape) != wanted:
+            raise ModelError(f"--data: a sample of {spec.name!r} has shape {list(sample.shape[1:])}, the model takes "
+                             f"{list(wanted[1:])} (one sample per row, no batch dimension)")
+        dtype = np.dtype(spec.dtype)
+        feed[spec.name] = sample if (keep_float and dtype.kind in "iu" and sample.dtype.kind == "f") \
+            else sample.astype(dtype)
+    return feed
+
+
+def classification_metrics(scores, labels):
+    """top-1, top-5 (with five classes or more), and macro precision, recall and F1 over the classes
+    seen in the labels or the predictions (as scikit-learn's default does)."""
+    import numpy as np
+
+    predicted = scores.argmax(axis=1)
+    metrics = {"top1": float(np.mean(predicted == labels))}
+    if scores.shape[1] >= 5:
+        top5 = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+        metrics["top5"] = float(np.mean((top5 == labels[:, None]).any(axis=1)))
+    precision, recall, f1 = [], [], []
+    for cls in np.union1d(labels, predicted):
+        tp = float(np.sum((predicted == cls) & (labels == cls)))
+        fp = float(np.sum((predicted == cls) & (labels != cls)))
+        fn = float(np.sum((predicted != cls) & (labels == cls)))
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        precision.append(p)
+        recall.append(r)
+        f1.append(2 * p * r / (p + r) if p + r else 0.0)
+    metrics.update(precision=float(np.mean(precision)), recall=float(np.mean(recall)), f1=float(np.mean(f1)))
+    return metrics
+
+
+def regression_metrics(predicted, targets):
+    import numpy as np
+
+    error = predicted - targets
+    nonzero = targets != 0
+    metrics = {"mae": float(np.mean(np.abs(error))), "mse": float(np.mean(error ** 2))}
+    metrics["rmse"] = float(np.sqrt(metrics["mse"]))
+    metrics["mape"] = float(100 * np.mean(np.abs(error[nonzero] / targets[nonzero]))) if nonzero.any() else None
+    return metrics
+
+
+def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None):
+    """The record's `accuracy` object: task, metrics, number of samples, the data file's sha256."""
+    import numpy as np
+
+    inputs, labels = load_data(path, specs)
+    n = len(next(iter(inputs.values())))
+    rows = []
+    for i in range(n):
+        out = rt.outputs(session, _feed(inputs, specs, shapes, i, keep_float=runtime == "tflite"))
+        rows.append(np.asarray(out[0], dtype=np.float64).reshape(-1))
+    predicted = np.stack(rows)
+    result = {"n": n, "data": os.path.basename(path), "data_sha256": sha256_of(path),
+              "output_shape": list(predicted.shape[1:])}
+    if labels is None:
+        result.update(task="outputs", metrics={"top1_classes": np.bincount(predicted.argmax(axis=1)).tolist()
+                                               if predicted.shape[1] > 1 else None,
+                                               "output_mean": float(predicted.mean())})
+        result["outputs_sha256"] = hashlib.sha256(predicted.astype(np.float32).tobytes()).hexdigest()
+        return result
+    if task == "auto":
+        task = "classification" if labels.dtype.kind in "iu" and predicted.shape[1] > 1 else "regression"
+    if task == "classification":
+        labels = labels.reshape(-1)
+        if labels.dtype.kind not in "iu" and not np.all(labels == np.round(labels)):
+            raise ModelError("--data: classification needs whole-number class labels in y_data")
+        labels = labels.astype(np.int64)
+        if labels.min() < 0 or labels.max() >= predicted.shape[1]:
+            raise ModelError(f"--data: a label of y_data ({int(labels.min())}…{int(labels.max())}) is outside the "
+                             f"model's {predicted.shape[1]} classes")
+        result["metrics"] = classification_metrics(predicted, labels)
+    else:
+        targets = labels.reshape(n, -1).astype(np.float64)
+        if targets.shape[1] != predicted.shape[1]:
+            raise ModelError(f"--data: y_data has {targets.shape[1]} value(s) per sample, the model outputs "
+                             f"{predicted.shape[1]}")
+        result["metrics"] = regression_metrics(predicted, targets)
+    result["task"] = task
+    return result

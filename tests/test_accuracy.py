@@ -1,0 +1,148 @@
+"""Accuracy on real data (scikit-learn's handwritten digits, a classifier trained by the project's own
+code), evaluated inside the sandbox with the device's runtime, against a plain evaluation of the same
+runtime's outputs; a regression model with a known error; bad data as one line per model."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+import profiler  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    from experiments.examples.digits import build
+
+    return build(str(tmp_path_factory.mktemp("digits")))
+
+
+def plain_scores(path, x):
+    """The runtime's own outputs, sample by sample, with no edge-profiler code in between."""
+    if path.endswith(".onnx"):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return np.stack([session.run(None, {"input": row[None]})[0][0] for row in x])
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    scores = []
+    for row in x:
+        interp.set_tensor(inp, row[None])
+        interp.invoke()
+        scores.append(interp.get_tensor(out)[0].copy())
+    return np.stack(scores)
+
+
+def target(backend="local", **settings):
+    return profiler.Target.from_env(os.path.join(ROOT, "env.template"), backend=backend, cpus=1, iterations=10,
+                                    warmup=2, **settings)
+
+
+def check_against_plain(record, path, data):
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    arrays = np.load(data)
+    x, y = arrays["x_data"], arrays["y_data"]
+    predicted = plain_scores(path, x).argmax(axis=1)
+    accuracy = record["accuracy"]
+    assert accuracy["task"] == "classification" and accuracy["n"] == len(y) == 719
+    assert round(accuracy["metrics"]["top1"] * len(y)) == int(np.sum(predicted == y))  # the same count, exactly
+    assert accuracy["metrics"]["precision"] == pytest.approx(precision_score(y, predicted, average="macro"))
+    assert accuracy["metrics"]["recall"] == pytest.approx(recall_score(y, predicted, average="macro"))
+    assert accuracy["metrics"]["f1"] == pytest.approx(f1_score(y, predicted, average="macro"))
+    assert accuracy["data_sha256"] == record["settings"]["data_sha256"]
+    assert accuracy["metrics"]["top1"] > 0.9  # a trained classifier on held-out digits
+
+
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_digits_accuracy_in_the_sandbox_equals_a_plain_evaluation(request, digits, backend):
+    if backend == "docker":
+        request.getfixturevalue("docker_backend")
+    paths = [digits["onnx"]] + ([digits["tflite"]] if digits["tflite"] else [])
+    results = profiler.profile(paths, target(backend, data=digits["data"]), store=None, retries=0)
+    assert [r["status"] for r in results] == ["ok"] * len(paths), [r.get("error") for r in results]
+    for record, path in zip(results, paths):
+        assert record["backend"] == backend
+        check_against_plain(record, path, digits["data"])
+    frame = results.to_pandas()
+    assert frame["accuracy.metrics.top1"].tolist() == [r["accuracy"]["metrics"]["top1"] for r in results]
+
+
+def test_accuracy_reaches_the_table_csv_and_the_store_key(digits, tmp_path):
+    import csv
+
+    store = tmp_path / "p.db"
+    done = run_cli("profile", "--backend", "local", "--store", store, "--iterations", 10, "--data", digits["data"],
+                   "--csv", tmp_path / "r.csv", digits["onnx"])
+    assert done.returncode == 0, done.stderr
+    (row,) = csv.DictReader(open(tmp_path / "r.csv"))
+    assert "top-1 " in done.stdout and "(n=719)" in done.stdout
+    assert float(row["accuracy_top1"]) > 0.9 and row["accuracy_task"] == "classification"
+    without = profiler.profile([digits["onnx"]], target(), store=store, retries=0)  # no data: another key
+    assert not without[0].get("from_store") and "accuracy" not in without[0]
+
+
+def test_a_regression_model_has_its_known_error(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w, b = rng.normal(size=(4, 1)).astype(np.float32), np.array([0.25], np.float32)
+    graph = helper.make_graph([helper.make_node("Gemm", ["input", "w", "b"], ["y"])], "linear",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+                              initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "linear.onnx")
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    offsets = np.where(np.arange(200) % 2 == 0, 0.5, -0.5)[:, None]
+    np.savez(tmp_path / "reg.npz", x_data=x, y_data=(x @ w + b + offsets).astype(np.float64))
+    (record,) = profiler.profile([str(tmp_path / "linear.onnx")], target(data=str(tmp_path / "reg.npz")), store=None,
+                                 retries=0)
+    metrics = record["accuracy"]["metrics"]
+    assert record["accuracy"]["task"] == "regression" and record["accuracy"]["n"] == 200
+    assert metrics["mae"] == pytest.approx(0.5, abs=1e-5) and metrics["mse"] == pytest.approx(0.25, abs=1e-5)
+    assert metrics["rmse"] == pytest.approx(0.5, abs=1e-5)
+
+
+BAD_DATA = {
+    "wrong shape": (lambda x, y: {"x_data": np.zeros((5, 65), np.float32), "y_data": y[:5]}, "has shape [65]"),
+    "wrong dtype": (lambda x, y: {"x_data": np.array(["a"] * 5), "y_data": y[:5]}, "not numbers"),
+    "labels out of range": (lambda x, y: {"x_data": x[:5], "y_data": np.array([0, 1, 2, 3, 12])}, "outside the"),
+    "NaN": (lambda x, y: {"x_data": np.where(np.arange(64) == 3, np.nan, x[:5]).astype(np.float32),
+                          "y_data": y[:5]}, "NaN"),
+    "counts differ": (lambda x, y: {"x_data": x[:5], "y_data": y[:4]}, "different numbers of samples"),
+    "no x_data": (lambda x, y: {"images": x[:5]}, "needs x_data"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DATA)
+def test_bad_data_is_an_error_row_of_one_line_for_that_model(digits, tmp_path, case):
+    make, message = BAD_DATA[case]
+    arrays = np.load(digits["data"])
+    np.savez(tmp_path / "bad.npz", **make(arrays["x_data"], arrays["y_data"]))
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--retries", 0, "--data",
+                   tmp_path / "bad.npz", "--json", tmp_path / "r.json", digits["onnx"])
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (record,) = json.load(open(tmp_path / "r.json"))
+    assert record["status"] == "error" and message in record["error"] and "\n" not in record["error"]
+
+
+@pytest.mark.parametrize("content, message", [(b"not an archive", "not a readable .npz"), (None, "not found")])
+def test_a_data_file_that_is_not_an_npz_is_named(digits, tmp_path, content, message):
+    path = tmp_path / "d.npz"
+    if content is not None:
+        path.write_bytes(content)
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--data", path,
+                   "--json", tmp_path / "r.json", digits["onnx"])
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    text = done.stderr if content is None else json.load(open(tmp_path / "r.json"))[0]["error"]
+    assert message in text
