@@ -479,7 +479,9 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
     if len(runtimes) > 1:
         raise CalibrationError(f"matched host profiles mix runtimes {', '.join(runtimes)}; choose one with --runtime")
     target = next((r.get("target") for _, r in pairs if r.get("target")), None)
+    precisions = sorted({r.get("precision") for _, r in pairs if r.get("precision")})
     return {
+        "precision": precisions[0] if len(precisions) == 1 else None, "precisions": precisions,
         "schema": SCHEMA, "version": SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runtime": runtimes[0] if runtimes else None, "runtime_version": pairs[0][1].get("runtime_version"),
         "target": target, "device_ram_mb": device_ram_mb, "method": method,
@@ -642,6 +644,17 @@ class Predictor:
                 self.warned.add(key)
                 self.warn(f"warning: the calibration was made for runtime {runtime}, not {record.get('runtime')}"
                           + ("; predicting anyway (--force)" if self.force else "; use --force to predict anyway"))
+            if not self.force:
+                return record
+        precision = self.calibration.get("precision")
+        if precision and record.get("precision") and record["precision"] != precision:
+            key = ("precision", record["precision"])
+            if key not in self.warned:
+                self.warned.add(key)
+                self.warn(f"warning: the calibration was fitted on {precision} references, not "
+                          f"{record['precision']} ({record.get('model')})"
+                          + ("; predicting anyway (--force)" if self.force else
+                             "; use --force to predict anyway, or calibrate on references of that precision"))
             if not self.force:
                 return record
         threads = int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)

@@ -36,6 +36,9 @@ def warnings(calibration):
         if fit["n"] < 3:
             out.append(f"WARNING: {fit['metric']} at {fit['threads']} threads: only {fit['n']} references; "
                        f"no LOOCV or prediction interval (needs 3)")
+    if len(calibration.get("precisions") or []) > 1:
+        out.append(f"WARNING: the references mix precisions ({', '.join(calibration['precisions'])}); one fit "
+                   "spans them, so profile and calibrate each precision apart for predictions that hold")
     unsteady = calibration.get("unsteady") or {}
     if unsteady.get("models"):
         names = ", ".join(unsteady["models"][:8]) + (" …" if len(unsteady["models"]) > 8 else "")

@@ -132,7 +132,37 @@ def onnx_card_from_model(model, shapes, batch=1):
                 state["activation_bytes"] += int(np.prod(dims)) * itemsize
         cls, macs = _onnx_node_work(node, known, out_shape, out_elems)
         state["macs_by_class"][cls] += macs
-    return _finish(state, params)
+    card = _finish(state, params)
+    card["precision"] = onnx_precision(set(card["ops"]), {init.data_type for init in graph.initializer})
+    return card
+
+
+ONNX_DYNAMIC_INT8 = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
+ONNX_STATIC_INT8 = {"QLinearConv", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear", "QGemm", "QLinearAdd"}
+
+
+def onnx_precision(ops, initializer_types):
+    """fp32, fp16, int8 dynamic (activations quantized at run time) or int8 static (QDQ / QLinear)."""
+    import onnx
+
+    if ops & ONNX_DYNAMIC_INT8:
+        return "int8 dynamic"
+    if ops & ONNX_STATIC_INT8:
+        return "int8 static"
+    if onnx.TensorProto.FLOAT16 in initializer_types:
+        return "fp16"
+    return "fp32"
+
+
+def tflite_precision(weight_types, input_types):
+    """fp32, fp16, int8 dynamic (int8 weights, float activations) or int8 static (integer inputs)."""
+    if any(np.dtype(t).kind in "iu" for t in input_types):
+        return "int8 static"
+    if any(np.dtype(t) in (np.int8, np.uint8) for t in weight_types):
+        return "int8 dynamic"
+    if any(np.dtype(t) == np.float16 for t in weight_types):
+        return "fp16"
+    return "fp32"
 
 
 def _runtime_shapes(model, known):
@@ -227,7 +257,7 @@ def tflite_card(path, shapes, batch=1):
     split_parts = {int(o) for op in ops if op["op_name"] in ("SPLIT", "SPLIT_V") and len(op["outputs"]) > 1
                    for o in op["outputs"]}
     graph_inputs = {d["index"] for d in interp.get_input_details()}
-    state, params, counted = _empty(), 0, set()
+    state, params, counted, weight_types = _empty(), 0, set(), set()
     for op in ops:
         name = op["op_name"]
         if name == "DELEGATE":  # the runtime's delegate node wraps ops listed on their own
@@ -240,6 +270,7 @@ def tflite_card(path, shapes, batch=1):
             index = tensor["index"]
             if index not in produced and index not in graph_inputs and index not in counted:
                 counted.add(index)
+                weight_types.add(tensor["dtype"])
                 if tensor["dtype"] in (np.float32, np.float16, np.int8, np.uint8) and len(tensor["shape"]):
                     params += int(np.prod(tensor["shape"]))
         out_shape = [int(d) for d in outputs[0]["shape"]] if outputs else None
@@ -272,7 +303,9 @@ def tflite_card(path, shapes, batch=1):
             state["macs_by_class"]["elementwise"] += out_elems
         elif kind is not None:
             state["macs_by_class"]["other"] += out_elems
-    return _finish(state, params)
+    card = _finish(state, params)
+    card["precision"] = tflite_precision(weight_types, [d["dtype"] for d in interp.get_input_details()])
+    return card
 
 
 # ---------------------------------------------------------------- TorchScript

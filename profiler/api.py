@@ -322,6 +322,7 @@ def add_card(record, target):
         from profiler.analysis import model_card
 
         record["model_card"] = model_card(record["path"], target, shapes=record.get("input_shapes"))
+        record["precision"] = record["model_card"].get("precision")
     except Exception as exc:  # a card is extra information; it never fails a measurement
         record["model_card"] = {"error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}
 

@@ -146,3 +146,29 @@ def test_a_data_file_that_is_not_an_npz_is_named(digits, tmp_path, content, mess
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     text = done.stderr if content is None else json.load(open(tmp_path / "r.json"))[0]["error"]
     assert message in text
+
+
+def test_a_calibration_fitted_on_fp32_refuses_an_int8_record_without_force(tmp_path):
+    import pandas as pd
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import calibration
+    from tests.conftest import example
+
+    quantized = str(tmp_path / "tiny_int8.onnx")
+    quantize_dynamic(example("tiny_cnn.onnx"), quantized, weight_type=QuantType.QInt8)
+    results = profiler.profile([example("tiny_cnn.onnx"), quantized], target(), store=None, retries=0)
+    assert [r["precision"] for r in results] == ["fp32", "int8 dynamic"]
+    references = [dict(results[0], model=f"m{i}", sha256=None, latency_ms={"median": 0.2 * (i + 1)})
+                  for i in range(6)]
+    device = pd.DataFrame({"model": [f"m{i}" for i in range(6)], "threads": 1,
+                           "latency_ms": [0.9 * (i + 1) for i in range(6)]})
+    cal = calibration.fit(device, host=references, method="ols")
+    assert cal.data["precision"] == "fp32"
+    refused = cal.predict([results[1]])
+    assert "predicted_latency_ms" not in refused or refused["predicted_latency_ms"].isna().all()
+    assert any("fitted on fp32 references, not int8 dynamic" in w and "--force" in w for w in cal.warnings)
+    forced = cal.predict([results[1]], force=True)
+    assert forced.loc[0, "predicted_latency_ms"] > 0
+    same = cal.predict([results[0]])
+    assert same.loc[0, "predicted_latency_ms"] > 0
