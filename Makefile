@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# torch: the one CPU build (see pyproject.toml); tf makes TFLite models for tests and experiments
-EXTRAS ?= test,torch,tf
+# torch: the one CPU build (see pyproject.toml); tf makes TFLite models for tests and experiments;
+# variants: the converters of profile --variants
+EXTRAS ?= test,torch,tf,variants
 
 .PHONY: demo test bench docker-base fixtures clean zoo-packages
 

@@ -7,13 +7,14 @@ interpreter's tensor and op details; TorchScript through an ONNX export at the p
 input shape. Unknown op types are counted under `other` and never fail a card.
 """
 
-import contextlib
 import io
 import os
 import sys
 from collections import Counter
 
 import numpy as np
+
+from profiler.files import silenced
 
 CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul", "pool", "elementwise", "other")
 MAC_CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")
@@ -154,9 +155,10 @@ def onnx_precision(ops, initializer_types):
     return "fp32"
 
 
-def tflite_precision(weight_types, input_types):
-    """fp32, fp16, int8 dynamic (int8 weights, float activations) or int8 static (integer inputs)."""
-    if any(np.dtype(t).kind in "iu" for t in input_types):
+def tflite_precision(weight_types, input_types, activation_types=()):
+    """fp32, fp16, int8 dynamic (int8 weights, float activations) or int8 static (integer activations)."""
+    if any(np.dtype(t).kind in "iu" for t in input_types) or any(np.dtype(t) in (np.int8, np.uint8, np.int16)
+                                                                 for t in activation_types):
         return "int8 static"
     if any(np.dtype(t) in (np.int8, np.uint8) for t in weight_types):
         return "int8 dynamic"
@@ -257,7 +259,7 @@ def tflite_card(path, shapes, batch=1):
     split_parts = {int(o) for op in ops if op["op_name"] in ("SPLIT", "SPLIT_V") and len(op["outputs"]) > 1
                    for o in op["outputs"]}
     graph_inputs = {d["index"] for d in interp.get_input_details()}
-    state, params, counted, weight_types = _empty(), 0, set(), set()
+    state, params, counted, weight_types, activation_types = _empty(), 0, set(), set(), set()
     for op in ops:
         name = op["op_name"]
         if name == "DELEGATE":  # the runtime's delegate node wraps ops listed on their own
@@ -277,6 +279,8 @@ def tflite_card(path, shapes, batch=1):
         out_elems = int(np.prod(out_shape)) if out_shape else 0
         for tensor in outputs:
             state["activation_bytes"] += int(np.prod(tensor["shape"])) * np.dtype(tensor["dtype"]).itemsize
+            if name not in ("QUANTIZE", "DEQUANTIZE"):
+                activation_types.add(tensor["dtype"])
         kind = TFLITE_CLASS.get(name, "other")
         if kind == "conv":
             weight = [int(d) for d in inputs[1]["shape"]]  # [O, kh, kw, I] (3D: [kd, kh, kw, I, O])
@@ -304,29 +308,12 @@ def tflite_card(path, shapes, batch=1):
         elif kind is not None:
             state["macs_by_class"]["other"] += out_elems
     card = _finish(state, params)
-    card["precision"] = tflite_precision(weight_types, [d["dtype"] for d in interp.get_input_details()])
+    card["precision"] = tflite_precision(weight_types, [d["dtype"] for d in interp.get_input_details()],
+                                         activation_types)
     return card
 
 
 # ---------------------------------------------------------------- TorchScript
-
-@contextlib.contextmanager
-def _silenced():
-    """stdout and stderr of this process, C++ included, to /dev/null for the duration."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved + [null]:
-            os.close(fd)
-
 
 def torchscript_card(path, shapes, batch=1):
     """Exported to ONNX at the profiled shape (the trace gives every op its shapes)."""
@@ -348,7 +335,7 @@ def torchscript_card(path, shapes, batch=1):
     import warnings
 
     try:
-        with warnings.catch_warnings(), _silenced():
+        with warnings.catch_warnings(), silenced():
             warnings.simplefilter("ignore")
             torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
                               do_constant_folding=False)

@@ -65,6 +65,32 @@ class Results(list):
 
         return to_pandas(self)
 
+    def front(self, budget_ms=None, min_accuracy=None):
+        """The accuracy-latency front as a DataFrame: every model with an accuracy (within the budget and
+        floor, if given), fastest first, `on_front` where no other is both faster and more accurate;
+        latency is the predicted device figure when there is one, else the host median; `fits_device_ram`
+        compares the predicted peak, else the host peak (`memory_basis` says which) with DEVICE_RAM."""
+        import pandas as pd
+
+        from profiler.report import accuracy_score, front, ranking_latency
+
+        scored, on_front = front(self, budget_ms, min_accuracy)
+        ram = self.target.device_ram_mb if self.target is not None else None
+        rows = []
+        for r in scored:
+            predicted = ((r.get("prediction") or {}).get("peak_memory_mb") or {}).get("value")
+            peak = predicted if predicted is not None else r.get("peak_memory_mb")
+            rows.append({"model": r["model"], "runtime": r.get("runtime"), "precision": r.get("precision"),
+                         "variant": (r.get("variant") or {}).get("kind"), "latency_ms": ranking_latency(r),
+                         "latency_basis": "predicted" if (r.get("prediction") or {}).get("latency_ms") else "host",
+                         "accuracy": accuracy_score(r), "task": r["accuracy"]["task"], "peak_memory_mb": peak,
+                         "memory_basis": "predicted" if predicted is not None else "host",
+                         "fits_device_ram": None if ram is None or peak is None else peak <= ram,
+                         "flags": ",".join(r.get("flags") or []), "on_front": any(r is f for f in on_front)})
+        return pd.DataFrame(rows, columns=["model", "runtime", "precision", "variant", "latency_ms", "latency_basis",
+                                           "accuracy", "task", "peak_memory_mb", "memory_basis", "fits_device_ram",
+                                           "flags", "on_front"])
+
     def ranking(self):
         """The ranked summary lines (fastest first, with ratios), as `profile` prints them."""
         from profiler.report import ranking
@@ -178,7 +204,7 @@ def _close_kept_backends():
 
 def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure=False, calibration=None,
             force=False, progress=False, notice=None, warn=None, on_result=None, keep_backend=False,
-            retries=None):
+            retries=None, variants=None):
     """Profile model files under the target's caps, as `profile` does, and return `Results`.
 
     models: file paths (.tflite, .onnx, .pt/.pth, .pt2); target: a `Target`, an env file path or None.
@@ -201,6 +227,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     results = Results(target=target)
     notice = notice or results.notices.append
     warn = warn or results.warnings.append
+    variant_of = _add_variants(groups, variants, target, warn) if variants else {}
     for warning in target.warnings:
         notice(f"warning: {warning}")
     predictor = None
@@ -225,6 +252,9 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     finally:
         if opened:
             store.close()
+    for record in results:
+        if record.get("path") in variant_of:
+            record["variant"] = variant_of[record["path"]]
     results.warnings += report.cap_warnings(results)
     if predictor is not None:
         results.warnings += predictor.mix_advice(results)
@@ -233,6 +263,26 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     if getattr(results, "store_error", None):
         raise ProfileError(results.store_error, results)
     return results
+
+
+def _add_variants(groups, variants, target, warn):
+    """Adds each model's variants to its runtime's group; returns {variant path: its `variant` object}."""
+    from profiler.harness import model_name
+    from profiler.variants import VariantError, make, parse
+
+    try:
+        names = parse(variants if isinstance(variants, str) else ",".join(map(str, variants)))
+        found, skipped = {}, []
+        for runtime, paths in groups.items():
+            for path in list(paths):
+                for kind, out, sha in make(path, names, target.data, skipped=skipped):
+                    paths.append(out)
+                    found[out] = {"of": model_name(path), "kind": kind, "source_sha256": sha}
+        for line in skipped:
+            warn(f"warning: {line}")
+        return found
+    except VariantError as exc:
+        raise ProfileError(str(exc)) from None
 
 
 def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result, results,

@@ -89,6 +89,15 @@ def build_parser():
     out.add_argument("--force", action="store_true", help="use a calibration made for another runtime or thread count")
     out.add_argument("--remeasure", action="store_true",
                      help="measure again models the store already holds for this target (default: reuse them)")
+    out.add_argument("--variants", metavar="LIST",
+                     help="also profile variants of each .onnx/.tflite model: int8 (static, calibrated on --data, or "
+                          "dynamic without it), int8-dynamic, int8-static, fp16 (ONNX); made with onnxruntime's and "
+                          "ai-edge-quantizer's own tools into a cache folder (the variants extra)")
+    out.add_argument("--budget-ms", type=float, metavar="MS",
+                     help="the accuracy front keeps models at most this slow (predicted device ms with "
+                          "--calibration, else host ms)")
+    out.add_argument("--min-accuracy", type=float, metavar="SCORE",
+                     help="the accuracy front keeps models at least this accurate (top-1 as a fraction, e.g. 0.95)")
     out.add_argument("--retries", type=non_negative_int, default=None, metavar="N",
                      help="measure a model whose figures are unstable or disturbed again, at most N times, and "
                           "keep the steadiest (default 2; 0: never)")

@@ -1,10 +1,12 @@
 """Files the host side writes: atomic writes, clobber checks, FIFOs and devices written through.
 Standard library only: the harness uses it on a device too."""
 
+import contextlib
 import errno
 import hashlib
 import os
 import stat
+import sys
 import time
 
 FIFO_WAIT_S = 10.0  # how long a FIFO output waits for a reader before that is an error
@@ -105,3 +107,21 @@ def write_atomic(path, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def silenced():
+    """stdout and stderr of this process, C++ included, to /dev/null for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [null]:
+            os.close(fd)

@@ -89,6 +89,7 @@ def profile(opts, notice):
         records = profile_models(opts.models, target, runtime=opts.runtime, store=None if opts.no_store else opts.store,
                                  remeasure=getattr(opts, "remeasure", False), calibration=opts.calibration,
                                  force=opts.force, progress=not opts.quiet, notice=notice, retries=opts.retries,
+                                 variants=getattr(opts, 'variants', None),
                                  warn=_err, on_result=on_result)
         store_error = None
     except ProfileError as exc:
@@ -102,6 +103,11 @@ def profile(opts, notice):
     if ranked:
         print()
         _out(ranked)
+    front = report.front_lines(records, getattr(opts, "budget_ms", None), getattr(opts, "min_accuracy", None),
+                               target.device_ram_mb)
+    if front:
+        print()
+        _out(front)
     overhead = report.overhead_lines(records)
     if overhead and not opts.quiet:
         print()

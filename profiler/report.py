@@ -168,6 +168,51 @@ def ranking(records):
     return lines
 
 
+def accuracy_score(record):
+    """What the front maximises: top-1 for classification, minus MAE for regression, else None."""
+    accuracy = record.get("accuracy") or {}
+    metrics = accuracy.get("metrics") or {}
+    if accuracy.get("task") == "classification":
+        return metrics.get("top1")
+    if accuracy.get("task") == "regression" and metrics.get("mae") is not None:
+        return -metrics["mae"]
+    return None
+
+
+def front(records, budget_ms=None, min_accuracy=None):
+    """(candidates, on the front): the measured models with an accuracy score that meet the budget and
+    the accuracy floor, fastest first, and those of them no other beats on both latency and accuracy."""
+    scored = [r for r in ranked(records) if accuracy_score(r) is not None]
+    if budget_ms is not None:
+        scored = [r for r in scored if ranking_latency(r) <= budget_ms]
+    if min_accuracy is not None:
+        scored = [r for r in scored if accuracy_score(r) >= min_accuracy]
+    best, on_front = None, []
+    for r in scored:  # fastest first: on the front when more accurate than every faster one
+        if best is None or accuracy_score(r) > best:
+            on_front.append(r)
+            best = accuracy_score(r)
+    return scored, on_front
+
+
+def front_lines(records, budget_ms=None, min_accuracy=None, device_ram_mb=None):
+    """The accuracy-latency front as lines: each model on it, its accuracy, latency and memory fit."""
+    scored, on_front = front(records, budget_ms, min_accuracy)
+    if not scored:
+        return []
+    basis = "predicted device latency" if on_front and on_front[0].get("prediction") else "host median latency"
+    lines = [f"Accuracy against {basis}: {len(on_front)} of {len(scored)} model(s) on the front"]
+    for r in on_front:
+        memory = ""
+        if device_ram_mb and r.get("peak_memory_mb") is not None:
+            predicted = ((r.get("prediction") or {}).get("peak_memory_mb") or {}).get("value")
+            peak, which = (predicted, "predicted") if predicted is not None else (r["peak_memory_mb"], "host peak")
+            memory = f", {which} {peak:.0f} MiB {'fits' if peak <= device_ram_mb else 'does NOT fit'} DEVICE_RAM"
+        lines.append(f"  {printable_text(r['model'])} ({r.get('runtime')}, {r.get('precision') or '?'}): "
+                     f"{accuracy_text(r.get('accuracy'))}, {_ms(ranking_latency(r))} ms{memory}")
+    return lines
+
+
 def card_lines(path, card):
     lines = [printable_text(path), f"  size         {card['size_mb']:.3f} MiB"]
     if card.get("params") is not None:

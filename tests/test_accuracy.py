@@ -31,12 +31,17 @@ def plain_scores(path, x):
 
     interp = Interpreter(model_path=path)
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     scores = []
     for row in x:
-        interp.set_tensor(inp, row[None])
+        scale, zero = inp["quantization"]
+        if inp["dtype"] == np.int8:  # a full-integer model takes its input quantized with its own scale
+            row = np.clip(np.round(row / scale + zero), -128, 127).astype(np.int8)
+        interp.set_tensor(inp["index"], row[None])
         interp.invoke()
-        scores.append(interp.get_tensor(out)[0].copy())
+        value = interp.get_tensor(out["index"])[0].astype(np.float32)
+        scale, zero = out["quantization"]
+        scores.append((value - zero) * scale if out["dtype"] == np.int8 else value)
     return np.stack(scores)
 
 
@@ -172,3 +177,44 @@ def test_a_calibration_fitted_on_fp32_refuses_an_int8_record_without_force(tmp_p
     assert forced.loc[0, "predicted_latency_ms"] > 0
     same = cal.predict([results[0]])
     assert same.loc[0, "predicted_latency_ms"] > 0
+
+
+def test_int8_variants_are_made_profiled_and_evaluated_beside_the_original(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    paths = [digits["onnx"]] + ([digits["tflite"]] if digits["tflite"] else [])
+    before = set(os.listdir(os.path.dirname(digits["onnx"])))
+    results = profiler.profile(paths, target(data=digits["data"]), store=None, retries=0,
+                               variants="int8,int8-dynamic,fp16")
+    assert set(os.listdir(os.path.dirname(digits["onnx"]))) == before  # nothing written beside the user's file
+    kinds = {(r["runtime"], (r.get("variant") or {}).get("kind")): r for r in results}
+    expected = {("onnx", None), ("onnx", "int8-static"), ("onnx", "int8-dynamic"), ("onnx", "fp16")}
+    if digits["tflite"]:
+        expected |= {("tflite", None), ("tflite", "int8-static"), ("tflite", "int8-dynamic")}
+        assert any("no fp16 variant of a .tflite file" in w for w in results.warnings)
+    assert set(kinds) == expected and all(r["status"] == "ok" for r in results)
+    for (runtime, kind), record in kinds.items():
+        assert record["precision"] == {None: "fp32", "int8-static": "int8 static", "int8-dynamic": "int8 dynamic",
+                                       "fp16": "fp16"}[kind]
+        assert record["path"].startswith(str(tmp_path / "cache"))  or kind is None
+        check_against_plain(record, record["path"], digits["data"])
+        fp32 = kinds[(runtime, None)]["accuracy"]["metrics"]["top1"]
+        assert abs(record["accuracy"]["metrics"]["top1"] - fp32) <= 0.03, (runtime, kind)
+    made = {r["path"]: os.path.getmtime(r["path"]) for r in results if r.get("variant")}
+    again = profiler.profile(paths, target(data=digits["data"]), store=None, retries=0, variants="int8")
+    assert all(os.path.getmtime(r["path"]) == made[r["path"]] for r in again if r.get("variant"))  # from the cache
+    frame = results.to_pandas()
+    assert set(frame["precision"]) >= {"fp32", "int8 static", "int8 dynamic"}
+
+
+def test_the_front_keeps_exactly_the_models_no_other_beats_on_both(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    results = profiler.profile([digits["onnx"]], target(data=digits["data"], device_ram_mb=4096), store=None,
+                               retries=0, variants="int8-dynamic,fp16")
+    table = results.front()
+    assert len(table) == 3 and table["latency_ms"].is_monotonic_increasing
+    for _, row in table.iterrows():
+        beaten = ((table["latency_ms"] <= row["latency_ms"]) & (table["accuracy"] >= row["accuracy"])
+                  & ((table["latency_ms"] < row["latency_ms"]) | (table["accuracy"] > row["accuracy"]))).any()
+        assert row["on_front"] == (not beaten)
+        assert row["fits_device_ram"] == (row["peak_memory_mb"] <= 4096) and row["memory_basis"] == "host"
+    assert results.front(min_accuracy=2.0).empty and len(results.front(budget_ms=table["latency_ms"].min())) >= 1

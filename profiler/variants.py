@@ -1,0 +1,144 @@
+"""Variants of one model, made with the runtimes' own tools, to profile beside the original.
+
+  onnx    int8-dynamic  onnxruntime.quantization.quantize_dynamic (int8 weights, activations at run time)
+          int8-static   onnxruntime.quantization.quantize_static, QDQ, calibrated on --data samples
+          fp16          onnxconverter_common.float16 (float inputs and outputs kept)
+  tflite  int8-dynamic  ai-edge-quantizer, dynamic_wi8_afp32
+          int8-static   ai-edge-quantizer, static_wi8_ai8, calibrated on --data samples
+`int8` is int8-static when there is data to calibrate on, else int8-dynamic. Files go to a cache
+folder keyed by the source's sha256, the variant and the calibration data's sha256; they are never
+written next to the user's file. The converters are the optional `variants` extra.
+"""
+
+import os
+
+from profiler.files import sha256_of, silenced
+
+KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16"), "tflite": ("int8-dynamic", "int8-static")}
+CALIBRATION_SAMPLES = 100
+EXTRA = "pip install 'edge-profiler[variants]' (onnxconverter-common, ai-edge-quantizer)"
+
+
+class VariantError(Exception):
+    """A variant that cannot be made; one line."""
+
+
+def cache_folder():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "edge-profiler", "variants")
+
+
+def parse(text):
+    """'int8,fp16' -> ['int8', 'fp16']; an unknown name is a VariantError."""
+    names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
+    known = {"int8", "int8-dynamic", "int8-static", "fp16"}
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise VariantError(f"--variants {text}: choose from {', '.join(sorted(known))} (comma-separated)")
+    return list(dict.fromkeys(names))
+
+
+def _samples(data, count=CALIBRATION_SAMPLES):
+    import numpy as np
+
+    if not data:
+        return None
+    arrays = np.load(data, allow_pickle=False)
+    if "x_data" not in arrays.files:
+        raise VariantError(f"--data {os.path.basename(data)}: int8-static calibrates on x_data, which it lacks")
+    x = np.asarray(arrays["x_data"], dtype=np.float32)
+    return [x[i:i + 1] for i in range(min(count, len(x)))]
+
+
+def _onnx(source, kind, out, samples):
+    try:
+        if kind == "fp16":
+            import onnx
+            from onnxconverter_common import float16
+
+            onnx.save(float16.convert_float_to_float16(onnx.load(source), keep_io_types=True), out)
+            return
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, \
+            quantize_static
+    except ImportError as exc:
+        raise VariantError(f"{kind} variants need the variants extra ({exc.name} is missing): {EXTRA}") from None
+    if kind == "int8-dynamic":
+        quantize_dynamic(source, out, weight_type=QuantType.QInt8)
+        return
+    import onnxruntime as ort
+
+    name = ort.InferenceSession(source, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter({name: s} for s in samples)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(source, out, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+
+
+def _tflite(source, kind, out, samples):
+    try:
+        import ai_edge_quantizer as aq
+        from ai_edge_quantizer import recipe
+    except ImportError as exc:
+        raise VariantError(f"{kind} variants of TFLite files need the variants extra ({exc.name} is missing): "
+                           f"{EXTRA}") from None
+    quantizer = aq.Quantizer(source)
+    if kind == "int8-dynamic":
+        quantizer.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        quantizer.quantize().export_model(out, overwrite=True)
+        return
+    from profiler.runtimes.tflite_adapter import _interpreter
+
+    signatures = _interpreter.Interpreter(model_path=source).get_signature_list()
+    key = next(iter(signatures))
+    (input_name,) = signatures[key]["inputs"][:1]
+    quantizer.load_quantization_recipe(recipe.static_wi8_ai8())
+    calibration = quantizer.calibrate({key: [{input_name: s} for s in samples]})
+    quantizer.quantize(calibration).export_model(out, overwrite=True)
+
+
+def make(path, names, data=None, folder=None, skipped=None):
+    """[(variant kind, file path, the source's sha256)] for the model at path, made or taken from the cache;
+    a kind the format does not offer is named in `skipped` (a list), not made."""
+    skipped = [] if skipped is None else skipped
+    fmt = os.path.splitext(path)[1].lstrip(".").lower()
+    if fmt not in KINDS:
+        raise VariantError(f"{path}: variants are made of .onnx and .tflite files (export TorchScript to ONNX "
+                           "first)")
+    made = []
+    for name in names:
+        kind = ("int8-static" if data else "int8-dynamic") if name == "int8" else name
+        if kind not in KINDS[fmt]:
+            skipped.append(f"{os.path.basename(path)}: no {kind} variant of a .{fmt} file (offered: "
+                           f"{', '.join(KINDS[fmt])}); skipped")
+            continue
+        if kind == "int8-static" and not data:
+            raise VariantError(f"{path}: int8-static calibrates on samples: give --data FILE.npz")
+        source_sha = sha256_of(path)
+        key = source_sha[:16] + (f"-{sha256_of(data)[:12]}" if kind == "int8-static" else "")
+        target_folder = os.path.join(folder or cache_folder(), key)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        out = os.path.join(target_folder, f"{stem}.{kind}.{fmt}")
+        if not os.path.isfile(out):
+            os.makedirs(target_folder, exist_ok=True)
+            partial = f"{out}.partial-{os.getpid()}.{fmt}"
+            try:
+                samples = _samples(data) if kind == "int8-static" else None
+                with silenced():  # the converters print progress and banners of their own
+                    (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
+                os.replace(partial, out)
+            except VariantError:
+                raise
+            except Exception as exc:  # a converter's own failure, on one line
+                text = " ".join(str(exc).split())[:200] or type(exc).__name__
+                raise VariantError(f"{path}: could not make the {kind} variant ({text})") from None
+            finally:
+                if os.path.exists(partial):
+                    os.remove(partial)
+        made.append((kind, out, source_sha))
+    return made
