@@ -17,6 +17,7 @@ are started here, bounded in time (HOG_S), and stopped here.
 """
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -45,8 +46,18 @@ MEMORY_HOG = ("import numpy, time\na = numpy.ones(32 << 20); b = numpy.empty_lik
               "while time.time() < end: numpy.copyto(b, a)\n")
 
 
-def hog(code, core):
-    return subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", code.format(s=HOG_S)])
+@contextlib.contextmanager
+def hogs(code, cores):
+    """A bounded hog process pinned to each core, killed on the way out."""
+    procs = [subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", code.format(s=HOG_S)])
+             for core in cores]
+    try:
+        time.sleep(0.5)
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def kendall(a, b):
@@ -74,13 +85,8 @@ def main():
                                       iterations=opts.iterations)
     quiet = run(paths, target)
     conditions = {}
-    procs = [hog(CPU_HOG, c) for c in cores]
-    try:
+    with hogs(CPU_HOG, cores):
         conditions["(a) CPU hog on every core"] = run(paths, target)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     second = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--env", os.path.join(ROOT, "env.template"),
                                "--backend", opts.backend, "--cpus", "1", "--no-store", "--quiet", *others],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -88,13 +94,8 @@ def main():
         conditions["(b) a second profile at once"] = run(paths, target)
     finally:
         second.wait(timeout=600)
-    procs = [hog(MEMORY_HOG, cores[-1])]
-    try:
+    with hogs(MEMORY_HOG, cores[-1:]):
         conditions["(c) memory hog on the other core"] = run(paths, target)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
 
     names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     print(f"busy laptop ({opts.backend} backend, {opts.iterations} runs, {len(cores)} cores); quiet medians:")
