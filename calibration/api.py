@@ -226,9 +226,7 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
                     if r.get("status", "ok") == "ok" and not r.get("native_device")]
     if not host_records:
         raise CalibrationError("no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
-    # From the store (--device-target) both sides are this tool's records: only steady ones are used.
-    data = core.build(rows, host_records, method, metrics, device_ram_mb, prior=prior,
-                      skip_unsteady=skip_unsteady or bool(device_target))
+    data = core.build(rows, host_records, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady)
     return Calibration(data, warnings(data))
 
 

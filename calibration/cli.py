@@ -48,7 +48,7 @@ def fit_parser():
                              "prior JSON (experiments/mmb_phones/run.py --write-priors)")
     parser.add_argument("--skip-unsteady", action="store_true",
                         help="leave out references whose host figure is flagged unstable or disturbed (they are "
-                             "named in a warning either way; with --device-target they are always left out)")
+                             "named in a warning either way)")
     parser.add_argument("--metric", action="append", help="fit only this device metric (repeatable)")
     parser.add_argument("--device-name", default="device", help="label for the figures")
     parser.add_argument("--out", metavar="FILE", help="write the calibration JSON here")

@@ -49,12 +49,11 @@ def _store_records(store):
 
 
 def device_rows_from_store(store, target_name):
-    """The steady native device measurements (`profile --on HOST`) of one target, as device rows."""
+    """The native device measurements (`profile --on HOST`) of one target, as device rows."""
     from calibration.importers import harness_rows
-    from profiler.stability import shaky
 
     records = [r for r in _store_records(store)
-               if r.get("native_device") and (r.get("target") or {}).get("name") == target_name and not shaky(r)]
+               if r.get("native_device") and (r.get("target") or {}).get("name") == target_name]
     if not records:
         names = sorted({(r.get("target") or {}).get("name") for r in _store_records(store) if r.get("native_device")})
         raise CalibrationError(f"{store}: no device measurements for target {target_name!r} "
@@ -571,7 +570,7 @@ def predict_value(fit, host, record=None):
     if state and spread is not None and value > 0:
         # Relative, as the error is: the references' leave-one-out spread and the host figure's own
         # uncertainty (its median's 95% interval, scaled by how much the fit passes it on), combined.
-        host_rel = host_uncertainty(record, fit["metric"]) if record else 0.0
+        host_rel = host_uncertainty(record, fit.get("metric", "latency_ms")) if record else 0.0
         elasticity = 1.0
         if spec["kind"] == "linear" and fit.get("a") is not None:
             elasticity = min(1.0, abs(fit["a"] * host / value))

@@ -42,6 +42,18 @@ def models(tmp_path_factory):
     return {k: str(v) for k, v in made.items()}
 
 
+def store_served(db, total):
+    """What a re-run says of the store: "N of total from the store" for the N stored records that are
+    not flagged unstable or disturbed (those are measured again, never served); None when N is 0."""
+    from profiler.stability import shaky
+    from profiler.store import Store
+
+    store = Store(str(db))
+    steady = sum(not shaky(r) for r in store.records())
+    store.close()
+    return f"{steady} of {total} from the store" if steady else None
+
+
 def docker_engine_problem():
     from profiler.sandbox.docker import engine_problem
 

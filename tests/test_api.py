@@ -63,6 +63,8 @@ def test_readme_notebook_example_runs(in_tmp, capfd):
 
 
 def test_results_and_store_as_dataframes(tmp_path, models):
+    from profiler.stability import shaky
+
     store = tmp_path / "p.db"
     results = profiler.profile([models["onnx"], models["slow"]], target(), store=store)
     assert isinstance(results, list) and all(isinstance(r, dict) for r in results)
@@ -75,8 +77,11 @@ def test_results_and_store_as_dataframes(tmp_path, models):
     assert sorted(stored["sha256"]) == sorted(frame["sha256"])
     assert sorted(stored["latency_ms.median"]) == sorted(frame["latency_ms.median"])
     again = profiler.profile([models["onnx"], models["slow"]], target(), store=store)
-    assert again.notices[0].startswith("2 of 2 from the store")
-    assert [r["latency_ms"]["median"] for r in again] == [r["latency_ms"]["median"] for r in results]
+    steady = [r for r in results if not shaky(r)]  # a shaky record is measured again, never served
+    if steady:
+        assert again.notices[0].startswith(f"{len(steady)} of 2 from the store")
+    served = {r["sha256"]: r["latency_ms"]["median"] for r in again if r.get("from_store")}
+    assert served == {r["sha256"]: r["latency_ms"]["median"] for r in steady}
 
 
 def test_errors_are_exceptions_with_the_commands_messages(tmp_path, models):
