@@ -43,6 +43,8 @@ OVERRIDES = [  # (option, env key, help)
                        "dimension; y_data: labels or targets, optional) inside the same sandbox and runtime"),
     ("--task", "TASK", "what y_data holds: auto (default: classes when the labels are integers), "
                        "classification or regression"),
+    ("--workers", "WORKERS", "fresh worker processes per model, the timed runs split between them and pooled; "
+                             "their medians' spread flags a host whose speed drifts (default 1)"),
     ("--time-budget", "TIME_BUDGET_S", "seconds of timed runs per model --target-ci may spend (default 10)"),
     ("--batch", "BATCH", "batch size (default 1)"),
     ("--timeout", "TIMEOUT_S", "seconds per model before it counts as timeout (default 600)"),

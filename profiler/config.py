@@ -37,6 +37,7 @@ class TargetDevice:
     data: Optional[str] = None  # an .npz evaluated after the timed runs (accuracy)
     task: str = "auto"  # what its y_data holds: auto, classification, regression
     data_sha256: Optional[str] = None
+    workers: int = 1  # worker processes per model, the timed runs split between them
     target_ci: float = 0.0  # >0: time until the median's 95% interval is within ±target_ci of it
     time_budget_s: float = 10.0  # seconds of timed runs per model that target_ci may spend
     jobs: int = 1  # sandboxes (or Slurm steps) at once, each on its own ceil(CPUS) cores
@@ -60,7 +61,7 @@ class TargetDevice:
     def settings(self):
         """What changes what is measured besides the target: part of a stored record's key."""
         return {"warmup": self.warmup, "iterations": self.iterations, "seed": self.seed,
-                "input_shapes": self.input_shapes, "target_ci": self.target_ci,
+                "input_shapes": self.input_shapes, "target_ci": self.target_ci, "workers": self.workers,
                 "time_budget_s": self.time_budget_s if self.target_ci else None,
                 "op_profile_runs": self.op_profile_runs, "data_sha256": self.data_sha256,
                 "task": self.task if self.data else None}
@@ -196,7 +197,7 @@ def _docker_args(text, values, warnings):
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
         "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
         "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK"}
+        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS"}
 MAX_RUNS = 10 ** 7  # ITERATIONS and WARMUP: far above any useful count, and below what a sandbox can run in a week
 MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
@@ -337,6 +338,8 @@ def build_target(values, warnings, host_cores=None):
         t.target_ci = value / 100 if text.endswith("%") else value
         if t.target_ci >= 1:
             raise ConfigError(f"TARGET_CI={text}: a share of the median below 1 (e.g. 0.01 or 1%)")
+    if get("WORKERS") not in (None, ""):
+        t.workers = _number("WORKERS", get("WORKERS"), int, 1, maximum=64)
     if get("DATA") not in (None, ""):
         t.data = os.path.abspath(str(get("DATA")).strip())
         if not os.path.isfile(t.data):

@@ -20,23 +20,11 @@ BUSY = 0.25  # a core busier than this in the sample is taken only when no other
 
 def core_load(cores, seconds=SAMPLE_S):
     """{core: share of the sample it spent busy} from two reads of /proc/stat."""
-    def read():
-        found = {}
-        try:
-            with open("/proc/stat") as f:
-                for line in f:
-                    name, *values = line.split()
-                    if name.startswith("cpu") and name[3:].isdigit():
-                        numbers = [int(v) for v in values]
-                        idle = numbers[3] + (numbers[4] if len(numbers) > 4 else 0)
-                        found[int(name[3:])] = (sum(numbers[:8]), idle)
-        except OSError:
-            pass
-        return found
+    from profiler.harness import cpu_times
 
-    before = read()
+    before = cpu_times()
     time.sleep(seconds)
-    after = read()
+    after = cpu_times()
     load = {}
     for core in cores:
         if core in before and core in after:

@@ -240,6 +240,39 @@ def robust_stats(samples_ms, waits_ms, source):
     return stats, disturbance
 
 
+CONTENDED_SHARE = 0.5  # the other cores were busier than this during the timed runs: flagged `contended`
+
+
+def cpu_times():
+    """{core: (total, idle) jiffies} from /proc/stat (host-wide, inside a container too)."""
+    found = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *values = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    numbers = [int(v) for v in values[:8]]
+                    found[int(name[3:])] = (sum(numbers), numbers[3] + (numbers[4] if len(numbers) > 4 else 0))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def neighbour_busy(before, after):
+    """How busy the cores this process may not use were between two cpu_times() reads (0…1), or None.
+    A neighbour shares caches, memory bandwidth and, on SMT machines, the core itself: a model timed
+    while it works runs slower although no run waited for its core."""
+    own = os.sched_getaffinity(0)
+    shares = []
+    for core, (total, idle) in after.items():
+        if core in own or core not in before:
+            continue
+        spent = total - before[core][0]
+        if spent >= 3:  # fewer ticks than this say nothing
+            shares.append(1 - (idle - before[core][1]) / spent)
+    return round(sum(shares) / len(shares), 3) if shares else None
+
+
 class RunQueueWait:
     """Time this process's threads spent runnable but waiting for a core (field 2 of
     /proc/<pid>/task/<tid>/schedstat, in ns), summed over the threads alive when it is made."""
@@ -347,6 +380,7 @@ def classify_op(op_name, input_shapes):
 def measure(path, runtime, opts, cgroup):
     """Load and time one model; returns the measurement fields of the result."""
     rt = adapter(runtime)
+    neighbours_before = cpu_times()  # from the load on: a span long enough for /proc/stat's 10 ms ticks
     # The footprint with the runtime imported and no model loaded yet, so peak - idle is the
     # model's own share (the cgroup's figure is kept beside its peak).
     idle_rss_mb = round(proc_status_mb("VmRSS"), 3)
@@ -399,6 +433,7 @@ def measure(path, runtime, opts, cgroup):
         waits.close()
     samples_ms = [t / 1e6 for t in timings]
     stats, disturbance = robust_stats(samples_ms, [w / 1e6 for w in wait_ns], waits.source)
+    disturbance["neighbour_busy"] = neighbour_busy(neighbours_before, cpu_times())
     if opts.target_ci:
         disturbance["convergence"] = {
             "target_ci": opts.target_ci, "ci_rel": stats["ci_rel"], "runs": len(timings),
@@ -518,7 +553,64 @@ def die_with_parent():
         pass
 
 
+WORKER_SPREAD = 0.10  # worker medians further apart than this share of the median: flagged `unstable`
+
+
 def run_model(path, runtime, opts, cgroup):
+    """Measure one model in opts.workers fresh worker processes, the timed runs split between them,
+    and pool their runs (pyperf's design): one process that happens to run slow (its memory layout,
+    a frequency step) moves the figure little, and the spread of the workers' medians says it happened."""
+    workers = max(1, min(opts.workers, opts.iterations))
+    if workers == 1 or not opts.fork:
+        return run_worker(path, runtime, opts, cgroup)
+    import copy
+
+    parts = []
+    for k in range(workers):
+        share = copy.copy(opts)
+        share.iterations = opts.iterations // workers + (1 if k < opts.iterations % workers else 0)
+        share.keep_samples = True  # pooled below
+        share.time_budget = opts.time_budget / workers
+        if k:  # once is enough: the per-operator profile and the evaluation come from the first worker
+            share.op_profile, share.data = 0, None
+        part = run_worker(path, runtime, share, cgroup)
+        if part.get("status") != "ok":
+            return part
+        parts.append(part)
+    return pool_workers(parts, opts)
+
+
+def pool_workers(parts, opts):
+    """One result from several workers' results: every run pooled, the first worker's load, card and
+    evaluation, the median of the workers' peaks, and each worker's median kept."""
+    result = dict(parts[0])
+    samples = [s for p in parts for s in p["samples_ms"]]
+    waits = [w for p in parts for w in p["samples_wait_ms"]]
+    stats, disturbance = robust_stats(samples, waits, parts[0]["disturbance"].get("source"))
+    busy = [p["disturbance"].get("neighbour_busy") for p in parts if p["disturbance"].get("neighbour_busy") is not None]
+    disturbance["neighbour_busy"] = round(sum(busy) / len(busy), 3) if busy else None
+    if opts.target_ci:
+        disturbance["convergence"] = {
+            "target_ci": opts.target_ci, "ci_rel": stats["ci_rel"], "runs": len(samples),
+            "stopped": "target" if stats["ci_rel"] <= opts.target_ci else parts[-1]["disturbance"]["convergence"]["stopped"],
+            "time_budget_s": opts.time_budget}
+    medians = [p["latency_ms"]["median"] for p in parts]
+    peaks = sorted(p["peak_memory_mb"] for p in parts)
+    result.update(latency_ms=stats, disturbance=disturbance, iterations_run=len(samples),
+                  samples_ms=samples if opts.keep_samples else None,
+                  samples_wait_ms=waits if opts.keep_samples else None,
+                  throughput_ips=round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
+                  total_runtime_ms=round(sum(samples), 3),
+                  peak_memory_mb=peaks[len(peaks) // 2], rss_peak_mb=peaks[len(peaks) // 2],
+                  workers={"count": len(parts), "medians_ms": medians, "peaks_mb": [p["peak_memory_mb"] for p in parts],
+                           "median_spread": round((max(medians) - min(medians)) / stats["median"], 4)
+                           if stats["median"] > 0 else None,
+                           "peak_spread": round((peaks[-1] - peaks[0]) / peaks[len(peaks) // 2], 4)
+                           if peaks[len(peaks) // 2] else None})
+    return result
+
+
+def run_worker(path, runtime, opts, cgroup):
     """Fork a worker for one model and turn whatever happens into a result dict."""
     if not opts.fork:  # debugging aid: measure in this process, with no isolation
         if opts.cgroup:
@@ -583,8 +675,9 @@ def empty_run(opts):
 
 
 def measurement_flags(record):
-    """What a record's figures cannot be trusted for: `unstable` (IQR above 10% of the median) and
-    `disturbed` (the figures include runs that waited for a core)."""
+    """What a record's figures cannot be trusted for: `unstable` (IQR above 10% of the median),
+    `disturbed` (the figures include runs that waited for a core) and `contended` (the other cores
+    were busy while it was timed)."""
     flags = []
     stats, disturbance = record.get("latency_ms"), record.get("disturbance") or {}
     if record.get("status") == "ok" and stats and stats["median"] > 0 \
@@ -592,6 +685,11 @@ def measurement_flags(record):
         flags.append("unstable")
     if disturbance.get("basis") == "all" and (disturbance.get("share") or 0) > DISTURBED_FLAG_SHARE:
         flags.append("disturbed")
+    if (disturbance.get("neighbour_busy") or 0) > CONTENDED_SHARE:
+        flags.append("contended")
+    spread = (record.get("workers") or {}).get("median_spread")
+    if spread is not None and spread > WORKER_SPREAD and "unstable" not in flags:
+        flags.append("unstable")
     return flags
 
 
@@ -634,9 +732,16 @@ def profile_models(opts, emit):
         warnings = []
         stats = record.get("latency_ms")
         if "unstable" in record["flags"]:
+            spread = (record.get("workers") or {}).get("median_spread")
             warnings.append(f"{record['model']}: the measurement may be unstable: IQR is "
-                            f"{100 * stats['iqr'] / stats['median']:.0f}% of the median; close other "
-                            f"programs, raise ITERATIONS, or pin CPU_SET away from busy cores")
+                            f"{100 * stats['iqr'] / stats['median']:.0f}% of the median"
+                            + (f", its worker processes' medians {100 * spread:.0f}% apart" if spread else "")
+                            + "; close other programs, raise ITERATIONS, or pin CPU_SET away from busy cores")
+        if "contended" in record["flags"]:
+            warnings.append(f"{record['model']}: the other cores were "
+                            f"{100 * record['disturbance']['neighbour_busy']:.0f}% busy while it was timed; a busy "
+                            "neighbour slows a model through shared caches and memory (and SMT) without taking its "
+                            "core, so its figures may be high")
         if "disturbed" in record["flags"]:
             d = record["disturbance"]
             warnings.append(f"{record['model']}: {d['runs']} of {d['of']} timed runs waited for a core "
@@ -700,6 +805,9 @@ def build_parser():
                         help="after timing, evaluate on this data: x_data (one sample per row) and optional y_data")
     parser.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
                         help="what y_data holds (default: classes when the labels are integers)")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="fresh worker processes per model, the timed runs split between them and pooled; "
+                             "their medians' spread flags a host whose speed drifts (default 1)")
     parser.add_argument("--nice", type=int, default=None,
                         help="run at this niceness (raised only; the backends pass the caller's, so every "
                              "backend measures at the same priority)")

@@ -244,3 +244,34 @@ def test_every_backend_measures_at_the_callers_priority(request, tmp_path):
         assert done.returncode == 0, done.stderr
         record = json.load(open(tmp_path / f"{backend}.json"))[0]
         assert record["scheduling"] == {"nice": 7, "policy": "other"}, backend
+
+
+def test_a_busy_neighbour_core_is_measured_and_flagged():
+    from profiler.harness import CONTENDED_SHARE
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs two cores")
+    with Hog(cores[1]):
+        (record,) = profiler.profile([example("tiny_cnn.onnx")], target(cpu_set=[cores[0]], iterations=200),
+                                     store=None, retries=0)
+    busy = record["disturbance"]["neighbour_busy"]
+    assert busy is not None and busy > CONTENDED_SHARE  # the hog held the other core throughout
+    assert "contended" in record["flags"] and any("other cores were" in w for w in record["warnings"])
+    (quiet,) = profiler.profile([example("tiny_cnn.onnx")], target(cpu_set=[cores[0]], iterations=200),
+                                store=None, retries=0)
+    assert ("contended" in quiet["flags"]) == ((quiet["disturbance"]["neighbour_busy"] or 0) > CONTENDED_SHARE)
+
+
+def test_worker_processes_share_the_runs_and_their_spread_is_kept():
+    (record,) = profiler.profile([example("tiny_cnn.tflite")], target(iterations=31, workers=3), store=None,
+                                 retries=0)
+    workers = record["workers"]
+    assert workers["count"] == 3 and len(record["samples_ms"]) == 31 == record["iterations_run"]
+    clean = [t for t, w in zip(record["samples_ms"], record["samples_wait_ms"]) if w <= DISTURBED_WAIT_SHARE * t]
+    pooled = clean if record["disturbance"]["basis"] == "undisturbed" else record["samples_ms"]
+    assert record["latency_ms"] == pytest.approx(latency_stats(pooled), abs=2e-5)  # every worker's runs, pooled
+    spread = (max(workers["medians_ms"]) - min(workers["medians_ms"])) / record["latency_ms"]["median"]
+    assert workers["median_spread"] == pytest.approx(spread, abs=1e-3)
+    assert ("unstable" in record["flags"]) >= (spread > 0.10)  # a spread past the bar is always flagged
+    assert record["peak_memory_mb"] == sorted(workers["peaks_mb"])[1]

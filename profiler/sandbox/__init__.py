@@ -67,6 +67,8 @@ def harness_args(target, paths, cgroup, runtime=None, data=None):
         args += ["--input-shapes", target.input_shapes]
     if target.data:
         args += ["--data", data or target.data, "--task", target.task]
+    if target.workers > 1:
+        args += ["--workers", str(target.workers)]
     if target.target_ci:
         args += ["--target-ci", f"{target.target_ci:g}", "--time-budget", f"{target.time_budget_s:g}"]
     try:  # every backend measures at the caller's priority (a container would start at dockerd's)
