@@ -127,3 +127,22 @@ def test_ctrl_c_leaves_no_harness_and_no_folder_on_the_device(ssh_device, models
     assert child.returncode == 130 and "Traceback" not in stderr
     assert ssh_device.processes() == []
     assert ssh_device.folders() == []
+
+
+def test_accuracy_is_evaluated_on_the_device_and_a_symlinked_model_is_sent_as_its_file(ssh_device, tmp_path):
+    from experiments.examples.digits import build
+
+    made = build(str(tmp_path / "digits"), tflite=False)
+    link = tmp_path / "linked.onnx"
+    os.symlink(os.path.relpath(made["onnx"], tmp_path), link)  # a relative link: the device gets the file
+    done, (record,) = on_device(ssh_device, tmp_path, link, "--no-store", "--iterations", 10, "--data", made["data"])
+    assert done.returncode == 0, done.stderr
+    assert record["status"] == "ok" and record["backend"] == "ssh"
+    import numpy as np
+    import onnxruntime as ort
+
+    arrays = np.load(made["data"])
+    session = ort.InferenceSession(made["onnx"], providers=["CPUExecutionProvider"])
+    predicted = np.array([session.run(None, {"input": row[None]})[0][0].argmax() for row in arrays["x_data"]])
+    assert round(record["accuracy"]["metrics"]["top1"] * len(predicted)) == int(np.sum(predicted == arrays["y_data"]))
+    assert ssh_device.folders() == [] and ssh_device.processes() == []
