@@ -1,19 +1,18 @@
 """Which host cores a run measures on: free ones, and said so.
 
 Before a run the tool samples how busy each usable core is (/proc/stat, SAMPLE_S) and which cores
-another edge-profiler run on this host holds (an flock on LOCK_DIR/cpuN.lock, for any user and any
+another edge-profiler run on this host holds (an abstract socket per core, for any user and any
 backend). Without CPU_SET it takes the cores that are neither held nor busy, physical cores first;
 with CPU_SET it takes those and warns when they are held or busy. The locks are held until the run
 ends, so two runs at once never share a core silently. The choice goes into every record (`cores`).
 """
 
-import fcntl
+import errno
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
-LOCK_DIR = "/tmp/edge-profiler-cores"
+NAME_PREFIX = "edge-profiler-cpu"  # the abstract socket name a run binds for each core it measures on
 SAMPLE_S = 0.2
 BUSY = 0.25  # a core busier than this in the sample is taken only when no other is left
 
@@ -35,25 +34,20 @@ def core_load(cores, seconds=SAMPLE_S):
 
 
 def _lock(core):
-    """An flock on this core's file, or None when another run holds it."""
+    """A claim on this core, or None when another run holds it: an abstract UNIX socket bound to
+    NAME_PREFIX + core (Linux). Only one process can hold a name, for every user on this host; the
+    kernel drops it when the process ends, however it ends, and it leaves no file behind."""
+    import socket
+
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        if not os.path.isdir(LOCK_DIR):
-            os.makedirs(LOCK_DIR, exist_ok=True)
-            os.chmod(LOCK_DIR, 0o1777)  # every user's runs meet here
-        path = os.path.join(LOCK_DIR, f"cpu{core}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        return False  # no lock folder: nothing to coordinate through, the core counts as free
-    try:
-        os.fchmod(fd, 0o666)
-    except OSError:
-        pass
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+        claim.bind(f"\0{NAME_PREFIX}{core}")
+    except OSError as exc:
+        claim.close()
+        if exc.errno == errno.EADDRINUSE:
+            return None
+        return False  # no abstract sockets here: nothing to coordinate through, the core counts as free
+    return claim
 
 
 @dataclass
@@ -64,8 +58,8 @@ class CoreChoice:
     fds: list = field(default_factory=list)
 
     def release(self):
-        for fd in self.fds:
-            os.close(fd)
+        for claim in self.fds:
+            claim.close()
         self.fds = []
 
 
