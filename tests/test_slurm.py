@@ -112,8 +112,8 @@ def test_a_killed_sweep_run_again_profiles_only_what_is_missing(models, tmp_path
     assert "slurm: cancelled 1 job(s) left by a profile that no longer runs" in done.stderr
     assert (served in done.stderr) if served else ("from the store (" not in done.stderr), done.stderr
     assert ("were unstable or disturbed; measuring them again" in done.stderr) == (served != "3 of 3 from the store")
-    served = store_served(db, 4)
-    done = run_cli("profile", *args[3:], *paths, "--timeout", "5", timeout=300)
+    served = store_served(db, 4)  # the same settings (iterations are part of the key); the slow one times out
+    done = run_cli("profile", *args[3:], *paths, "--iterations", "100000", "--timeout", "5", timeout=300)
     assert (served in done.stderr) if served else ("from the store (" not in done.stderr), done.stderr
     assert not our_jobs()
 
