@@ -76,8 +76,12 @@ def main():
     parser.add_argument("--backend", default="local", choices=["local", "docker"])
     parser.add_argument("--iterations", type=int, default=100)
     opts = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-busy-") as folder:  # removed with its models
+        measure(opts, folder)
+
+
+def measure(opts, folder):
     cores = sorted(os.sched_getaffinity(0))
-    folder = tempfile.mkdtemp(prefix="edge-profiler-busy-")
     paths = [str(cnn_onnx(os.path.join(folder, f"{name}.onnx"), **spec)) for name, spec in MODELS.items()]
     others = [str(cnn_onnx(os.path.join(folder, f"other{i}.onnx"), size=160, channels=(32, 64, 96), seed=i))
               for i in range(4)]
