@@ -1,11 +1,12 @@
 """edge-profiler's calibration: fit a host-to-device mapping from a few device measurements, predict.
 
-The public API (`calibration.fit`, `calibration.load`, `calibration.predict_model`, `Calibration`,
-`CalibrationError`) is imported on first use.
+The public API (`calibration.fit`, `calibration.load`, `calibration.predict_model`, `calibration.suggest`,
+`Calibration`, `CalibrationError`) is imported on first use.
 """
 
 _API = {"fit": ("calibration.api", "fit"), "load": ("calibration.api", "load"),
-        "predict_model": ("calibration.api", "predict_model"), "Calibration": ("calibration.api", "Calibration"),
+        "predict_model": ("calibration.api", "predict_model"), "suggest": ("calibration.references", "suggest"),
+        "Calibration": ("calibration.api", "Calibration"),
         "CalibrationError": ("calibration.core", "CalibrationError")}
 __all__ = sorted(_API)
 

@@ -58,7 +58,7 @@ class Calibration:
         from calibration.core import Predictor
 
         predictor = Predictor(self.data, force=force, warn=self.warnings.append, device_ram_mb=_ram(device_ram))
-        records = [predictor.annotate(dict(r)) for r in _records(records)]
+        records = [predictor.annotate(dict(r)) for r in host_records(records)]
         self.warnings += predictor.mix_advice(records)
         return records
 
@@ -140,7 +140,7 @@ def _ram(size):
         raise CalibrationError(str(exc)) from None
 
 
-def _records(host, store="profiles.db", runtime=None, target_name=None):
+def host_records(host, store="profiles.db", runtime=None, target_name=None):
     """Host records from records/`Results`, a `Store`, a store path (.db), a `profile --json`/`--csv` path
     or None (the store at `store`)."""
     from calibration.core import load_host
@@ -222,11 +222,11 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
                            end=end, store=store, device_target=device_target)
     except DeviceLogError as exc:
         raise CalibrationError(str(exc)) from None
-    host_records = [r for r in _records(host, store, runtime, device_target)
-                    if r.get("status", "ok") == "ok" and not r.get("native_device")]
-    if not host_records:
+    hosts = [r for r in host_records(host, store, runtime, device_target)
+             if r.get("status", "ok") == "ok" and not r.get("native_device")]
+    if not hosts:
         raise CalibrationError("no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
-    data = core.build(rows, host_records, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady)
+    data = core.build(rows, hosts, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady)
     return Calibration(data, warnings(data))
 
 

@@ -1,8 +1,10 @@
-"""`calibrate`: fit device ≈ a·host + b from device logs and host profiles; `calibrate predict`."""
+"""`calibrate`: fit device ≈ a·host + b from device logs and host profiles; `calibrate predict`; `calibrate suggest`."""
 
 import argparse
 import os
 import sys
+
+from profiler.escape import printable_text
 
 EPILOG = """examples:
   calibrate pi5.csv --host host.json --out calib.json --plot figures/ --html calibration.html
@@ -69,6 +71,53 @@ def predict_parser():
     return parser
 
 
+SUGGEST_EPILOG = """examples:
+  calibrate suggest --host candidates.json -k 10 > to_measure.txt
+  profile --on pi5 --env env.template $(cat to_measure.txt)
+  calibrate suggest --env env.template models/*.tflite -k 8 --json suggested.json
+  calibrate suggest --host candidates.json --have measured.txt      # the one to measure next
+
+The paths go to stdout, one per line; why each was chosen goes to stderr. The choice reads the
+candidates' host profiles only (host latency, MACs, nodes, activation bytes, operator mix): the
+first is the most typical candidate, each next one covers the candidates least like those before,
+and the set spans the host latency range and every operator class the candidates lean on."""
+
+
+def suggest_parser():
+    parser = argparse.ArgumentParser(
+        prog="calibrate suggest", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SUGGEST_EPILOG,
+        description="Choose which candidate models to measure on the device as calibration references.")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="candidate model files to profile on this host first (with --env); without them the "
+                             "candidates are the host results of --host or the store")
+    parser.add_argument("--env", metavar="FILE", help="target env file for profiling MODEL files (default: env.template "
+                        "defaults)")
+    parser.add_argument("--host", metavar="FILE", help="the candidates' host results (`profile --json`/`--csv`)")
+    parser.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite store (default ./profiles.db)")
+    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="only candidates of this runtime")
+    parser.add_argument("-k", type=int, metavar="N",
+                        help="how many references to suggest (default 10, or 1 more with --have)")
+    parser.add_argument("--have", metavar="FILE",
+                        help="references already measured: a device log or CSV, or one model name or path per line")
+    parser.add_argument("--json", metavar="FILE", help="also write the suggestions with their reasons here")
+    return parser
+
+
+def have_names(path):
+    """Model names from a device log/CSV, or the non-comment lines of a plain list."""
+    from calibration.importers import DeviceLogError, detect, load
+
+    try:
+        detect(path)
+    except DeviceLogError:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DeviceLogError(f"--have {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    return [row.model for row in load(path)]
+
+
 def fail(message):
     print(f"calibrate: error: {message}", file=sys.stderr)
     return 2
@@ -78,13 +127,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     from calibration.core import CalibrationError
     from calibration.importers import DeviceLogError
+    from profiler.api import ProfileError
     from profiler.config import ConfigError
 
     try:
         if argv[:1] == ["predict"]:
             return predict(predict_parser().parse_args(argv[1:]))
+        if argv[:1] == ["suggest"]:
+            return suggest(suggest_parser().parse_args(argv[1:]))
         return fit(fit_parser().parse_args(argv))
-    except (CalibrationError, DeviceLogError, ConfigError) as exc:
+    except (CalibrationError, DeviceLogError, ConfigError, ProfileError) as exc:
         return fail(str(exc))
     except OSError as exc:  # an output that cannot be written
         return fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
@@ -112,9 +164,9 @@ def fit(opts):
                           device_ram=opts.device_ram, start=opts.start, end=opts.end, prior=opts.prior,
                           device_target=opts.device_target, skip_unsteady=opts.skip_unsteady)
     for line in report.fit_table(calibration.data):
-        print(line)
+        print(printable_text(line))
     for line in calibration.warnings:
-        print(line, file=sys.stderr)
+        print(printable_text(line), file=sys.stderr)
     if opts.out:
         calibration.save(opts.out)
         print(f"saved {opts.out}")
@@ -144,12 +196,55 @@ def predict(opts):
     calibration = api.load(opts.calibration)
     records = calibration.annotate(core.load_host(opts.host, opts.store), force=opts.force, device_ram=opts.device_ram)
     for line in calibration.warnings:
-        print(line, file=sys.stderr)
+        print(printable_text(line), file=sys.stderr)
     for line in report.predictions(records):
-        print(line)
+        print(printable_text(line))
     if opts.json:
         write_json(opts.json, records)
     return 0 if any(r.get("prediction") for r in records) else 1
+
+
+def suggest(opts):
+    from calibration import core
+    from calibration.references import suggest as choose
+    from profiler.export import write_json
+    from profiler.files import check_writable, clobbered_input
+
+    clash = clobbered_input({"--json": opts.json}, {"the host results": opts.host, "the --have list": opts.have,
+                                                     "the results store": opts.store})
+    if clash:
+        raise core.CalibrationError(clash)
+    if opts.json:
+        check_writable(opts.json)
+    if opts.k is not None and opts.k < 1:
+        raise core.CalibrationError(f"-k {opts.k}: suggest at least 1 reference")
+    if opts.models and opts.host:
+        raise core.CalibrationError("give candidate MODEL files or --host results, not both")
+    have = have_names(opts.have) if opts.have else []
+    host = opts.host
+    if opts.models:
+        import profiler
+
+        print(f"profiling {len(opts.models)} candidate(s) on this host", file=sys.stderr)
+        target = profiler.Target.from_env(opts.env)
+        results = profiler.profile(opts.models, target, store=opts.store, runtime=opts.runtime, progress=True)
+        for line in results.warnings:
+            print(printable_text(line), file=sys.stderr)
+        host = list(results)
+    picks = choose(host, k=opts.k, have=have, runtime=opts.runtime, store=opts.store)
+    new = [p for p in picks if not p["measured"]]
+    if not new:
+        print(f"all {len(picks)} candidates are already measured references; none left to add", file=sys.stderr)
+        return 0
+    print(f"{len(new)} reference(s) to measure on the device, in this order"
+          + (f" (after the {len(picks) - len(new)} already measured)" if have else "") + ":", file=sys.stderr)
+    for number, pick in enumerate(new, start=1):
+        print(printable_text(f"  {number}. {pick['model']}: {pick['reason']}"), file=sys.stderr)
+    for pick in new:
+        print(printable_text(pick["path"] or pick["model"]))
+    if opts.json:
+        write_json(opts.json, picks)
+    return 0
 
 
 if __name__ == "__main__":

@@ -457,8 +457,41 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto"):
                 fit = fit_group(list(names), list(records), x, y, method, prior if metric == "latency_ms" else None)
         except ValueError as exc:
             raise CalibrationError(f"{metric} at {threads} threads: {exc}") from None
+        if metric == "latency_ms":
+            fit["next_reference"] = next_reference(list(names), list(records), x, y, fit["method"], prior)
         fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit})
     return fits
+
+
+NEXT_REFERENCE_MAX_N = 40  # beyond this many references the drop-one refits cost more than they tell
+
+
+def next_reference(names, records, x, y, method, prior="auto"):
+    """What the last reference bought: the fitted method's leave-one-out MAPE with all n references,
+    and its mean over the n fits with one reference left out. The next reference is likely to buy
+    about as much or less (a learning curve flattens), so a small gain says measuring more helps
+    little. None when n is under 5 or over NEXT_REFERENCE_MAX_N."""
+    n = len(y)
+    if not 5 <= n <= NEXT_REFERENCE_MAX_N:
+        return None
+
+    def loo(names_, records_, x_, y_):
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return auto_score(_fit_group(names_, records_, x_, y_, method, prior, nested_loo=False))
+        except (ValueError, np.linalg.LinAlgError):
+            return float("nan")
+
+    full = loo(names, records, list(x), list(y))
+    def without(values, drop):
+        return [v for i, v in enumerate(values) if i != drop]
+
+    fewer = [loo(without(names, i), without(records, i), without(x, i), without(y, i)) for i in range(n)]
+    fewer = [v for v in fewer if np.isfinite(v)]
+    if not np.isfinite(full) or not fewer:
+        return None
+    return {"n": n, "loo_mape": full, "loo_mape_one_fewer": float(np.mean(fewer)),
+            "gain": float(np.mean(fewer) - full)}
 
 
 def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=None, prior="auto",
@@ -478,6 +511,10 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
     if len(runtimes) > 1:
         raise CalibrationError(f"matched host profiles mix runtimes {', '.join(runtimes)}; choose one with --runtime")
     target = next((r.get("target") for _, r in pairs if r.get("target")), None)
+    device_runtimes = sorted({row.runtime for row, _ in pairs if row.runtime})
+    gap = None
+    if runtimes and device_runtimes and device_runtimes != runtimes:
+        gap = {"host": runtimes[0], "device": device_runtimes}
     precisions = sorted({r.get("precision") for _, r in pairs if r.get("precision")})
     return {
         "precision": precisions[0] if len(precisions) == 1 else None, "precisions": precisions,
@@ -487,6 +524,7 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
         "fits": fit_all(pairs, method, metrics, prior),
         "unmatched": [{"model": r.model, "threads": r.threads, "source": r.source} for r in unmatched],
         "unsteady": {"models": unsteady, "left_out": bool(skip_unsteady and unsteady)},
+        "format_gap": gap,
     }
 
 

@@ -26,6 +26,17 @@ class DeviceMeasurement:
     metrics: dict = field(default_factory=dict)  # e.g. latency_ms, peak_memory_mb, energy_mj
     source: str = ""
     sha256: str = None
+    runtime: str = None  # the format the device ran (tflite, onnx, torch), where the log says
+
+
+def runtime_name(text):
+    """'tflite-2.10', 'LiteRT', 'onnxruntime 1.20', 'pytorch-mobile' -> tflite / onnx / torch; None if unknown."""
+    text = str(text or "").strip().lower()
+    for prefix, runtime in (("tflite", "tflite"), ("litert", "tflite"), ("tensorflow lite", "tflite"),
+                            ("onnx", "onnx"), ("torch", "torch"), ("pytorch", "torch")):
+        if text.startswith(prefix):
+            return runtime
+    return None
 
 
 # Header suffix -> (canonical suffix, factor to it)
@@ -125,7 +136,8 @@ def read_csv_text(text, path, default_threads=None):
             raise DeviceLogError(f"{where}: duplicate row for model {model!r} with {threads} threads "
                                f"(first on line {seen[key]})")
         seen[key] = line_no
-        rows.append(DeviceMeasurement(model, threads, metrics, source=path, sha256=row.get("sha256") or None))
+        rows.append(DeviceMeasurement(model, threads, metrics, source=path, sha256=row.get("sha256") or None,
+                                      runtime=runtime_name(row.get("runtime"))))
     if not rows:
         raise DeviceLogError(f"{path}: no data rows")
     return rows
@@ -167,7 +179,8 @@ def harness_rows(records, path):
         metrics = {"latency_ms": median}
         if record.get("peak_memory_mb") is not None:
             metrics["peak_memory_mb"] = _number(record["peak_memory_mb"], f"{where}: peak_memory_mb", positive=True)
-        rows.append(DeviceMeasurement(record["model"], threads, metrics, source=path, sha256=record.get("sha256")))
+        rows.append(DeviceMeasurement(record["model"], threads, metrics, source=path, sha256=record.get("sha256"),
+                                      runtime=runtime_name(record.get("runtime"))))
     if not rows:
         raise DeviceLogError(f"{path}: no successful harness records")
     return rows
@@ -201,7 +214,7 @@ def read_benchmark_model(path, model=None, threads=None):
         raise DeviceLogError(f"{path}: no 'Graph:' line; give the model name with --model")
     if threads is None and found_threads is None:
         raise DeviceLogError(f"{path}: no 'Num threads:' line; give --threads")
-    return [DeviceMeasurement(name, threads or found_threads, metrics, source=path)]
+    return [DeviceMeasurement(name, threads or found_threads, metrics, source=path, runtime="tflite")]
 
 
 def read_ort_perf_test(path, model=None, threads=None):
@@ -218,7 +231,7 @@ def read_ort_perf_test(path, model=None, threads=None):
         raise DeviceLogError(f"{path}: onnxruntime_perf_test output names no model; give --model")
     if threads is None:
         raise DeviceLogError(f"{path}: onnxruntime_perf_test output gives no thread count; give --threads")
-    return [DeviceMeasurement(model, threads, metrics, source=path)]
+    return [DeviceMeasurement(model, threads, metrics, source=path, runtime="onnx")]
 
 
 def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, end=None):

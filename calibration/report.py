@@ -1,6 +1,10 @@
 """Formatters for `calibrate`: each returns lines; the CLI prints them."""
 
 
+NEXT_GAIN_WORTH = 0.5  # points of leave-one-out MAPE below which another reference buys little
+EXTENSION = {"tflite": "tflite", "onnx": "onnx", "torch": "pt"}
+
+
 def _g(value, digits=4):
     return "-" if value is None or value != value else f"{value:.{digits}g}"
 
@@ -20,6 +24,15 @@ def fit_table(calibration):
     for f in calibration["fits"]:
         if f.get("auto"):
             lines.append(f"  {f['metric']} at {f['threads']} threads: auto chose {f['auto']['chose']} ({f['auto']['why']})")
+        step = f.get("next_reference")
+        if step:
+            lines.append(f"  {f['metric']} at {f['threads']} threads: leave-one-out MAPE {step['loo_mape']:.2f}% with "
+                         f"{step['n']} references, {step['loo_mape_one_fewer']:.2f}% with {step['n'] - 1} (mean over "
+                         f"the {step['n']} left out): "
+                         + (f"the last one bought {step['gain']:.2f} points and the next is likely to buy about as "
+                            "much or less" if step["gain"] > 0 else "one fewer did as well")
+                         + ("; measuring more helps little" if step["gain"] < NEXT_GAIN_WORTH else
+                            " (`calibrate suggest --have` names it)"))
         if f["method"] in ("features", "relative"):
             lines.append(f"  {f['metric']} at {f['threads']} threads: features used: {', '.join(f['model']['selected'])}"
                          + (f"; prior learned on {f['prior']['source']}" if f.get("prior") else ""))
@@ -46,6 +59,14 @@ def warnings(calibration):
                    f"{names}; " + ("left out of the fit (--skip-unsteady)" if unsteady.get("left_out") else
                                    "profile them again on a quiet host (--remeasure), or leave them out "
                                    "with --skip-unsteady"))
+    gap = calibration.get("format_gap")
+    if gap:
+        device = "/".join(gap["device"])
+        extension = EXTENSION.get(gap["device"][0], gap["device"][0])
+        out.append(f"WARNING: the references ran on the device as {device} but were profiled on this host as "
+                   f"{gap['host']}; the two runtimes differ per operator, so predictions are looser than a "
+                   f"same-format fit. Profile the {device} files on the host (`profile --env ENV model.{extension}`) "
+                   "and calibrate on those")
     if calibration.get("unmatched"):
         names = ", ".join(f"{u['model']}@{u['threads']}t" for u in calibration["unmatched"])
         out.append(f"WARNING: {len(calibration['unmatched'])} device row(s) matched no host profile and were "
