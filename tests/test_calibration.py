@@ -9,7 +9,7 @@ from scipy import stats
 
 from calibration import core, importers
 from calibration.models import LinearCalibration
-from tests.conftest import SHARED, run_cli
+from tests.conftest import ROOT, SHARED, run_cli
 
 LOGS = os.path.join(SHARED, "reference", "device-logs")
 needs_logs = pytest.mark.skipif(not os.path.isdir(LOGS), reason="../shared/reference/device-logs is absent")
@@ -282,3 +282,47 @@ def test_an_output_that_is_a_folder_is_a_one_line_error(host_profiles, tmp_path)
     done = run_cli("calibrate", device, "--host", host, "--plot", device)
     assert done.returncode == 2 and done.stderr.strip() == f"calibrate: error: --plot {device}: is a file, not a folder"
     assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "d.csv", "out"]
+
+
+def test_after_a_fit_it_says_what_the_last_reference_bought(tmp_path):
+    """next_reference.loo_mape_one_fewer is the mean leave-one-out MAPE of the fits on n − 1 references:
+    the same figure the public fit reports for each of those reference sets."""
+    import statistics
+
+    import pandas as pd
+
+    import calibration
+
+    folder = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example")
+    device, host = os.path.join(folder, "pi5_device.csv"), os.path.join(folder, "host.json")
+    cal = calibration.fit(device, host=host, method="ols", metrics=["latency_ms"])
+    step = cal.data["fits"][0]["next_reference"]
+    rows = pd.read_csv(device)
+    fewer = []
+    for drop in range(len(rows)):
+        path = tmp_path / f"without_{drop}.csv"
+        rows.drop(index=drop).to_csv(path, index=False)
+        fewer.append(float(calibration.fit(str(path), host=host, method="ols", metrics=["latency_ms"])
+                           .summary()["loo_mape"].iloc[0]))
+    assert step["n"] == len(rows)
+    assert step["loo_mape"] == pytest.approx(float(cal.summary()["loo_mape"].iloc[0]))
+    assert step["loo_mape_one_fewer"] == pytest.approx(statistics.mean(fewer))
+    out = run_cli("calibrate", device, "--host", host, "--method", "ols", "--metric", "latency_ms")
+    assert out.returncode == 0 and f"with {len(rows)} references" in out.stdout, out.stdout
+
+
+def test_references_measured_in_another_format_than_the_host_profiles_warn_once(tmp_path):
+    import pandas as pd
+
+    folder = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example")
+    host = os.path.join(folder, "host.json")  # ONNX host profiles
+    rows = pd.read_csv(os.path.join(folder, "pi5_device.csv"))
+    for runtime, gap in (("tflite-2.16", True), ("onnxruntime-1.20", False)):
+        path = tmp_path / f"device_{runtime}.csv"
+        rows.assign(runtime=runtime).to_csv(path, index=False)
+        out = run_cli("calibrate", str(path), "--host", host, "--method", "ols", "--metric", "latency_ms")
+        assert out.returncode == 0, out.stderr
+        warned = [line for line in out.stderr.splitlines() if "profiled on this host as onnx" in line]
+        assert len(warned) == (1 if gap else 0), out.stderr
+        if gap:
+            assert "ran on the device as tflite" in warned[0] and "model.tflite" in warned[0]
