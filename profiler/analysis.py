@@ -9,7 +9,6 @@ input shape. Unknown op types are counted under `other` and never fail a card.
 
 import io
 import os
-import sys
 from collections import Counter
 
 import numpy as np

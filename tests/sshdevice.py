@@ -72,6 +72,11 @@ class Device:
         with open(self.capped_python, "w") as f:  # the device runs out of memory at 800 MB of address space
             f.write(f"#!/bin/sh\nulimit -v 800000\nexec {self.python} \"$@\"\n")
         os.chmod(self.capped_python, 0o755)
+        # a wrapper that prints lines of its own that start with "{" before the harness's records
+        self.noisy_python = os.path.join(HOME, "python-noisy")
+        with open(self.noisy_python, "w") as f:
+            f.write(f"#!/bin/sh\necho '{{x'\necho '{{\"path\": 5}}'\necho '[1]'\nexec {self.python} \"$@\"\n")
+        os.chmod(self.noisy_python, 0o755)
         self.dir = tempfile.mkdtemp(prefix="edge-profiler-sshd-")
         os.chmod(self.dir, 0o755)  # sshd reads authorized_keys as the device user
         d = self.dir

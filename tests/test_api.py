@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT, example, run_cli
+from tests.conftest import ROOT, run_cli
 
 import calibration  # noqa: E402
 import profiler  # noqa: E402

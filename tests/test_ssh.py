@@ -92,6 +92,13 @@ def test_a_device_without_the_runtime_names_the_pip_install(ssh_device, models, 
                                    f"{ssh_device.bare_python} -m pip install onnxruntime")
 
 
+def test_stray_lines_that_look_like_json_on_the_device_are_not_records(ssh_device, models, tmp_path):
+    done, records = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", "--iterations", 5,
+                              python=ssh_device.noisy_python)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [r["status"] for r in records] == ["ok"] and records[0]["model"] == "tiny_cnn"
+
+
 def test_running_out_of_memory_on_the_device_is_an_oom_row(ssh_device, models, tmp_path):
     done, records = on_device(ssh_device, tmp_path, models["big"], models["onnx"], "--no-store", "--iterations", 5,
                               python=ssh_device.capped_python)

@@ -281,7 +281,6 @@ def evaluate_slice(data, selector, profile, records, ks, draws, seed, methods=ME
 
 def write_priors(data, records, path):
     """The shipped priors: per runtime, the mean of the shapes learned on both phones (fp32, one big core)."""
-    import json
 
     priors = {}
     for runtime, framework, profile in (("tflite", "tflite-2.10", "tflite"), ("torch", "pytorch-mobile-2.0", "torch")):

@@ -86,6 +86,22 @@ def harness_args(target, paths, cgroup, runtime=None, data=None):
     return args
 
 
+def harness_record(line, keys=("model", "status")):
+    """The record on one stdout line of the harness, or None for any other line. A wrapper, a shell
+    profile or a device's own tool may print lines that start with "{" too; they are not records."""
+    import json
+
+    if not line.startswith(b"{" if isinstance(line, bytes) else "{"):
+        return None
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in keys):
+        return None
+    return record
+
+
 def failure_record(path, runtime, status, error):
     """A row for a model whose sandbox died before the harness could report it."""
     from profiler.harness import model_name, sha256_of

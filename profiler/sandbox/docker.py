@@ -5,7 +5,6 @@ Every container carries the edge-profiler label and is removed whatever happens.
 """
 
 import hashlib
-import json
 import math
 import os
 import queue
@@ -21,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 import profiler
 from profiler.config import DEFAULT_BASE_IMAGE
 from profiler.sandbox import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, harness_files,
-                              pick_cores)
+                              harness_record, pick_cores)
 
 OFFLINE_BASE = "edge-profiler/base:offline"
 OFFLINE_SCRIPT = "containers/build-offline-base.sh"
@@ -363,8 +362,9 @@ class DockerBackend(Backend):
                 return ("timeout", f"the container gave no result within {limit:g} s")
             if line is None:
                 return None
-            if line.startswith(b"{"):
-                emit(json.loads(line))
+            record = harness_record(line)
+            if record:
+                emit(record)
 
     @staticmethod
     def _wait(container):

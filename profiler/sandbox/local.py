@@ -4,7 +4,6 @@ The memory cap needs a cgroup this process may create (root, cgroup v1 or v2).
 Where it cannot, the child runs uncapped and the result says so in `enforced`.
 """
 
-import json
 import math
 import os
 import select
@@ -17,7 +16,7 @@ import uuid
 
 import profiler
 from profiler.harness import die_with_parent
-from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, harness_args, pick_cores
+from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, harness_args, harness_record, pick_cores
 
 CFS_PERIOD_US = 100_000
 
@@ -250,8 +249,9 @@ class LocalBackend(Backend):
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
-                if line.startswith(b"{"):
-                    emit(json.loads(line))
+                record = harness_record(line)
+                if record:
+                    emit(record)
                     deadline = time.monotonic() + limit
         child.wait()
         return None

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, SandboxError, harness_args
+from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, SandboxError, harness_args, harness_record
 
 DEFAULT_FOLDER = ".edge-profiler-slurm"
 POLL_S = 0.1
@@ -195,9 +195,9 @@ class SlurmBackend(Backend):
             offset += len(chunk)
             *lines, buffer = (buffer + chunk).split(b"\n")
             for line in lines:
-                if not line.startswith(b"{"):
+                record = harness_record(line) or harness_record(line, keys=("unreadable", "node"))
+                if not record:
                     continue
-                record = json.loads(line)
                 if "unreadable" in record:
                     raise SandboxError(f"{record['unreadable']}: node {record['node']} cannot read this model; "
                                        "models must be on a filesystem every node shares")

@@ -12,14 +12,13 @@ Nothing is capped on the device: the measurement is native. CPU_SET pins it with
 """
 
 import io
-import json
 import os
 import shlex
 import subprocess
 import tarfile
 import tempfile
 
-from profiler.sandbox import LABEL, Backend, SandboxError, harness_args, harness_files
+from profiler.sandbox import LABEL, Backend, SandboxError, harness_args, harness_files, harness_record
 
 RUNTIME_PACKAGES = {"onnx": ("onnxruntime", "onnxruntime"), "tflite": ("ai_edge_litert", "ai-edge-litert"),
                     "torch": ("torch", "torch")}
@@ -94,9 +93,10 @@ class SshBackend(Backend):
         if done.returncode == 127 or (done.returncode != 0 and "not found" in err):
             raise SandboxError(f"{self.host}: {self.python} not found on the device; install Python 3 there "
                                "(e.g. `sudo apt install python3`) or set SSH_PYTHON")
-        try:
-            facts = json.loads(out.splitlines()[-1])
-        except (ValueError, IndexError):
+        lines = (harness_record(line, keys=()) for line in reversed(out.splitlines()))
+        facts = next((r for r in lines if r and isinstance(r.get("missing"), list)
+                      and isinstance(r.get("versions"), dict)), None)
+        if not facts:
             raise SandboxError(f"{self.host}: {self.python} on the device failed: "
                                f"{(err.strip().splitlines() or ['no output'])[-1][:200]}") from None
         if facts["missing"]:
@@ -176,8 +176,8 @@ class SshBackend(Backend):
         done_paths = set()
         try:
             for line in child.stdout:
-                if line.startswith(b"{"):
-                    record = json.loads(line)
+                record = harness_record(line)
+                if record:
                     here = by_inside.get(record.get("path"))
                     if here:
                         if record.get("error"):
