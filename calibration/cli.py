@@ -15,7 +15,11 @@ EPILOG = """examples:
 
 Device inputs: a CSV with model, threads and metric columns whose suffix gives the unit
 (_us _ms _s _kb _mb _mib _bytes), the harness's own --csv/--json output, LiteRT/TFLite
-benchmark_model logs, onnxruntime_perf_test output or a jetson-stats (jtop) CSV."""
+benchmark_model logs, onnxruntime_perf_test output or a jetson-stats (jtop) CSV.
+
+Exit status (as in `profile`): 0 on success; 1 when `calibrate predict` predicted nothing (a
+runtime or thread-count mismatch; --force applies the fit anyway); 2 for bad input, with a
+one-line error; 130 on Ctrl-C."""
 
 
 def fit_parser():
@@ -201,7 +205,9 @@ def predict(opts):
         print(printable_text(line))
     if opts.json:
         write_json(opts.json, records)
-    return 0 if any(r.get("prediction") for r in records) else 1
+    from profiler.cli import exit_status
+
+    return exit_status(records, predicted=True)
 
 
 def suggest(opts):

@@ -44,6 +44,8 @@ def model_card(path, target=None, shapes=None):
         shapes = parse_input_shapes(target.input_shapes)
     batch = target.batch if target is not None else 1
     ext = os.path.splitext(path)[1].lower()
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: is empty (0 bytes), not a model")
     card = {"size_mb": round(os.path.getsize(path) / (1024 * 1024), 4)}
     reader = {".onnx": onnx_card, ".tflite": tflite_card, ".pt": torchscript_card, ".pth": torchscript_card}.get(ext)
     if reader is None:

@@ -121,8 +121,6 @@ def check_models(paths, runtime=None):
             raise ProfileError(f"{path}: not a regular file (a FIFO, socket or device cannot be a model)")
         if not os.path.isfile(path):
             raise ProfileError(f"{path}: model file not found")
-        if os.path.getsize(path) == 0:
-            raise ProfileError(f"{path}: is empty (0 bytes), not a model")
         if not os.access(path, os.R_OK):
             raise ProfileError(f"{path}: model file is not readable")
         try:

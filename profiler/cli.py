@@ -22,7 +22,12 @@ disturbed), measured again (--retries) and never served from the store as if it 
 
 Settings come from the env file (see env.template); an option overrides the key it names
 (--cpus CPUS overrides CPUS).
-Results are saved in the SQLite store (./profiles.db) that `calibrate` reads."""
+Results are saved in the SQLite store (./profiles.db) that `calibrate` reads.
+
+Exit status (the same rule in `calibrate`): 0 when every model has a result (ok, oom and
+timeout are results: what the model does under the caps) and, with --calibration, at least one
+prediction; 1 when a model is an error row, or --calibration predicted nothing (a runtime or
+thread-count mismatch); 2 for bad input, with a one-line error; 130 on Ctrl-C, 143 on SIGTERM."""
 
 OVERRIDES = [  # (option, env key, help)
     ("--device-name", "DEVICE_NAME", "name of the target device"),
@@ -165,8 +170,17 @@ def run(opts):
         return fail(str(exc))
     if records is None:
         return 0
-    return 0 if records and all(r["status"] in ("ok", "oom", "timeout") for r in records) \
-        and any(r["status"] == "ok" for r in records) else 1
+    return exit_status(records, predicted=bool(getattr(opts, "calibration", None)))
+
+
+def exit_status(records, predicted=False):
+    """0: every model has a result (ok, oom, timeout) and, when predictions were asked for, at least
+    one has one; 1 otherwise (an error row, or nothing predicted)."""
+    if not records or not all(r.get("status") in ("ok", "oom", "timeout") for r in records):
+        return 1
+    if predicted and not any(r.get("prediction") for r in records):
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

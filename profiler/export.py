@@ -97,15 +97,18 @@ def write_markdown(path, records):
 def write_card_csv(path, cards):
     """`profile --card-only --csv`: one row per model card, MACs by operator class in columns."""
     classes = sorted({c for card in cards for c in (card["model_card"].get("macs_by_class") or {})})
-    columns = ["model", "path", "size_mb", "params", "macs", "nodes", "activation_bytes"] + [f"macs_{c}" for c in classes]
+    columns = ["model", "path", "status", "error", "size_mb", "params", "macs", "nodes",
+               "activation_bytes"] + [f"macs_{c}" for c in classes]
 
     def write(f):
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         for card in cards:
             info = card["model_card"]
-            row = {"model": card["model"], "path": card["path"], **{k: info.get(k) for k in columns[2:7]}}
-            row.update({f"macs_{c}": (info.get("macs_by_class") or {}).get(c, 0) for c in classes})
+            row = {"model": card["model"], "path": card["path"], "status": card.get("status", "ok"),
+                   "error": card.get("error"), **{k: info.get(k) for k in columns[4:9]}}
+            if info:
+                row.update({f"macs_{c}": (info.get("macs_by_class") or {}).get(c, 0) for c in classes})
             writer.writerow({key: csv_cell(value) for key, value in row.items()})
 
     write_atomic(path, write)

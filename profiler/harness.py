@@ -379,6 +379,8 @@ def classify_op(op_name, input_shapes):
 
 def measure(path, runtime, opts, cgroup):
     """Load and time one model; returns the measurement fields of the result."""
+    if os.path.getsize(path) == 0:
+        raise ModelError(f"{os.path.basename(path)}: is empty (0 bytes), not a model")
     rt = adapter(runtime)
     neighbours_before = cpu_times()  # from the load on: a span long enough for /proc/stat's 10 ms ticks
     # The footprint with the runtime imported and no model loaded yet, so peak - idle is the

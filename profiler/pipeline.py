@@ -156,16 +156,19 @@ def card_only(opts, target, groups):
     cards = []
     for paths in groups.values():
         for path in paths:
+            name = os.path.splitext(os.path.basename(path))[0]
             try:
                 card = model_card(path, target)
-            except Exception as exc:  # a card of a bad file is a one-line error, never a traceback
+            except Exception as exc:  # a bad file is one error row; the other cards are still made
                 text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                raise PipelineError(text if text.startswith(path) else f"{path}: no model card ({text})") from None
-            _out(report.card_lines(path, card))
-            cards.append({"model": os.path.splitext(os.path.basename(path))[0], "path": path,
-                          "status": "ok", "model_card": card})
+                text = text if text.startswith(path) else f"{path}: no model card ({text})"
+                _err(f"{name}: error: {text}")
+                cards.append({"model": name, "path": path, "status": "error", "error": text, "model_card": {}})
+            else:
+                _out(report.card_lines(path, card))
+                cards.append({"model": name, "path": path, "status": "ok", "model_card": card})
             if opts.json:
                 export.write_json(opts.json, cards)
             if opts.csv:
                 export.write_card_csv(opts.csv, cards)
-    return None
+    return cards

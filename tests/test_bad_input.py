@@ -236,13 +236,30 @@ def test_outputs_never_clobber_inputs_or_special_files(tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: os.mkfifo(d / "pipe.onnx"), "not a regular file"),
-    (lambda d: (os.symlink(d / "b.onnx", d / "a.onnx"), os.symlink(d / "a.onnx", d / "b.onnx")), "leads nowhere"),
-    (lambda d: (d / "empty.onnx").write_bytes(b""), "is empty")])
+    (lambda d: (os.symlink(d / "b.onnx", d / "a.onnx"), os.symlink(d / "a.onnx", d / "b.onnx")), "leads nowhere")])
 def test_models_that_are_not_files_are_named_as_such(tmp_path, make, message):
     make(tmp_path)
     model = next(p for p in sorted(tmp_path.iterdir()))
     done = run_cli("profile", "--backend", "local", "--no-store", model, timeout=60)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_empty_model_file_is_one_error_row_and_the_others_run(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    out = tmp_path / "r.json"
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--json", out, empty,
+                   example("tiny_cnn.onnx"), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    records = json.loads(out.read_text())
+    assert [r["status"] for r in records] == ["error", "ok"]
+    assert records[0]["error"] == "empty.onnx: is empty (0 bytes), not a model"
+    cards = tmp_path / "cards.json"
+    done = run_cli("profile", "--card-only", "--json", cards, empty, example("tiny_cnn.onnx"), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert [c["status"] for c in json.loads(cards.read_text())] == ["error", "ok"]
+    assert "empty: error:" in done.stderr and "is empty (0 bytes)" in done.stderr
+    assert "tiny_cnn" in done.stdout
 
 
 def test_a_model_file_name_that_is_not_utf8_is_one_line(tmp_path):

@@ -167,8 +167,6 @@ class DockerBackend(Backend):
             return self.images[runtime]
         base = self.base_image()
         base_name = (base.tags or [base.id])[0]
-        if not self.explicit_base and base_name == OFFLINE_BASE and not self.images:
-            self.notice(f"notice: {DEFAULT_BASE_IMAGE} cannot be pulled; using {OFFLINE_BASE}")
         wheels = resolve_wheels(runtime, self.notice)
         package, files = harness_files()
         digest = hashlib.sha256(base.id.encode())
@@ -182,6 +180,8 @@ class DockerBackend(Backend):
         try:
             self.client.images.get(tag)
         except Exception:
+            if not self.explicit_base and base_name == OFFLINE_BASE:  # said once, when the image is built on it
+                self.notice(f"notice: {DEFAULT_BASE_IMAGE} cannot be pulled; building on {OFFLINE_BASE}")
             self._build(tag, base.id, wheels, package, files)
         self.images[runtime] = tag
         return tag
