@@ -1,4 +1,7 @@
-"""Export zoo models: python -m experiments.zoo NAME [NAME ...] --formats onnx pt tflite --out DIR."""
+"""Export zoo models: python -m experiments.zoo NAME [NAME ...] --formats onnx pt tflite --out DIR.
+
+Without a NAME it lists the zoo's names. Run it from the edge-profiler checkout (the experiments
+are not installed with the package), or with PYTHONPATH=/path/to/edge-profiler from anywhere."""
 
 import argparse
 import os
@@ -42,8 +45,9 @@ def export(name, formats, out, int8=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m experiments.zoo", description=__doc__)
-    parser.add_argument("names", nargs="*", help="zoo names (none: list them)")
+    parser = argparse.ArgumentParser(prog="python -m experiments.zoo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME", help="zoo names to export (none: list the names)")
     parser.add_argument("--formats", nargs="+", default=["onnx", "pt"], choices=["onnx", "pt", "tflite"])
     parser.add_argument("--int8", action="store_true", help="also write a full-integer int8 TFLite")
     parser.add_argument("--out", default="models")
