@@ -377,6 +377,16 @@ def classify_op(op_name, input_shapes):
         return "other"
     return "elementwise"
 
+def samples_per_run(shapes, batch):
+    """The samples one run processes: the first input's leading dimension (what actually ran)."""
+    first = next(iter((shapes or {}).values()), None)
+    return first[0] if first and isinstance(first[0], int) and first[0] > 0 else batch
+
+
+def throughput(shapes, batch, mean_ms):
+    return round(samples_per_run(shapes, batch) * 1000.0 / mean_ms, 3) if mean_ms > 0 else None
+
+
 def measure(path, runtime, opts, cgroup):
     """Load and time one model; returns the measurement fields of the result."""
     if os.path.getsize(path) == 0:
@@ -453,7 +463,7 @@ def measure(path, runtime, opts, cgroup):
         "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
         "samples_wait_ms": [round(w / 1e6, 5) for w in wait_ns] if opts.keep_samples else None,
         "disturbance": disturbance, "iterations_run": len(timings), "scheduling": scheduling(),
-        "throughput_ips": round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
+        "throughput_ips": throughput(shapes, opts.batch, stats["mean"]), "batch": samples_per_run(shapes, opts.batch),
         "rss_peak_mb": round(proc_status_mb("VmHWM"), 3),
         "mean_rss_mb": round(sum(rss_samples) / len(rss_samples) / MIB, 3) if rss_samples else None,
         "total_runtime_ms": round(sum(timings) / 1e6, 3),
@@ -601,7 +611,7 @@ def pool_workers(parts, opts):
     result.update(latency_ms=stats, disturbance=disturbance, iterations_run=len(samples),
                   samples_ms=samples if opts.keep_samples else None,
                   samples_wait_ms=waits if opts.keep_samples else None,
-                  throughput_ips=round(opts.batch * 1000.0 / stats["mean"], 3) if stats["mean"] > 0 else None,
+                  throughput_ips=throughput(result.get("input_shapes"), opts.batch, stats["mean"]),
                   total_runtime_ms=round(sum(samples), 3),
                   peak_memory_mb=peaks[len(peaks) // 2], rss_peak_mb=peaks[len(peaks) // 2],
                   workers={"count": len(parts), "medians_ms": medians, "peaks_mb": [p["peak_memory_mb"] for p in parts],

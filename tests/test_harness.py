@@ -55,12 +55,18 @@ def test_device_csv_is_what_calibrate_reads(models, tmp_path):
 def test_dynamic_dims_need_input_shapes(models):
     done, (record,) = harness(models["dynamic_hw"], "--iterations", 5)
     assert done.returncode == 1 and record["status"] == "error"
-    assert "INPUT_SHAPES=input:" in record["error"]
+    # the advice proposes a real image side for each dynamic size, never a 1×1 image
+    assert "INPUT_SHAPES=input:1x3x224x224 (224 stands for each dynamic size; give yours)" in record["error"]
     # A dynamic batch dimension alone takes BATCH.
     done, (record,) = harness(models["dynamic"], "--iterations", 5, "--batch", 4)
     assert record["status"] == "ok" and record["input_shapes"] == {"input": [4, 3, 32, 32]}
     done, (record,) = harness(models["dynamic"], "--iterations", 5, "--input-shapes", "input:2x3x32x32")
     assert record["status"] == "ok" and record["input_shapes"] == {"input": [2, 3, 32, 32]}
+    # throughput counts the samples that ran: the pinned batch of 2
+    assert record["batch"] == 2
+    assert record["throughput_ips"] == pytest.approx(2 * 1000 / record["latency_ms"]["mean"], rel=1e-3)
+    done, (record,) = harness(models["dynamic"], "--iterations", 5, "--batch", 4, "--input-shapes", "input:1x3x32x32")
+    assert record["status"] == "error" and "BATCH=4 conflicts with INPUT_SHAPES=input:1x3x32x32" in record["error"]
 
 
 def test_input_shapes_naming_a_missing_input_is_an_error(models):

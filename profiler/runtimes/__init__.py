@@ -65,6 +65,9 @@ def parse_input_shapes(text):
     return shapes
 
 
+DYNAMIC_ADVICE = 224  # the size an error message proposes for a dynamic dimension (an image side)
+
+
 def resolve_shapes(specs, batch, pinned, model):
     """Concrete shape per input: INPUT_SHAPES first, then batch for a dynamic first dim."""
     names = {spec.name for spec in specs}
@@ -77,6 +80,9 @@ def resolve_shapes(specs, batch, pinned, model):
     for spec in specs:
         if spec.name in pinned:
             shape = list(pinned[spec.name])
+            if batch != 1 and shape and shape[0] != batch:
+                raise ModelError(f"{model}: BATCH={batch} conflicts with INPUT_SHAPES={spec.name}:"
+                                 + "x".join(map(str, shape)) + f" (batch {shape[0]}); give the batch in one of them")
         elif spec.shape is None:
             raise ModelError(f"{model}: input {spec.name!r} has no recorded shape; "
                              f"set INPUT_SHAPES={spec.name}:1x3x224x224 (your shape)")
@@ -89,7 +95,8 @@ def resolve_shapes(specs, batch, pinned, model):
             if any(d is None for d in shape):
                 raise ModelError(
                     f"{model}: input {spec.name!r} has dynamic dimensions {spec.shape}; "
-                    f"pin them with INPUT_SHAPES={spec.name}:" + "x".join(str(d or 1) for d in shape))
+                    f"pin them with INPUT_SHAPES={spec.name}:" + "x".join(str(d or DYNAMIC_ADVICE) for d in shape)
+                    + f" ({DYNAMIC_ADVICE} stands for each dynamic size; give yours)")
         shapes[spec.name] = shape
     return shapes
 
