@@ -511,7 +511,7 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
     if len(runtimes) > 1:
         raise CalibrationError(f"matched host profiles mix runtimes {', '.join(runtimes)}; choose one with --runtime")
     target = next((r.get("target") for _, r in pairs if r.get("target")), None)
-    device_runtimes = sorted({row.runtime for row, _ in pairs if row.runtime})
+    device_runtimes = sorted({getattr(row, "runtime", None) for row, _ in pairs} - {None})
     gap = None
     if runtimes and device_runtimes and device_runtimes != runtimes:
         gap = {"host": runtimes[0], "device": device_runtimes}

@@ -318,6 +318,7 @@ def _measure(backend, target, groups, store, remeasure, predictor, progress, not
 
 def _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice):
     from profiler import stability, sweep
+    from profiler.interrupts import undivided
     from profiler.store import StoreError
 
     bar = _progress(sum(len(p) for p in groups.values()), progress)
@@ -335,10 +336,11 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
         add_card(record, target)
         if predictor is not None:
             predictor.annotate(record)
-        results.append(record)
-        if on_result is not None:
-            on_result(record)
-        save(record)
+        with undivided():  # the results, the exports and the store gain the row together
+            results.append(record)
+            if on_result is not None:
+                on_result(record)
+            save(record)
         bar.update(1)
         bar.set_postfix_str(f"{record['model']}: {record['status']}")
 
@@ -356,10 +358,11 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
             add_card(record, target)
             if predictor is not None:
                 predictor.annotate(record)
-            results[i] = record
-            if on_result is not None:
-                on_result(record)  # the same model again: exports replace its row
-            save(record)
+            with undivided():
+                results[i] = record
+                if on_result is not None:
+                    on_result(record)  # the same model again: exports replace its row
+                save(record)
         notice(f"{made} unstable or disturbed measurement(s) taken again; the steadiest of each kept")
 
 

@@ -2,7 +2,6 @@
 
 import argparse
 import os
-import signal
 import sys
 
 from profiler.harness import non_negative_int
@@ -120,14 +119,6 @@ def fail(message, code=2):
     return code
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: cleaned up like Ctrl-C, but exits 143 (128 + 15) as the convention is."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
-
-
 DASH_VALUES = ("--slurm-args",)  # options whose value itself starts with "--"
 
 
@@ -144,7 +135,9 @@ def joined(argv):
 
 def main(argv=None):
     opts = build_parser().parse_args(joined(sys.argv[1:] if argv is None else argv))
-    signal.signal(signal.SIGTERM, _terminate)
+    from profiler.interrupts import Terminated, install
+
+    install()
     try:
         return run(opts)
     except KeyboardInterrupt as exc:

@@ -293,6 +293,9 @@ def build_target(values, warnings, host_cores=None):
     for key in ("SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_FOLDER", "SSH_PYTHON", "SSH_CONFIG"):
         if get(key) not in (None, ""):
             setattr(t, key.lower(), str(get(key)).strip())
+    if t.slurm_folder and "%" in t.slurm_folder:
+        raise ConfigError(f"SLURM_FOLDER={t.slurm_folder}: Slurm expands % in job file names (%u, %j, …); "
+                          "choose a folder without %")
     if get("SLURM_ARGS") not in (None, ""):
         try:
             t.slurm_args = shlex.split(str(get("SLURM_ARGS")))

@@ -125,3 +125,40 @@ def silenced():
         os.dup2(saved[1], 2)
         for fd in saved + [null]:
             os.close(fd)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def private_folder(prefix):
+    """A new 0700 folder in the temporary directory, named prefix + this pid, so that a later run can
+    tell (sweep_dead_folders) that the process which made it is gone."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def sweep_dead_folders(prefix, before_removal=None):
+    """Remove the private_folder()s of processes that are gone (a `kill -9` leaves them);
+    before_removal(path) runs first for each. Returns how many were removed."""
+    import shutil
+    import tempfile
+
+    folder, removed = tempfile.gettempdir(), 0
+    for name in os.listdir(folder):
+        pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+        path = os.path.join(folder, name)
+        if not pid.isdigit() or pid_alive(int(pid)) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        if before_removal:
+            before_removal(path)
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed

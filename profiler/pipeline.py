@@ -80,6 +80,8 @@ def profile(opts, notice):
             raise PipelineError(f"{exc.filename}: {exc.strerror}") from None
 
     so_far = {}  # (runtime, path) -> record: a model measured again replaces its row
+    if opts.csv:
+        import pandas  # noqa: F401  imported now, so writing the CSV after each model is quick
 
     def on_result(record):
         so_far[(record.get("runtime"), record.get("path"))] = record

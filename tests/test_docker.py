@@ -301,9 +301,16 @@ def test_an_onnx_model_with_external_data_runs_in_a_container(docker_backend, tm
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="external.weights", size_threshold=1024)
     assert (tmp_path / "external.weights").stat().st_size > 8_000_000
-    (tmp_path / "external.weights").chmod(0o644)  # onnx writes it owner-only; the container runs as nobody
+    # onnx writes the weights owner-only; the container runs as nobody, so it gets a readable copy
+    assert not (tmp_path / "external.weights").stat().st_mode & 0o004
+    path.chmod(0o600)  # the graph itself owner-only too
     done, (record,) = docker_profile(tmp_path, path, "--iterations", 3)
     assert record["status"] == "ok", record.get("error")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # the user's files are left as they were
+    import glob
+    import tempfile
+
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "edge-profiler-stage-*"))  # the copies are gone
 
 
 def test_the_peak_does_not_move_with_the_batch_or_the_page_cache_in_a_container(docker_backend, models, tmp_path):

@@ -190,3 +190,45 @@ def test_a_fifo_output_without_a_reader_is_one_line(tmp_path):
     done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--csv", fifo, ONNX,
                    timeout=120)
     assert done.returncode != 0 and "no process reads" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("backend, how", [("local", "SIGINT"), ("local", "SIGTERM"), ("docker", "SIGINT")])
+def test_an_interrupted_run_leaves_the_store_and_every_export_with_the_same_rows(request, models, tmp_path, backend,
+                                                                                 how):
+    import csv
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from profiler.store import Store
+
+    if backend == "docker":
+        request.getfixturevalue("docker_backend")
+    out = {kind: tmp_path / f"r.{kind}" for kind in ("json", "csv", "md")}
+    db = tmp_path / "profiles.db"
+    child = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--backend", backend, "--store", str(db),
+                              "--retries", "0", "--iterations", "20000", "--json", str(out["json"]), "--csv",
+                              str(out["csv"]), "--markdown", str(out["md"]), models["onnx"], models["slow"]],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # the first model is in; the slow one is in flight
+            if out["json"].exists() and json.loads(out["json"].read_text() or "[]"):
+                break
+            time.sleep(0.02)
+        child.send_signal(getattr(signal, how))
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == (130 if how == "SIGINT" else 143) and "Traceback" not in stderr, stderr
+    in_json = [r["model"] for r in json.loads(out["json"].read_text())]
+    with open(out["csv"], newline="") as f:
+        in_csv = [row["model"] for row in csv.DictReader(f)]
+    in_markdown = [line.split("|")[1].strip() for line in out["md"].read_text().splitlines()[2:] if line.startswith("|")]
+    store = Store(str(db))
+    in_store = [r["model"] for r in store.records()]
+    store.close()
+    assert in_json == in_csv == in_markdown == in_store == ["tiny_cnn"], (in_json, in_csv, in_markdown, in_store)

@@ -126,6 +126,6 @@ def test_a_torchscript_network_the_exporter_cannot_express_gets_a_one_line_card_
     torch.jit.save(torch.jit.trace(net, torch.rand(1, 3, 40, 40)), str(path), _extra_files={SHAPES_FILE: json.dumps(spec)})
     done = subprocess.run([sys.executable, "-m", "profiler.cli", "--card-only", str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stdout == "", done.stdout[:500]
+    assert done.returncode == 1 and done.stdout == "", done.stdout[:500]  # an error row: the other cards would run
     assert done.stderr.count("\n") == 1 and "the ONNX exporter that counts its operators failed" in done.stderr, \
         done.stderr[:800]

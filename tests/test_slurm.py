@@ -96,7 +96,7 @@ def test_a_killed_sweep_run_again_profiles_only_what_is_missing(models, tmp_path
     db = tmp_path / "profiles.db"
     args = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "slurm", "--slurm-folder",
             str(tmp_path / "jobs"), "--store", str(db), "--iterations", "20"]
-    child = subprocess.Popen([*args, *paths, "--iterations", "100000"], cwd=ROOT,
+    child = subprocess.Popen([*args, *paths, "--iterations", "20000"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # the three small models are stored; the slow one is in flight
@@ -107,13 +107,15 @@ def test_a_killed_sweep_run_again_profiles_only_what_is_missing(models, tmp_path
     child.wait()
     assert len(Store(str(db)).records()) == 3
     served = store_served(db, 3)
-    done = run_cli("profile", *args[3:], paths[0], paths[1], paths[2], "--iterations", "100000", timeout=300)
+    done = run_cli("profile", *args[3:], paths[0], paths[1], paths[2], "--iterations", "20000", timeout=300)
     assert done.returncode == 0, done.stderr
     assert "slurm: cancelled 1 job(s) left by a profile that no longer runs" in done.stderr
     assert (served in done.stderr) if served else ("from the store (" not in done.stderr), done.stderr
     assert ("were unstable or disturbed; measuring them again" in done.stderr) == (served != "3 of 3 from the store")
+    # the killed run's job files went with its job: the folder holds nothing, so it is gone
+    assert not os.path.exists(tmp_path / "jobs"), os.listdir(tmp_path / "jobs")
     served = store_served(db, 4)  # the same settings (iterations are part of the key); the slow one times out
-    done = run_cli("profile", *args[3:], *paths, "--iterations", "100000", "--timeout", "5", timeout=300)
+    done = run_cli("profile", *args[3:], *paths, "--iterations", "20000", "--timeout", "5", timeout=300)
     assert (served in done.stderr) if served else ("from the store (" not in done.stderr), done.stderr
     assert not our_jobs()
 
@@ -129,6 +131,19 @@ def test_bad_slurm_input_is_one_line_and_nothing_is_submitted(models, tmp_path, 
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not our_jobs()
+    assert not os.path.exists(tmp_path / "jobs") or not os.listdir(tmp_path / "jobs")  # no script or pickle left
+
+
+def test_a_nested_slurm_folder_is_removed_to_where_it_began_and_a_percent_is_refused(models, tmp_path):
+    nested = tmp_path / "a" / "b" / "jobs"
+    done = run_cli("profile", "--env", ENV, "--backend", "slurm", "--slurm-folder", nested, "--no-store",
+                   "--iterations", 5, models["onnx"], timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert not os.path.exists(tmp_path / "a")
+    done = run_cli("profile", "--env", ENV, "--backend", "slurm", "--slurm-folder", tmp_path / "x%u", "--no-store",
+                   models["onnx"], timeout=120)
+    assert done.returncode == 2 and "Slurm expands % in job file names" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not os.path.exists(tmp_path / "x%u")
 
 
 def test_no_slurm_on_the_machine_is_one_line(models, tmp_path):

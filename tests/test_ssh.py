@@ -136,6 +136,34 @@ def test_ctrl_c_leaves_no_harness_and_no_folder_on_the_device(ssh_device, models
     assert ssh_device.folders() == []
 
 
+def test_the_next_run_stops_and_removes_what_a_killed_run_left_on_both_sides(ssh_device, models, tmp_path):
+    import glob
+    import tempfile
+
+    command = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--on", "edge-device", "--ssh-config",
+               ssh_device.config, "--ssh-python", ssh_device.python, "--no-store", "--iterations", "1000000",
+               models["slow"]]
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not ssh_device.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ssh_device.processes(), "the harness never started on the device"
+    finally:
+        child.kill()  # SIGKILL: no cleanup of its own can run
+        child.wait()
+    controls = glob.glob(os.path.join(tempfile.gettempdir(), f"edge-profiler-ssh-{child.pid}-*"))
+    assert controls, "the killed run had no local control folder"
+    assert ssh_device.folders(), "the killed run left no device folder"
+    done, records = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", "--iterations", 5)
+    assert done.returncode == 0 and [r["status"] for r in records] == ["ok"], done.stderr
+    assert "stopped and removed what 1 killed run(s) of this host left on the device" in done.stderr, done.stderr
+    assert ssh_device.processes() == [] and ssh_device.folders() == []
+    assert not any(os.path.exists(path) for path in controls)
+    masters = subprocess.run(["pgrep", "-f", f"edge-profiler-ssh-{child.pid}-"], capture_output=True, text=True)
+    assert masters.stdout.split() == [], "the killed run's ControlMaster still runs"
+
+
 def test_accuracy_is_evaluated_on_the_device_and_a_symlinked_model_is_sent_as_its_file(ssh_device, tmp_path):
     from experiments.examples.digits import build
 

@@ -10,6 +10,7 @@ import os
 import queue
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import profiler
 from profiler.config import DEFAULT_BASE_IMAGE
+from profiler.files import private_folder, sweep_dead_folders
 from profiler.sandbox import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, harness_files,
                               harness_record, pick_cores)
 
@@ -38,6 +40,29 @@ def client(timeout=30):
     import docker
 
     return docker.from_env(timeout=timeout)
+
+
+STAGE_PREFIX = f"{LABEL}-stage-"  # + pid + "-…": readable copies of owner-only files for one container
+
+
+def readable_source(path, stage):
+    """What to bind-mount for `path`: the file itself when others may read it (the container runs as
+    nobody), else a readable copy in a private 0700 folder (stage[0], made on first need). ONNX
+    writes external-data files owner-only, and a user's own model may be too."""
+    if os.stat(path).st_mode & stat.S_IROTH:
+        return path
+    if stage[0] is None:
+        stage[0] = private_folder(STAGE_PREFIX)
+    copy = os.path.join(stage[0], f"{len(os.listdir(stage[0]))}-{os.path.basename(path)}")
+    shutil.copyfile(path, copy)
+    os.chmod(copy, 0o644)  # the folder stays 0700: only the container's bind mount reaches the copy
+    return copy
+
+
+def unstage(stage):
+    if stage[0]:
+        shutil.rmtree(stage[0], ignore_errors=True)
+        stage[0] = None
 
 
 def onnx_external_data(path):
@@ -134,6 +159,7 @@ class DockerBackend(Backend):
         swept = sweep_orphans(self.client)
         if swept:
             self.notice(f"docker: removed {swept} container(s) left by an edge-profiler process that no longer runs")
+        sweep_dead_folders(STAGE_PREFIX)  # the readable copies a killed run staged
 
     # ------------------------------------------------------------ images
 
@@ -239,23 +265,29 @@ class DockerBackend(Backend):
 
     # ------------------------------------------------------------ running
 
-    def container_options(self, target, paths):
-        """Caps and lock-down for one container; returns (options, paths inside, enforced)."""
+    def container_options(self, target, paths, stage=None):
+        """Caps and lock-down for one container; returns (options, paths inside, enforced).
+
+        stage: a one-item list; a file the container's user (nobody) may not read is copied into a
+        private folder made there (the caller removes it when the container is gone)."""
         from docker.types import Mount
 
+        stage = [None] if stage is None else stage
         cores = pick_cores(target)
         fractional = target.cpus != math.ceil(target.cpus)
         mounts, inside = [], []
+
+        def bind(where, source):
+            mounts.append(Mount(where, readable_source(source, stage), type="bind", read_only=True))
+
         for i, path in enumerate(paths):
             where = f"/models/{i}/{os.path.basename(path)}"
-            mounts.append(Mount(where, path, type="bind", read_only=True))
+            bind(where, path)
             inside.append(where)
             for extra in onnx_external_data(path):  # weights beside the graph (every ONNX model over 2 GB)
-                mounts.append(Mount(f"/models/{i}/{extra}", os.path.join(os.path.dirname(path), extra),
-                                    type="bind", read_only=True))
+                bind(f"/models/{i}/{extra}", os.path.join(os.path.dirname(path), extra))
         if target.data:  # the evaluation data, read-only beside the models
-            mounts.append(Mount(f"/data/{os.path.basename(target.data)}", os.path.abspath(target.data), type="bind",
-                                read_only=True))
+            bind(f"/data/{os.path.basename(target.data)}", os.path.abspath(target.data))
         options = {"cpuset_cpus": ",".join(map(str, cores))}
         if fractional:
             options["nano_cpus"] = int(target.cpus * 1e9)
@@ -282,7 +314,8 @@ class DockerBackend(Backend):
 
     def probe(self, target, runtime, code, paths=()):
         """Run Python code in a container with exactly the profiling caps; returns (exit code, output)."""
-        options, _, _ = self.container_options(target, list(paths))
+        stage = [None]
+        options, _, _ = self.container_options(target, list(paths), stage)
         container = self.client.containers.create(self.image_for(runtime), entrypoint=["/opt/venv/bin/python", "-c", code],
                                                   **options)
         try:
@@ -291,10 +324,18 @@ class DockerBackend(Backend):
             return state["StatusCode"], container.logs().decode(errors="replace")
         finally:
             remove(container)
+            unstage(stage)
 
     def _run_batch(self, target, paths, runtime, emit, enforced):
         image = self.image_for(runtime)
-        options, inside, facts = self.container_options(target, paths)
+        stage = [None]
+        try:
+            options, inside, facts = self.container_options(target, paths, stage)
+            return self._run_container(target, paths, runtime, emit, enforced, image, options, inside, facts)
+        finally:
+            unstage(stage)
+
+    def _run_container(self, target, paths, runtime, emit, enforced, image, options, inside, facts):
         enforced.update(facts)
         host_path = dict(zip(inside, paths))
 

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, SandboxError, harness_args, harness_record
@@ -55,21 +56,50 @@ def job_name(pid=None):
 
 
 def sweep_orphans():
-    """Cancel this user's jobs whose submitting profile on this host is gone (kill -9); returns how many."""
+    """Cancel this user's jobs whose submitting profile on this host is gone (kill -9), and remove
+    their files from the folder they were submitted from; returns how many."""
     code, _ = _run(["squeue", "--version"])
     if code != 0:
         return 0
-    done = subprocess.run(["squeue", "--me", "--noheader", "--format=%i|%j"], capture_output=True, text=True)
+    done = subprocess.run(["squeue", "--me", "--noheader", "--format=%i|%j|%o"], capture_output=True, text=True)
     prefix = job_name(0)[:-1]
-    orphans = []
+    orphans = {}
     for line in done.stdout.splitlines():
-        job_id, _, name = line.partition("|")
+        job_id, _, rest = line.partition("|")
+        name, _, command = rest.partition("|")
         pid = name[len(prefix):] if name.startswith(prefix) else ""
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            orphans.append(job_id)
+            orphans[job_id] = os.path.dirname(command.strip())  # submitit's script lies in the job folder
     if orphans:
         subprocess.run(["scancel", *orphans], capture_output=True)
+        for job_id, folder in orphans.items():
+            wait_gone(job_id)
+            if folder and os.path.isdir(folder):
+                remove_job_files(folder, job_id)
     return len(orphans)
+
+
+def wait_gone(job_id, limit_s=10):
+    """Wait until Slurm no longer runs the job, so its files are not written again after removal."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        done = subprocess.run(["squeue", "--noheader", "--format=%T", "--jobs", str(job_id)], capture_output=True,
+                              text=True)
+        if done.returncode != 0 or done.stdout.strip() not in ACTIVE | {"COMPLETING"}:
+            return
+        time.sleep(0.1)
+
+
+def remove_job_files(folder, job_id):
+    """submitit's files of one job: <id>_*, and the link to its submission script."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith(f"{job_id}_") or (name.startswith(".submission_file_") and os.path.realpath(path)
+                                             .startswith(os.path.join(folder, f"{job_id}_"))):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def _slurm_time(seconds):
@@ -151,6 +181,11 @@ class SlurmBackend(Backend):
         if swept:
             notice(f"slurm: cancelled {swept} job(s) left by a profile that no longer runs")
         self.folder = os.path.abspath(target.slurm_folder or DEFAULT_FOLDER)
+        self.made = []  # the folders this run created, deepest last, removed at close when empty
+        missing = self.folder
+        while not os.path.exists(missing):
+            self.made.insert(0, missing)
+            missing = os.path.dirname(missing)
         try:
             os.makedirs(self.folder, exist_ok=True)
         except OSError as exc:
@@ -158,20 +193,34 @@ class SlurmBackend(Backend):
         self.executor = _executor_classes()(folder=self.folder)
         self.notice = notice
         self._running = {}  # job id -> job, for cancel()
+        self._submitting = threading.Lock()
 
     def _submit(self, target, paths, runtime):
         argv = harness_args(target, paths, cgroup=bool(paths), runtime=runtime)
         options = sbatch_options(target, len(paths))
-        self.executor.update_parameters(
-            cpus_per_task=options.pop("cpus-per-task"), job_name=options.pop("job-name"),
-            srun_args=["--cpu-bind=cores"], signal_delay_s=30, additional_parameters=options)
-        try:
-            return self.executor.submit(HarnessStep(argv, paths, target.threads))
-        except subprocess.CalledProcessError as exc:
-            text = (exc.output or b"").decode(errors="replace").strip().splitlines()
-            raise SandboxError(f"BACKEND=slurm: sbatch failed: {text[-1] if text else exc}") from None
-        except Exception as exc:  # submitit wraps sbatch's refusal in its own error
-            raise SandboxError(f"BACKEND=slurm: {str(exc).strip().splitlines()[-1][:300]}") from None
+        with self._submitting:  # one submission at a time: what a refused one leaves is its own
+            self.executor.update_parameters(
+                cpus_per_task=options.pop("cpus-per-task"), job_name=options.pop("job-name"),
+                srun_args=["--cpu-bind=cores"], signal_delay_s=30, additional_parameters=options)
+            before = set(os.listdir(self.folder))
+            try:
+                return self.executor.submit(HarnessStep(argv, paths, target.threads))
+            except subprocess.CalledProcessError as exc:
+                text = (exc.output or b"").decode(errors="replace").strip().splitlines()
+                raise SandboxError(f"BACKEND=slurm: sbatch failed: {text[-1] if text else exc}") from None
+            except Exception as exc:  # submitit wraps sbatch's refusal in its own error
+                raise SandboxError(f"BACKEND=slurm: {str(exc).strip().splitlines()[-1][:300]}") from None
+            finally:
+                if not self._submitted_ok(before):
+                    for name in set(os.listdir(self.folder)) - before:  # the script and pickle of a refusal
+                        try:
+                            os.remove(os.path.join(self.folder, name))
+                        except OSError:
+                            pass
+
+    def _submitted_ok(self, before):
+        """A submission that got a job id renamed its files to <id>_…; a refused one did not."""
+        return any(name.split("_", 1)[0].isdigit() for name in set(os.listdir(self.folder)) - before)
 
     def _run_batch(self, target, paths, runtime, emit, enforced):
         job = self._submit(target, paths, runtime)
@@ -278,10 +327,11 @@ class SlurmBackend(Backend):
                 pass
 
     def close(self):
-        try:
-            os.rmdir(self.folder)  # only when empty: the folder may be shared with other runs
-        except OSError:
-            pass
+        for folder in reversed(self.made or [self.folder]):  # only when empty: it may be shared with other runs
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
 
     def _stop_all(self):
         ids = [str(job_id) for job_id in list(self._running)]

@@ -14,11 +14,14 @@ Nothing is capped on the device: the measurement is native. CPU_SET pins it with
 import io
 import os
 import shlex
+import socket
 import subprocess
 import tarfile
-import tempfile
 
+from profiler.files import pid_alive, private_folder, sweep_dead_folders
 from profiler.sandbox import LABEL, Backend, SandboxError, harness_args, harness_files, harness_record
+
+CONTROL_PREFIX = f"{LABEL}-ssh-"  # + pid + "-…": the local folder of one run's ssh control socket
 
 RUNTIME_PACKAGES = {"onnx": ("onnxruntime", "onnxruntime"), "tflite": ("ai_edge_litert", "ai-edge-litert"),
                     "torch": ("torch", "torch")}
@@ -58,13 +61,36 @@ def ssh_failure(host, text):
     return f"{host}: cannot connect ({said})"
 
 
+def owner_tag(pid=None):
+    """Who made a device folder: this host's name and the profiling process's pid."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def _stop_masters(folder):
+    for sock in os.listdir(folder):
+        subprocess.run(["ssh", "-o", f"ControlPath={os.path.join(folder, sock)}", "-O", "exit", "edge-profiler"],
+                       capture_output=True, timeout=10)
+
+
+def sweep_local_controls():
+    """Stop the ControlMaster and remove the control folder of every earlier run of this host whose
+    process is gone (a `kill -9` leaves both). Returns how many were removed."""
+    return sweep_dead_folders(CONTROL_PREFIX, _stop_masters)
+
+
+# Lists the device folders of earlier runs and who made them ("folder<TAB>owner" per line).
+LIST_FOLDERS = ('for d in "${TMPDIR:-/tmp}"/edge-profiler.*; do [ -d "$d" ] || continue; '
+                'printf "%s\t%s\n" "$d" "$(cat "$d/owner" 2>/dev/null)"; done')
+
+
 class SshBackend(Backend):
     name = "ssh"
 
     def __init__(self, target, notice=lambda message: None):
         self.host = target.ssh_host
         self.notice = notice
-        self.control = tempfile.mkdtemp(prefix=f"{LABEL}-ssh-")
+        sweep_local_controls()
+        self.control = private_folder(CONTROL_PREFIX)
         self.base = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={target.ssh_connect_timeout_s:g}",
                      "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control}/%C", "-o", "ControlPersist=120"]
         if target.ssh_config:
@@ -78,10 +104,33 @@ class SshBackend(Backend):
     def _ssh(self, command, **kwargs):
         return subprocess.run([*self.base, self.host, command], capture_output=True, **kwargs)
 
+    def sweep_device(self):
+        """Stop and remove what an earlier run of this host left on the device when it was killed
+        (its process is gone): the harness, if it still runs, and its folder."""
+        try:
+            listed = self._ssh(LIST_FOLDERS, timeout=60)
+        except subprocess.TimeoutExpired:
+            return 0
+        here = socket.gethostname()
+        orphans = []
+        for line in listed.stdout.decode(errors="replace").splitlines():
+            folder, _, owner = line.partition("\t")
+            host, _, pid = owner.strip().rpartition(":")
+            if host == here and pid.isdigit() and not pid_alive(int(pid)):
+                orphans.append(folder)
+        for folder in orphans:
+            self._cleanup(folder)
+        if orphans:
+            self.notice(f"notice: {self.host}: stopped and removed what {len(orphans)} killed run(s) of this host "
+                        "left on the device (harness and folder)")
+        return len(orphans)
+
     def preflight(self, runtimes, host_versions):
-        """Before any model runs: python3, numpy and each runtime are on the device."""
+        """Before any model runs: what killed runs left is cleared, and python3, numpy and each
+        runtime are on the device."""
         pairs = [("numpy", "numpy")] + [RUNTIME_PACKAGES[r] for r in runtimes]
         code = PREFLIGHT % repr(pairs)
+        self.sweep_device()
         try:
             done = self._ssh(f"{shlex.quote(self.python)} -c {shlex.quote(code)}", timeout=120)
         except subprocess.TimeoutExpired:
@@ -141,7 +190,8 @@ class SshBackend(Backend):
                             + (f"; pinned to device cores {','.join(map(str, target.cpu_set))} with taskset"
                                if target.cpu_set else ""))
         try:
-            made = self._ssh("umask 077; mktemp -d \"${TMPDIR:-/tmp}/edge-profiler.XXXXXXXX\"", timeout=60)
+            made = self._ssh("umask 077; d=$(mktemp -d \"${TMPDIR:-/tmp}/edge-profiler.XXXXXXXX\") && "
+                             f"echo {shlex.quote(owner_tag())} > \"$d/owner\" && echo \"$d\"", timeout=60)
         except subprocess.TimeoutExpired:
             raise SandboxError(f"{self.host}: the device did not answer within 60 s") from None
         if made.returncode != 0:
