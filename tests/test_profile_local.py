@@ -219,7 +219,7 @@ def test_a_store_locked_after_the_start_loses_no_measurement(models, tmp_path):
 
     db, out = tmp_path / "profiles.db", tmp_path / "r.json"
     child = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "local", "--store", db,
-                              "--json", out, models["slow"], "--iterations", "3000",
+                              "--json", out, models["slow"], "--iterations", "1000",
                               "--retries", "0"],  # one pass: the lock, not re-measurement, is tested
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for _ in range(100):  # the store is opened (and its table made) before any model runs

@@ -68,6 +68,9 @@ def slice_rows(data, selector):
     return {r.model: (r.family, float(r.latency_ms)) for r in rows.itertuples()}
 
 
+EXPORT_WORKERS = 4
+
+
 def export_models(names, folder, formats, progress=True):
     """{format: {name: path}} for formats among tflite, tflite_int8, onnx and pt. The TFLite files are
     made in a child process: Keras 2 must be chosen before TensorFlow loads, and TensorFlow beside
@@ -85,16 +88,31 @@ def export_models(names, folder, formats, progress=True):
     need_tflite = [n for n in names if any(not os.path.exists(paths[f][n]) for f in ("tflite", "tflite_int8")
                                            if f in formats)]
     if need_tflite:
+        import selectors
+
         code = ("import sys; from experiments.zoo import mmb\n"
                 "for name in sys.argv[2:]:\n"
                 "    mmb.export(name, ['tflite'], sys.argv[1], int8=%r)\n"
                 "    print(name, flush=True)\n") % int8
-        child = subprocess.Popen([sys.executable, "-c", code, folder, *need_tflite], cwd=ROOT, stdout=subprocess.PIPE,
-                                 text=True)
-        for _ in tqdm(child.stdout, total=len(need_tflite), desc="exporting TFLite", unit="net", disable=not progress):
-            pass
-        if child.wait():
-            raise SystemExit(f"mmb_phones: TFLite export failed (exit {child.returncode})")
+        # The converter is single-threaded: one exporting process per core (each about 1.5 GB).
+        workers = max(1, min(len(os.sched_getaffinity(0)), EXPORT_WORKERS, len(need_tflite)))
+        children = [subprocess.Popen([sys.executable, "-c", code, folder, *need_tflite[i::workers]], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True) for i in range(workers)]
+        watch = selectors.DefaultSelector()
+        for child in children:
+            watch.register(child.stdout, selectors.EVENT_READ)
+        with tqdm(total=len(need_tflite), desc="exporting TFLite", unit="net", disable=not progress) as bar:
+            open_pipes = len(children)
+            while open_pipes:
+                for key, _ in watch.select():
+                    if key.fileobj.readline():
+                        bar.update(1)
+                    else:
+                        watch.unregister(key.fileobj)
+                        open_pipes -= 1
+        failed = [child.wait() for child in children if child.wait()]
+        if failed:
+            raise SystemExit(f"mmb_phones: TFLite export failed (exit {failed[0]})")
     torch_formats = [f for f in ("onnx", "pt") if f in formats]
     if torch_formats:
         for name in tqdm(names, desc="exporting " + " + ".join(torch_formats), unit="net", disable=not progress):

@@ -224,6 +224,8 @@ def main(argv=None):
                         help="sandbox for the host profiles (default local: the device ran without a container)")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="models and results store")
     parser.add_argument("--out", default=HERE, help="where RESULTS.md and the figures go")
+    parser.add_argument("--no-example", action="store_true",
+                        help="skip the calibrate_example folder (a real `calibrate` run on ten references)")
     opts = parser.parse_args(argv)
 
     rows = load_dataset(opts.dataset)
@@ -247,7 +249,8 @@ def main(argv=None):
             "profiled": f"measured {stamps[0]} to {stamps[-1]}; {fresh} of the {len(records)} networks were profiled "
                         f"by this run ({profile_s:.1f} s), the rest came from the store"}
     write_results(opts.out, table, meta, opts.ks)
-    write_calibrate_example(opts.out, ids, rows, records, seed=opts.seed)
+    if not opts.no_example:
+        write_calibrate_example(opts.out, ids, rows, records, seed=opts.seed)
     plot(opts.out, typical, table, opts.ks)
     with open(os.path.join(opts.out, "results.json"), "w") as f:
         json.dump({f"{q}|k={k}|{m}": v for (q, k, m), v in table.items()}, f, indent=1)
