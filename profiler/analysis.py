@@ -54,15 +54,26 @@ def model_card(path, target=None, shapes=None):
     return card
 
 
+NARROW_CHANNELS = 32  # a convolution with at most this many output channels (per group) is narrow
+
+
 def _empty():
-    return {"macs_by_class": {c: 0 for c in CLASSES}, "ops": Counter(), "activation_bytes": 0, "nodes": 0}
+    return {"macs_by_class": {c: 0 for c in CLASSES}, "ops": Counter(), "activation_bytes": 0, "nodes": 0,
+            "macs_narrow": 0}
 
 
 def _finish(state, params):
     by_class = {k: int(v) for k, v in state["macs_by_class"].items()}
     return {"params": int(params), "macs": int(sum(by_class[c] for c in MAC_CLASSES)), "macs_by_class": by_class,
-            "nodes": state["nodes"], "activation_bytes": int(state["activation_bytes"]),
-            "ops": dict(state["ops"].most_common())}
+            "macs_narrow": int(state["macs_narrow"]), "nodes": state["nodes"],
+            "activation_bytes": int(state["activation_bytes"]), "ops": dict(state["ops"].most_common())}
+
+
+def add_narrow(state, cls, out_per_group, macs):
+    """Narrow convolutions run slower per MAC on phone CPUs than wide ones (their kernels fill the
+    vector units less), so their MACs are counted apart (depthwise ones have a class of their own)."""
+    if cls in ("conv_1x1", "conv_kxk", "grouped") and out_per_group <= NARROW_CHANNELS:
+        state["macs_narrow"] += macs
 
 
 def conv_class(kernel, groups, in_channels):
@@ -134,6 +145,10 @@ def onnx_card_from_model(model, shapes, batch=1):
                 state["activation_bytes"] += int(np.prod(dims)) * itemsize
         cls, macs = _onnx_node_work(node, known, out_shape, out_elems)
         state["macs_by_class"][cls] += macs
+        if node.op_type in ("Conv", "ConvInteger", "QLinearConv") and known.get(node.input[
+                3 if node.op_type == "QLinearConv" else 1], (None,))[0]:
+            weight = known[node.input[3 if node.op_type == "QLinearConv" else 1]][0]  # [O, I/g, kh, kw]
+            add_narrow(state, cls, weight[0] // max(1, _attr(node, "group", 1)), macs)
     card = _finish(state, params)
     card["precision"] = onnx_precision(set(card["ops"]), {init.data_type for init in graph.initializer})
     return card
@@ -293,7 +308,10 @@ def tflite_card(path, shapes, batch=1):
                 in_channels = int(inputs[0]["shape"][-1])
             groups = max(1, in_channels // per_out)
             cls = "grouped" if inputs[0]["index"] in split_parts else conv_class(kernel, groups, in_channels)
-            state["macs_by_class"][cls] += out_elems * per_out * int(np.prod(kernel))
+            macs = out_elems * per_out * int(np.prod(kernel))
+            state["macs_by_class"][cls] += macs
+            if name != "CONV_3D":
+                add_narrow(state, cls, weight[0] // groups, macs)
         elif kind == "depthwise":
             weight = [int(d) for d in inputs[1]["shape"]]  # [1, kh, kw, C*multiplier]
             state["macs_by_class"]["depthwise"] += out_elems * int(np.prod(weight[1:3]))

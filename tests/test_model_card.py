@@ -63,6 +63,19 @@ def test_formats_agree_within_one_percent(exported, name):
     for fmt, card in cards.items():
         assert card["macs"] == pytest.approx(reference["macs"], rel=0.01), fmt
         assert card["params"] == pytest.approx(reference["params"], rel=0.01), fmt
+        assert card["macs_narrow"] == pytest.approx(reference["macs_narrow"], rel=0.01), fmt
+    assert 0 < reference["macs_narrow"] < reference["macs"]  # both have narrow and wide convolutions
+
+
+def test_narrow_convolutions_are_counted_by_their_output_channels_per_group(tmp_path):
+    from experiments.examples.models import cnn_onnx
+
+    from profiler.analysis import NARROW_CHANNELS
+
+    wide = model_card(cnn_onnx(tmp_path / "wide.onnx", channels=(NARROW_CHANNELS + 1, 64)))
+    narrow = model_card(cnn_onnx(tmp_path / "narrow.onnx", channels=(NARROW_CHANNELS, 8)))
+    assert wide["macs_narrow"] == 0
+    assert narrow["macs_narrow"] == narrow["macs_by_class"]["conv_kxk"] > 0
 
 
 def test_onnx_and_torchscript_agree(exported):

@@ -299,6 +299,8 @@ def evaluate_slice(data, selector, profile, records, ks, draws, seed, methods=ME
 
 def write_priors(data, records, path):
     """The shipped priors: per runtime, the mean of the shapes learned on both phones (fp32, one big core)."""
+    import json
+
 
     priors = {}
     for runtime, framework, profile in (("tflite", "tflite-2.10", "tflite"), ("torch", "pytorch-mobile-2.0", "torch")):
@@ -312,6 +314,10 @@ def write_priors(data, records, path):
                            "source": "mmb-cnn: " + "; ".join(p["source"] for p in learned)}
     from profiler.export import write_json
 
+    if os.path.exists(path):  # a runtime this run has no profiles for keeps the prior it had
+        with open(path) as f:
+            kept = json.load(f).get("priors", {})
+        priors = dict(kept, **priors)
     write_json(path, {"schema": core.PRIOR_SCHEMA, "version": 1,
                       "note": "written by experiments/mmb_phones/run.py --write-priors; see its RESULTS.md",
                       "priors": priors})
