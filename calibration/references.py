@@ -8,8 +8,8 @@ lean on (otherwise the out-of-mix warning fires). The rule:
 1. Describe each candidate by standardised log host latency, log MACs, log node count, log activation
    bytes and the share of its MACs in each operator class.
 2. Order them greedily by facility location: each next reference is the one that most shortens the
-   candidates' distance to their nearest reference. The first is the medoid, so any prefix of the
-   list is itself a good set.
+   candidates' distance to their nearest reference. The first is the medoid; below k = 6 a
+   shorter list is the start of a longer one.
 3. Repair: within the first k, an operator class that a candidate carries at a share more than twice
    any reference's gets the candidate that covers it at the least loss; the fastest and the slowest
    candidate join (if they are not already in) once k ≥ 6, so the predictions of the others are
