@@ -27,6 +27,9 @@ def test_mmb_phones_small(tmp_path):
         assert auto["within10"] >= 45.0, (name, auto)
         assert auto["spearman"] >= 0.95, (name, auto)
         assert auto["mape"] < ols["mape"] and auto["mape"] < 0.5 * flops["mape"], (name, auto, ols, flops)
+        # ten references chosen by `calibrate suggest` cover every operator class the others lean on
+        suggested = results[name]["chosen"][(10, "suggest")]
+        assert suggested["outside_mix"] == 0 and len(suggested["references"]) == 10, suggested
     text = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "30 of the 30 profiles were made by this run" in text, text[:2000]
     assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000
