@@ -178,7 +178,7 @@ def fit(opts):
         for path in calibration.plot(opts.plot, opts.device_name):
             print(f"figure {path} (+ .svg)")
     if opts.html:
-        from profiler.html_report import calibration_report
+        from calibration.html import calibration_report
 
         calibration_report(opts.html, calibration.data, opts.device_name)
         print(f"report {opts.html}")

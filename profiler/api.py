@@ -25,16 +25,8 @@ from collections import OrderedDict
 from dataclasses import replace
 
 from profiler.config import ConfigError, TargetDevice
+from profiler.errors import ProfileError
 from profiler.harness import printable
-
-
-class ProfileError(Exception):
-    """Anything that stops a run before a model is measured, or a store that could not save; one line.
-    `results` holds what was measured when there is any."""
-
-    def __init__(self, message, results=None):
-        super().__init__(message)
-        self.results = results
 
 
 class Results(list):
@@ -158,21 +150,29 @@ def open_store(store):
         raise ProfileError(str(exc)) from None
 
 
-def predictor_for(calibration, target, force, warn):
-    """A Predictor from a calibration object, its JSON dict or a calibration file path."""
-    from calibration.core import CalibrationError, Predictor, load
+def calibration_hooks():
+    """The calibration package's hooks (calibration/hooks.py), found by entry point: `profiler`
+    itself never imports `calibration`."""
+    from importlib.metadata import entry_points
 
-    data = getattr(calibration, "data", calibration)
-    if not isinstance(data, (str, os.PathLike, dict)) or isinstance(data, bytes):
-        raise ProfileError(f"calibration: expected a calibration.Calibration, its JSON path or dict, not "
-                           f"{type(calibration).__name__}")
+    found = list(entry_points(group="edge_profiler.calibration"))
+    if not found:
+        raise ProfileError("--calibration needs the calibration package of edge-profiler installed "
+                           "(pip install edge-profiler)")
+    return found[0].load()
+
+
+def predictor_for(calibration, target, force, warn):
+    """A predictor: the object itself when it has annotate(record), else one made by the calibration
+    package from a `calibration.Calibration`, its JSON path or dict."""
+    if callable(getattr(calibration, "annotate", None)) and not hasattr(calibration, "data"):
+        return calibration
+    hooks = calibration_hooks()
     try:
-        if isinstance(data, (str, os.PathLike)):
-            data = load(os.fspath(data))
-        elif data.get("schema") is None:
-            raise CalibrationError("calibration: the dict is not an edge-profiler calibration (no schema)")
-        return Predictor(data, force=force, warn=warn, device_ram_mb=target.device_ram_mb)
-    except CalibrationError as exc:
+        return hooks.predictor(calibration, force=force, warn=warn, device_ram_mb=target.device_ram_mb)
+    except Exception as exc:  # the calibration package's own error class, one line
+        if type(exc).__name__ != "CalibrationError":
+            raise
         raise ProfileError(str(exc)) from None
 
 

@@ -110,7 +110,7 @@ class TargetDevice:
             overrides[key] = str(value)
         if overrides.get("SSH_HOST") and not overrides.get("BACKEND"):
             overrides["BACKEND"] = "ssh"
-        from profiler.sandbox import physical_first_cores
+        from profiler.cores import physical_first_cores
 
         return load_target(path, overrides, host_cores=physical_first_cores())
 

@@ -9,8 +9,25 @@ ends, so two runs at once never share a core silently. The choice goes into ever
 
 import errno
 import math
+import os
 import time
 from dataclasses import dataclass, field
+
+
+def physical_first_cores(allowed=None):
+    """Host cores ordered so that distinct physical cores come before SMT siblings."""
+    allowed = sorted(allowed if allowed is not None else os.sched_getaffinity(0))
+    first, siblings, seen = [], [], set()
+    for cpu in allowed:
+        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        try:
+            group = open(path).read().strip()
+        except OSError:
+            group = str(cpu)
+        (siblings if group in seen else first).append(cpu)
+        seen.add(group)
+    return first + siblings
+
 
 NAME_PREFIX = "edge-profiler-cpu"  # the abstract socket name a run binds for each core it measures on
 SAMPLE_S = 0.2
@@ -106,7 +123,6 @@ def choose(candidates, needed, explicit=False, sample_s=SAMPLE_S):
 def for_target(target):
     """The CoreChoice for a local or Docker run of this target (None for Slurm and SSH, whose cores are
     another machine's or the scheduler's)."""
-    from profiler.sandbox import physical_first_cores
 
     if target.backend in ("slurm", "ssh"):
         return None

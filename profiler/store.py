@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 
-from profiler.api import ProfileError
+from profiler.errors import ProfileError
 from profiler.harness import RESULT_VERSION
 
 SCHEMA = """

@@ -231,6 +231,26 @@ def chosen_sets(names, records, y, ks, prior=None, method="auto"):
     return out
 
 
+def without_card_keys(records, keys):
+    """{profile: {network: record}} with the named model-card entries removed (a feature left out)."""
+    return {profile: {n: dict(r, model_card={k: v for k, v in (r.get("model_card") or {}).items() if k not in keys})
+                      for n, r in per.items()} for profile, per in records.items()}
+
+
+def all_but_one(data, selector, profile, records):
+    """Each network predicted by the relative model (prior from the other phone) fitted on all the
+    others: with every card feature, and with each candidate feature left out, to judge the feature."""
+    out = {}
+    for label, keys in (("all features", ()), ("without macs_narrow", ("macs_narrow",))):
+        variant = without_card_keys(records, keys) if keys else records
+        names, host, y, _ = slice_data(data, selector, profile, variant)
+        prior = learn_prior(data, prior_source(selector), profile, variant)
+        predicted = [fit_and_predict("relative", [m for m in names if m != n], [n], host, y, prior)[0][0]
+                     for n in names]
+        out[label] = scores(np.array([y[n] for n in names]), np.array(predicted))
+    return out
+
+
 def leave_one_family_out(names, families, records, y, methods, prior=None):
     """{method: {family: scores}}: every other family is the reference set of one family."""
     out = {}
@@ -371,6 +391,12 @@ def write_results(out, results, meta, ks):
                 if row:
                     lines.append(f"| {k} | random (median) | {row['mape']:.1f} | {row['within10']:.1f} | "
                                  f"{row['spearman']:.4f} | |")
+        if result.get("all_but_one"):
+            lines += ["", "Each network predicted by `relative` fitted on all the others (prior from the other "
+                      "phone), with every card feature and with one left out:", "",
+                      "| card features | MAPE % | within ±10 % | Spearman ρ |", "|---|---|---|---|"]
+            lines += [f"| {label} | {row['mape']:.2f} | {row['within10']:.1f} | {row['spearman']:.4f} |"
+                      for label, row in result["all_but_one"].items()]
         if result["lofo"]:
             summary = lofo_summary(result["lofo"])
             lines += ["", "Leave-one-family-out (every other family is the reference set): median over the "
@@ -452,6 +478,9 @@ def main(argv=None):
                         help=f"device slices (default all: {'; '.join(SLICES)})")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 TFLite export and slice")
     parser.add_argument("--no-families", action="store_true", help="skip leave-one-family-out")
+    parser.add_argument("--all-but-one", action="store_true",
+                        help="also predict each network from all the others, with and without the narrow-"
+                             "convolution feature (how card features are judged: on both phones)")
     parser.add_argument("--write-priors", metavar="FILE",
                         help="also write the priors learned on both phones here (calibration/priors.json ships them)")
     parser.add_argument("--no-op-profile", action="store_true",
@@ -482,6 +511,8 @@ def main(argv=None):
         selector, profile = SLICES[name]
         results[name] = evaluate_slice(data, selector, profile, records, opts.ks, opts.draws, opts.seed,
                                        families=not opts.no_families)
+        if opts.all_but_one:
+            results[name]["all_but_one"] = all_but_one(data, selector, profile, records)
     os.makedirs(opts.out, exist_ok=True)
     if opts.write_priors:
         write_priors(data, records, opts.write_priors)
@@ -503,6 +534,8 @@ def main(argv=None):
             if row:
                 print(f"{name:42s} k=10 {method:9s} MAPE {row['mape']:6.1f}%  within±10% {row['within10']:5.1f}%  "
                       f"ρ {row['spearman']:.4f}")
+        for label, row in result.get("all_but_one", {}).items():
+            print(f"{name:42s} all but one, {label}: MAPE {row['mape']:.2f}%  within±10% {row['within10']:.1f}%")
         for (k, rule), row in sorted(result.get("chosen", {}).items()):
             print(f"{name:42s} k={k} {rule:9s} MAPE {row['mape']:6.1f}%  within±10% {row['within10']:5.1f}%  "
                   f"ρ {row['spearman']:.4f}  outside the mix {row['outside_mix']}")

@@ -21,8 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 import profiler
 from profiler.config import DEFAULT_BASE_IMAGE
 from profiler.files import private_folder, sweep_dead_folders
-from profiler.sandbox import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, harness_files,
-                              harness_record, pick_cores)
+from profiler.sandbox.base import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, harness_files,
+                                   harness_record, pick_cores)
 
 OFFLINE_BASE = "edge-profiler/base:offline"
 OFFLINE_SCRIPT = "containers/build-offline-base.sh"

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from profiler.sandbox import HOST_GRACE_S, LABEL, Backend, SandboxError, harness_args, harness_record
+from profiler.sandbox.base import HOST_GRACE_S, LABEL, Backend, SandboxError, harness_args, harness_record
 
 DEFAULT_FOLDER = ".edge-profiler-slurm"
 POLL_S = 0.1

@@ -19,7 +19,7 @@ import subprocess
 import tarfile
 
 from profiler.files import pid_alive, private_folder, sweep_dead_folders
-from profiler.sandbox import LABEL, Backend, SandboxError, harness_args, harness_files, harness_record
+from profiler.sandbox.base import LABEL, Backend, SandboxError, harness_args, harness_files, harness_record
 
 CONTROL_PREFIX = f"{LABEL}-ssh-"  # + pid + "-…": the local folder of one run's ssh control socket
 
