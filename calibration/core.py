@@ -518,6 +518,8 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
     gap = None
     if runtimes and device_runtimes and device_runtimes != runtimes:
         gap = {"host": runtimes[0], "device": device_runtimes}
+        if prior == "auto" and len(device_runtimes) == 1:  # a prior learned for this pair of formats, if shipped
+            prior = load_prior(f"{runtimes[0]}->{device_runtimes[0]}") or prior
     precisions = sorted({r.get("precision") for _, r in pairs if r.get("precision")})
     return {
         "precision": precisions[0] if len(precisions) == 1 else None, "precisions": precisions,

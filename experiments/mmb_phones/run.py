@@ -42,6 +42,11 @@ SLICES = {
                                            "precision": "fp32"}, "tflite"),
     "iPhone 7, PyTorch Mobile fp32, 1 big core": ({"device": "iphone7", "framework": "pytorch-mobile-2.0",
                                                    "cores": "1large", "precision": "fp32"}, "torch"),
+    # The host in another format than the device: ONNX on the host for the phones' TFLite files.
+    "Pixel 4, TFLite fp32, 1 big core, host ONNX": ({"device": "pixel4", "framework": "tflite-2.10",
+                                                     "cores": "1large", "precision": "fp32"}, "onnx"),
+    "iPhone 7, TFLite fp32, 1 big core, host ONNX": ({"device": "iphone7", "framework": "tflite-2.10",
+                                                      "cores": "1large", "precision": "fp32"}, "onnx"),
 }
 MAIN_SLICE = "Pixel 4, TFLite fp32, 1 big core"
 # host profile name -> (file format written by the zoo, runtime that profiles it)
@@ -323,7 +328,8 @@ def write_priors(data, records, path):
 
 
     priors = {}
-    for runtime, framework, profile in (("tflite", "tflite-2.10", "tflite"), ("torch", "pytorch-mobile-2.0", "torch")):
+    for runtime, framework, profile in (("tflite", "tflite-2.10", "tflite"), ("torch", "pytorch-mobile-2.0", "torch"),
+                                        ("onnx->tflite", "tflite-2.10", "onnx")):  # host ONNX, device TFLite
         learned = [learn_prior(data, {"device": device, "framework": framework, "cores": "1large",
                                       "precision": "fp32"}, profile, records) for device in ("pixel4", "iphone7")]
         learned = [p for p in learned if p]
