@@ -66,7 +66,9 @@ def warnings(calibration):
         out.append(f"WARNING: the references ran on the device as {device} but were profiled on this host as "
                    f"{gap['host']}; the two runtimes differ per operator, so predictions are looser than a "
                    f"same-format fit. Profile the {device} files on the host (`profile --env ENV model.{extension}`) "
-                   "and calibrate on those")
+                   "and calibrate on those" + ("; the relative model starts from the prior learned for this pair of "
+                                               "formats" if any("->" in ((f.get("prior") or {}).get("runtime") or "")
+                                                                for f in calibration["fits"]) else ""))
     if calibration.get("unmatched"):
         names = ", ".join(f"{u['model']}@{u['threads']}t" for u in calibration["unmatched"])
         out.append(f"WARNING: {len(calibration['unmatched'])} device row(s) matched no host profile and were "

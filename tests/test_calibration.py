@@ -326,3 +326,8 @@ def test_references_measured_in_another_format_than_the_host_profiles_warn_once(
         assert len(warned) == (1 if gap else 0), out.stderr
         if gap:
             assert "ran on the device as tflite" in warned[0] and "model.tflite" in warned[0]
+        # the relative model starts from the prior learned for this pair of formats (none ships for onnx alone)
+        import calibration
+
+        fit = calibration.fit(str(path), host=host, method="relative", metrics=["latency_ms"]).data["fits"][0]
+        assert (fit.get("prior") or {}).get("runtime") == ("onnx->tflite" if gap else None), fit.get("prior")
