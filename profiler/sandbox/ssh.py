@@ -61,15 +61,18 @@ def ssh_failure(host, text):
     return f"{host}: cannot connect ({said})"
 
 
-def owner_tag(pid=None):
+def owner_tag():
     """Who made a device folder: this host's name and the profiling process's pid."""
-    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _stop_masters(folder):
     for sock in os.listdir(folder):
-        subprocess.run(["ssh", "-o", f"ControlPath={os.path.join(folder, sock)}", "-O", "exit", "edge-profiler"],
-                       capture_output=True, timeout=10)
+        try:
+            subprocess.run(["ssh", "-o", f"ControlPath={os.path.join(folder, sock)}", "-O", "exit", "edge-profiler"],
+                           capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):  # a master that does not answer ends with ControlPersist
+            pass
 
 
 def sweep_local_controls():
