@@ -15,7 +15,7 @@ to a callback or onto the results.
 >>> profiler.profile(["no_such_model.onnx"], target)
 Traceback (most recent call last):
 ...
-profiler.api.ProfileError: no_such_model.onnx: model file not found
+profiler.errors.ProfileError: no_such_model.onnx: model file not found
 """
 
 import atexit
