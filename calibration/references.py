@@ -43,13 +43,21 @@ def describe(record):
     return features
 
 
-def _matrix(records):
+def standardised(records):
+    """(candidates × features matrix, z-scored; the feature names): what the distances are taken on."""
     described = [describe(r) for r in records]
     names = sorted(set.intersection(*(set(d) for d in described))) if described else []
     X = np.array([[d[n] for n in names] for d in described], float).reshape(len(records), len(names))
     spread = X.std(axis=0)
     keep = spread > 1e-12
     return (X[:, keep] - X[:, keep].mean(axis=0)) / spread[keep], [n for n, k in zip(names, keep) if k]
+
+
+def distances(X, n):
+    """Euclidean distances between the candidates (n × n; no n × n × features intermediate)."""
+    from scipy.spatial.distance import cdist
+
+    return cdist(X, X) if X.size else np.zeros((n, n))
 
 
 def _facility_order(D, chosen, k):
@@ -104,8 +112,8 @@ def order(records, k=10, have=()):
     measured), then k − len(have) more. Returns (indices, why) with one reason per index."""
     n = len(records)
     k = max(0, min(k, n))
-    X, _ = _matrix(records)
-    D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=2)) if X.size else np.zeros((n, n))
+    X, _ = standardised(records)
+    D = distances(X, n)
     have = list(dict.fromkeys(have))
     chosen = _facility_order(D, have, max(k, len(have)))
     fixed = set(have)

@@ -203,10 +203,10 @@ def random_draws(names, records, y, methods, ks, draws, seed, prior=None):
 def farthest_point(records, k):
     """The plain baseline rule: standardised features as `calibrate suggest` describes them, the
     medoid first, then each time the candidate farthest from those chosen."""
-    from calibration.references import _matrix
+    from calibration.references import distances, standardised
 
-    X, _ = _matrix(records)
-    D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=2))
+    X, _ = standardised(records)
+    D = distances(X, len(records))
     chosen = [int(np.argmin(D.sum(axis=0)))]
     while len(chosen) < k:
         distance = D[:, chosen].min(axis=1)
