@@ -377,6 +377,7 @@ def classify_op(op_name, input_shapes):
         return "other"
     return "elementwise"
 
+
 def samples_per_run(shapes, batch):
     """The samples one run processes: the first input's leading dimension (what actually ran)."""
     first = next(iter((shapes or {}).values()), None)
