@@ -194,6 +194,7 @@ class SlurmBackend(Backend):
         self.notice = notice
         self._running = {}  # job id -> job, for cancel()
         self._submitting = threading.Lock()
+        self._submitted = set()  # job ids, so that close() removes every job's files
 
     def _submit(self, target, paths, runtime):
         argv = harness_args(target, paths, cgroup=bool(paths), runtime=runtime)
@@ -224,6 +225,7 @@ class SlurmBackend(Backend):
 
     def _run_batch(self, target, paths, runtime, emit, enforced):
         job = self._submit(target, paths, runtime)
+        self._submitted.add(job.job_id)
         self._running[job.job_id] = job
         try:
             return self._follow(job, target, emit, enforced, max(len(paths), 1))
@@ -327,6 +329,8 @@ class SlurmBackend(Backend):
                 pass
 
     def close(self):
+        for job_id in self._submitted:  # a job whose thread was cut short by Ctrl-C leaves its files otherwise
+            remove_job_files(self.folder, job_id)
         for folder in reversed(self.made or [self.folder]):  # only when empty: it may be shared with other runs
             try:
                 os.rmdir(folder)
