@@ -32,6 +32,7 @@ bench: $(BIN)/profile
 	$(BIN)/python benchmarks/sweep.py
 	$(BIN)/python benchmarks/search_loop.py
 	$(BIN)/python benchmarks/busy.py
+	$(BIN)/python benchmarks/evaluation.py
 
 # Base image for hosts without a registry (needs root, debootstrap and a Docker engine).
 docker-base:

@@ -36,13 +36,13 @@ class Calibration:
                 f"{', '.join(metrics)}>")
 
     def summary(self):
-        """One row per fit (metric, threads): method, n, R², MAPE and LOO MAPE (%), the share within ±10% (%,
-        in-sample and leave-one-out), Spearman ρ and Kendall τ."""
+        """One row per fit (metric, threads, precision when the references mix them): method, n, R², MAPE
+        and LOO MAPE (%), the share within ±10% (%, in-sample and leave-one-out), Spearman ρ and Kendall τ."""
         import pandas as pd
 
         from calibration.metrics import within
 
-        columns = ["metric", "threads", "method", "n", "a", "b", "r2", "adj_r2", "rmse", "mape", "loo_mape",
+        columns = ["metric", "threads", "precision", "method", "n", "a", "b", "r2", "adj_r2", "rmse", "mape", "loo_mape",
                    "within10", "loo_within10", "spearman", "kendall"]
         rows = []
         for fit in self.fits:

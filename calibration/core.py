@@ -433,7 +433,16 @@ def _fit_group(names, records, x, y, method, prior="auto", nested_loo=True):
     return fit
 
 
-def fit_all(pairs, method="ols", metrics=None, prior="auto"):
+def fit_label(fit):
+    """How a fit is named in lines and figures: its metric, thread count and, when the references mix
+    precisions, the precision it was fitted on."""
+    return f"{fit['metric']} at {fit['threads']} threads" + (f", {fit['precision']}" if fit.get("precision") else "")
+
+
+def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False, short=None):
+    """The fits, one per metric, thread count and (by_precision) precision. With by_precision a
+    precision with fewer than MIN_INTERVALS references gets no fit and is named in `short` (a list),
+    unless no precision has enough."""
     groups = defaultdict(list)
     for row, record in pairs:
         for metric, device in row.metrics.items():
@@ -442,27 +451,36 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto"):
             host, host_metric = host_value(record, metric)
             if host is None:
                 continue
-            groups[(metric, host_metric, row.threads)].append((row.model, record, host, device))
+            precision = (record.get("precision") or "unknown") if by_precision else ""
+            groups[(metric, host_metric, row.threads, precision)].append((row.model, record, host, device))
     if not groups:
         raise CalibrationError("no metric could be paired with a host figure")
     fits = []
-    for (metric, host_metric, threads), items in sorted(groups.items()):
+    if by_precision and short is not None:
+        few = {key for key, items in groups.items() if len(items) < MIN_INTERVALS}  # a fit with intervals
+        if len(few) < len(groups):
+            short += [{"metric": m, "threads": t, "precision": p, "n": len(groups[(m, h, t, p)])}
+                      for m, h, t, p in sorted(few)]
+            groups = {key: items for key, items in groups.items() if key not in few}
+    for (metric, host_metric, threads, precision), items in sorted(groups.items()):
+        where = f"{metric} at {threads} threads" + (f", {precision}" if precision else "")
         if len(items) < MIN_FIT:
-            raise CalibrationError(f"{metric} at {threads} threads: {len(items)} matched model; a fit needs at "
+            raise CalibrationError(f"{where}: {len(items)} matched model; a fit needs at "
                                    f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
         names, records, x, y = zip(*items)
         if len(set(x)) == 1:
-            raise CalibrationError(f"{metric} at {threads} threads: all {len(x)} references have the same host "
+            raise CalibrationError(f"{where}: all {len(x)} references have the same host "
                                    f"value ({x[0]:g}); a fit needs references that differ")
         try:
             # Degenerate statistics (a leverage of 1, a constant column) are NaN in the result, not a printed warning.
             with np.errstate(divide="ignore", invalid="ignore"):
                 fit = fit_group(list(names), list(records), x, y, method, prior if metric == "latency_ms" else None)
         except ValueError as exc:
-            raise CalibrationError(f"{metric} at {threads} threads: {exc}") from None
+            raise CalibrationError(f"{where}: {exc}") from None
         if metric == "latency_ms":
             fit["next_reference"] = next_reference(list(names), list(records), x, y, fit["method"], prior)
-        fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit})
+        fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit,
+                     **({"precision": precision} if precision else {})})
     return fits
 
 
@@ -521,12 +539,15 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
         if prior == "auto" and len(device_runtimes) == 1:  # a prior learned for this pair of formats, if shipped
             prior = load_prior(f"{runtimes[0]}->{device_runtimes[0]}") or prior
     precisions = sorted({r.get("precision") for _, r in pairs if r.get("precision")})
+    short = []  # precisions with too few references for a fit of their own
+    fits = fit_all(pairs, method, metrics, prior, by_precision=len(precisions) > 1, short=short)
     return {
         "precision": precisions[0] if len(precisions) == 1 else None, "precisions": precisions,
+        "per_precision": len(precisions) > 1, "precisions_without_fit": short,
         "schema": SCHEMA, "version": SCHEMA_VERSION, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runtime": runtimes[0] if runtimes else None, "runtime_version": pairs[0][1].get("runtime_version"),
         "target": target, "device_ram_mb": device_ram_mb, "method": method,
-        "fits": fit_all(pairs, method, metrics, prior),
+        "fits": fits,
         "unmatched": [{"model": r.model, "threads": r.threads, "source": r.source} for r in unmatched],
         "unsteady": {"models": unsteady, "left_out": bool(skip_unsteady and unsteady)},
         "format_gap": gap,
@@ -663,8 +684,10 @@ class Predictor:
         self.device_ram_mb = device_ram_mb or calibration.get("device_ram_mb")
         self.warned = set()
 
-    def _fit(self, metric, threads):
+    def _fit(self, metric, threads, precision=None):
         fits = [f for f in self.calibration["fits"] if f["metric"] == metric]
+        if self.calibration.get("per_precision") and any(f.get("precision") == precision for f in fits):
+            fits = [f for f in fits if f.get("precision") == precision]
         exact = [f for f in fits if f["threads"] == threads]
         if exact or not fits:
             return exact[0] if exact else None
@@ -699,10 +722,22 @@ class Predictor:
                              "; use --force to predict anyway, or calibrate on references of that precision"))
             if not self.force:
                 return record
+        fitted = {f.get("precision") for f in self.calibration["fits"]}
+        if self.calibration.get("per_precision") and record.get("precision") not in fitted:
+            key = ("precision", record.get("precision"))
+            if key not in self.warned:
+                self.warned.add(key)
+                self.warn(f"warning: the calibration has fits for {', '.join(sorted(p for p in fitted if p))} "
+                          f"references, not {record.get('precision') or 'an unknown precision'} "
+                          f"({record.get('model')})" + ("; predicting with another precision's fit (--force)"
+                                                        if self.force else "; use --force to predict anyway, or "
+                                                        "calibrate on references of that precision"))
+            if not self.force:
+                return record
         threads = int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)
         prediction = {}
         for metric in ("latency_ms", "peak_memory_mb", "energy_mj"):
-            fit = self._fit(metric, threads)
+            fit = self._fit(metric, threads, record.get("precision"))
             host = host_value(record, metric)[0] if fit else None
             if fit and host is not None and (host > 0 or fit["method"] != "loglinear"):
                 try:

@@ -13,6 +13,7 @@ from profiler.html_report import _e, _num, facts, figure, page, table
 def calibration_report(path, calibration, device_name="device"):
     """Write the report of one fit: the fit table, every reference, the figures and the provenance."""
     from calibration.api import Calibration
+    from calibration.core import fit_label
     from calibration.plots import plot_all
 
     fits = calibration["fits"]
@@ -20,9 +21,10 @@ def calibration_report(path, calibration, device_name="device"):
               "host range"]
     summary = Calibration(calibration).summary()
     summary = summary.astype(object).where(summary.notna(), None).to_dict("records")  # plain numbers, None for none
-    rows = [[s[c] for c in ("metric", "threads", "method", "n", "r2", "mape", "loo_mape", "loo_within10", "spearman",
-                            "kendall")] + [" – ".join(_num(v) for v in f["host_range"])] for s, f in zip(summary, fits)]
-    choices = "".join(f"<li>{_e(f['metric'])} at {f['threads']} threads: auto chose {_e(f['auto']['chose'])} "
+    rows = [[f["metric"] + (f" ({f['precision']})" if f.get("precision") else "")]
+            + [s[c] for c in ("threads", "method", "n", "r2", "mape", "loo_mape", "loo_within10", "spearman", "kendall")]
+            + [" – ".join(_num(v) for v in f["host_range"])] for s, f in zip(summary, fits)]
+    choices = "".join(f"<li>{_e(fit_label(f))}: auto chose {_e(f['auto']['chose'])} "
                       f"({_e(f['auto']['why'])})</li>" for f in fits if f.get("auto"))
     refs = []
     for f in fits:

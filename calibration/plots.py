@@ -103,7 +103,8 @@ def _prediction_panel(ax, fit, device_name, label):
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_title(f"{fit['threads']} thread(s), {fit['method']}\n{_score_line(fit, measured, fitted, loo)}", fontsize=8)
+    precision = f", {fit['precision']}" if fit.get("precision") else ""
+    ax.set_title(f"{fit['threads']} thread(s){precision}, {fit['method']}\n{_score_line(fit, measured, fitted, loo)}", fontsize=8)
     ax.set_xlabel(f"measured {device_name} {label}")
     ax.set_ylabel(f"predicted {device_name} {label}")
     ax.grid(alpha=0.3, which="both")
@@ -148,7 +149,7 @@ def plot_metric(fits, metric, folder, device_name="device"):
 
 def metric_figure(fits, metric, device_name="device"):
     """The figure of one metric: a row per thread count (matplotlib Figure, not yet saved)."""
-    fits = sorted(fits, key=lambda f: f["threads"])
+    fits = sorted(fits, key=lambda f: (f["threads"], f.get("precision") or ""))
     linear = any(f["model"]["kind"] == "linear" for f in fits)
     columns = 2 if linear else 1  # one row per thread count: predicted vs measured, then the mapping
     fig, axes = plt.subplots(len(fits), columns, figsize=(6.6 * columns, 5.4 * len(fits)), squeeze=False)

@@ -1,5 +1,7 @@
 """Formatters for `calibrate`: each returns lines; the CLI prints them."""
 
+from calibration.core import fit_label
+
 
 NEXT_GAIN_WORTH = 0.5  # points of leave-one-out MAPE below which another reference buys little
 EXTENSION = {"tflite": "tflite", "onnx": "onnx", "torch": "pt"}
@@ -10,10 +12,13 @@ def _g(value, digits=4):
 
 
 def fit_table(calibration):
-    header = ["metric", "threads", "method", "n", "a", "b", "R²", "adj R²", "RMSE", "MAPE %", "LOO MAPE %", "ρ", "τ"]
-    rows = [[f["metric"], f["threads"], f["method"], f["n"], _g(f["a"]), _g(f["b"]), f"{f['r2']:.4f}", f"{f['adj_r2']:.4f}",
-             _g(f["rmse"]), _g(f["mape"], 3), _g(f.get("loo_mape"), 3), _g(f["spearman"], 3), _g(f["kendall"], 3)]
-            for f in calibration["fits"]]
+    split = any(f.get("precision") for f in calibration["fits"])
+    header = ["metric", "threads"] + (["precision"] if split else []) + [
+        "method", "n", "a", "b", "R²", "adj R²", "RMSE", "MAPE %", "LOO MAPE %", "ρ", "τ"]
+    rows = [[f["metric"], f["threads"]] + ([f.get("precision") or "-"] if split else []) + [
+        f["method"], f["n"], _g(f["a"]), _g(f["b"]), f"{f['r2']:.4f}", f"{f['adj_r2']:.4f}", _g(f["rmse"]),
+        _g(f["mape"], 3), _g(f.get("loo_mape"), 3), _g(f["spearman"], 3), _g(f["kendall"], 3)]
+        for f in calibration["fits"]]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     lines = [f"Calibration (method {calibration['method']}, runtime {calibration.get('runtime') or '?'}); "
@@ -23,10 +28,10 @@ def fit_table(calibration):
     lines += [line(r) for r in rows]
     for f in calibration["fits"]:
         if f.get("auto"):
-            lines.append(f"  {f['metric']} at {f['threads']} threads: auto chose {f['auto']['chose']} ({f['auto']['why']})")
+            lines.append(f"  {fit_label(f)}: auto chose {f['auto']['chose']} ({f['auto']['why']})")
         step = f.get("next_reference")
         if step:
-            lines.append(f"  {f['metric']} at {f['threads']} threads: leave-one-out MAPE {step['loo_mape']:.2f}% with "
+            lines.append(f"  {fit_label(f)}: leave-one-out MAPE {step['loo_mape']:.2f}% with "
                          f"{step['n']} references, {step['loo_mape_one_fewer']:.2f}% with {step['n'] - 1} (mean over "
                          f"the {step['n']} left out): "
                          + (f"the last one bought {step['gain']:.2f} points and the next is likely to buy about as "
@@ -34,7 +39,7 @@ def fit_table(calibration):
                          + ("; measuring more helps little" if step["gain"] < NEXT_GAIN_WORTH else
                             " (`calibrate suggest --have` names it)"))
         if f["method"] in ("features", "relative"):
-            lines.append(f"  {f['metric']} at {f['threads']} threads: features used: {', '.join(f['model']['selected'])}"
+            lines.append(f"  {fit_label(f)}: features used: {', '.join(f['model']['selected'])}"
                          + (f"; prior learned on {f['prior']['source']}" if f.get("prior") else ""))
     return lines
 
@@ -43,15 +48,19 @@ def warnings(calibration):
     out = []
     for fit in calibration["fits"]:
         for point in fit.get("leverage", []):
-            out.append(f"WARNING: {fit['metric']} at {fit['threads']} threads: {point['model']} has Cook's distance "
+            out.append(f"WARNING: {fit_label(fit)}: {point['model']} has Cook's distance "
                        f"{point['cooks_distance']:.2f} > 4/n = {4 / fit['n']:.2f}; it carries the fit "
                        f"(R² {fit['r2']:.4f} with it, {point['r2_without']:.4f} without). Add references near it.")
         if fit["n"] < 3:
-            out.append(f"WARNING: {fit['metric']} at {fit['threads']} threads: only {fit['n']} references; "
+            out.append(f"WARNING: {fit_label(fit)}: only {fit['n']} references; "
                        f"no LOOCV or prediction interval (needs 3)")
-    if len(calibration.get("precisions") or []) > 1:
+    if len(calibration.get("precisions") or []) > 1 and not calibration.get("per_precision"):
         out.append(f"WARNING: the references mix precisions ({', '.join(calibration['precisions'])}); one fit "
                    "spans them, so profile and calibrate each precision apart for predictions that hold")
+    for short in calibration.get("precisions_without_fit") or []:
+        out.append(f"WARNING: {short['metric']} at {short['threads']} threads, {short['precision']}: only "
+                   f"{short['n']} reference(s), too few for a fit of that precision; its models get no prediction "
+                   "(measure more of them on the device)")
     unsteady = calibration.get("unsteady") or {}
     if unsteady.get("models"):
         names = ", ".join(unsteady["models"][:8]) + (" …" if len(unsteady["models"]) > 8 else "")

@@ -1,6 +1,8 @@
 """Static model card: size, parameters, MACs by operator class, op histogram, activation bytes.
 
-`macs` follows the published convention (convolutions plus fc/matmul). `macs_by_class`
+`macs` follows the published convention (convolutions plus fc/matmul); `macs_int` of them run
+as integer arithmetic (int8 weights: QLinear/Integer ops, QDQ pairs, TFLite int8 kernels, dynamic-
+range ones included), `macs_float` in floating point. `macs_by_class`
 also lists the work of pooling (output elements × window), elementwise ops (output
 elements) and other ops. ONNX is read with shape inference; TFLite through the
 interpreter's tensor and op details; TorchScript through an ONNX export at the profiled
@@ -59,12 +61,14 @@ NARROW_CHANNELS = 32  # a convolution with at most this many output channels (pe
 
 def _empty():
     return {"macs_by_class": {c: 0 for c in CLASSES}, "ops": Counter(), "activation_bytes": 0, "nodes": 0,
-            "macs_narrow": 0}
+            "macs_narrow": 0, "macs_int": 0}
 
 
 def _finish(state, params):
     by_class = {k: int(v) for k, v in state["macs_by_class"].items()}
-    return {"params": int(params), "macs": int(sum(by_class[c] for c in MAC_CLASSES)), "macs_by_class": by_class,
+    macs = int(sum(by_class[c] for c in MAC_CLASSES))
+    return {"params": int(params), "macs": macs, "macs_int": int(state["macs_int"]),
+            "macs_float": macs - int(state["macs_int"]), "macs_by_class": by_class,
             "macs_narrow": int(state["macs_narrow"]), "nodes": state["nodes"],
             "activation_bytes": int(state["activation_bytes"]), "ops": dict(state["ops"].most_common())}
 
@@ -133,6 +137,7 @@ def onnx_card_from_model(model, shapes, batch=1):
                    onnx.TensorProto.BFLOAT16, onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
     params = sum(int(np.prod(init.dims)) for init in graph.initializer if init.data_type in float_types
                  and len(init.dims) > 0)
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
     for node in graph.node:
         state["ops"][node.op_type] += 1
         state["nodes"] += 1
@@ -145,6 +150,10 @@ def onnx_card_from_model(model, shapes, batch=1):
                 state["activation_bytes"] += int(np.prod(dims)) * itemsize
         cls, macs = _onnx_node_work(node, known, out_shape, out_elems)
         state["macs_by_class"][cls] += macs
+        if cls in MAC_CLASSES and (node.op_type in ONNX_INTEGER_MACS or (
+                node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1
+                and node.input[0] in dequantized and node.input[1] in dequantized)):
+            state["macs_int"] += macs  # a QDQ pair around a float op runs as one integer kernel
         if node.op_type in ("Conv", "ConvInteger", "QLinearConv") and known.get(node.input[
                 3 if node.op_type == "QLinearConv" else 1], (None,))[0]:
             weight = known[node.input[3 if node.op_type == "QLinearConv" else 1]][0]  # [O, I/g, kh, kw]
@@ -154,6 +163,7 @@ def onnx_card_from_model(model, shapes, batch=1):
     return card
 
 
+ONNX_INTEGER_MACS = {"ConvInteger", "QLinearConv", "MatMulInteger", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul"}
 ONNX_DYNAMIC_INT8 = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
 ONNX_STATIC_INT8 = {"QLinearConv", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear", "QGemm", "QLinearAdd"}
 
@@ -310,14 +320,18 @@ def tflite_card(path, shapes, batch=1):
             cls = "grouped" if inputs[0]["index"] in split_parts else conv_class(kernel, groups, in_channels)
             macs = out_elems * per_out * int(np.prod(kernel))
             state["macs_by_class"][cls] += macs
+            state["macs_int"] += macs if _int_weights(inputs) else 0
             if name != "CONV_3D":
                 add_narrow(state, cls, weight[0] // groups, macs)
         elif kind == "depthwise":
             weight = [int(d) for d in inputs[1]["shape"]]  # [1, kh, kw, C*multiplier]
-            state["macs_by_class"]["depthwise"] += out_elems * int(np.prod(weight[1:3]))
+            macs = out_elems * int(np.prod(weight[1:3]))
+            state["macs_by_class"]["depthwise"] += macs
+            state["macs_int"] += macs if _int_weights(inputs) else 0
         elif kind == "fc/matmul":
             k = int(inputs[1]["shape"][-1] if name == "FULLY_CONNECTED" else inputs[0]["shape"][-1])
             state["macs_by_class"]["fc/matmul"] += out_elems * k
+            state["macs_int"] += out_elems * k if _int_weights(inputs) else 0
         elif kind == "pool":
             source = int(np.prod(inputs[0]["shape"]))
             # The window is not exposed by the interpreter; input/output spatial ratio bounds it (exact for global).
@@ -332,13 +346,20 @@ def tflite_card(path, shapes, batch=1):
     return card
 
 
+def _int_weights(inputs):
+    """An int8 kernel: int8 weights (full-integer or dynamic-range), or int8 operands of a matmul."""
+    return len(inputs) > 1 and inputs[1]["dtype"] in (np.int8, np.uint8)
+
+
 # ---------------------------------------------------------------- TorchScript
 
-def torchscript_card(path, shapes, batch=1):
-    """Exported to ONNX at the profiled shape (the trace gives every op its shapes)."""
+def torchscript_to_onnx(path, shapes, fold_constants=False,
+                        why="no model card: the ONNX exporter that counts its operators failed"):
+    """(ONNX bytes, the TorchScript module) of a TorchScript file exported at its input shapes (embedded
+    in the file, or given: name -> dims); a CardError of one line when it cannot be exported."""
     import json
+    import warnings
 
-    import onnx
     import torch
 
     from profiler.runtimes.torch_adapter import SHAPES_FILE
@@ -351,17 +372,22 @@ def torchscript_card(path, shapes, batch=1):
         raise CardError(f"{path}: TorchScript has no input shapes; set INPUT_SHAPES")
     example = tuple(torch.rand(shape) for shape in stored.values())
     buffer = io.BytesIO()
-    import warnings
-
     try:
         with warnings.catch_warnings(), silenced():
             warnings.simplefilter("ignore")
             torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
-                              do_constant_folding=False)
+                              do_constant_folding=fold_constants, input_names=list(stored))
     except Exception as exc:  # the exporter cannot express every network; its IR dump is not for the user
         text = " ".join(str(exc).split())
-        raise CardError(f"{path}: no model card: the ONNX exporter that counts its operators failed "
-                        f"({text[:160]})") from None
-    card = onnx_card_from_model(onnx.load_from_string(buffer.getvalue()), {}, batch)
+        raise CardError(f"{path}: {why} ({text[:160]})") from None
+    return buffer.getvalue(), module
+
+
+def torchscript_card(path, shapes, batch=1):
+    """Exported to ONNX at the profiled shape (the trace gives every op its shapes)."""
+    import onnx
+
+    data, module = torchscript_to_onnx(path, shapes)
+    card = onnx_card_from_model(onnx.load_from_string(data), {}, batch)
     card["params"] = int(sum(p.numel() for p in module.parameters()))
     return card

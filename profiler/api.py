@@ -83,6 +83,22 @@ class Results(list):
                                            "accuracy", "task", "peak_memory_mb", "memory_basis", "fits_device_ram",
                                            "flags", "on_front"])
 
+    def plot_front(self, folder=None, budget_ms=None, min_accuracy=None):
+        """The accuracy-latency figure with the front drawn (a matplotlib Figure), or, with `folder`, the
+        path of the accuracy_front.png written there (an .svg beside it); None when no model has an accuracy."""
+        from profiler.figures import accuracy_front, front_figure
+
+        if folder is None:
+            return front_figure(self, budget_ms, min_accuracy)
+        if not isinstance(folder, (str, os.PathLike)):
+            raise ProfileError(f"plot_front: folder must be a path, not {type(folder).__name__}")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ProfileError(f"plot_front: {folder} is a file, not a folder")
+        try:
+            return accuracy_front(self, os.fspath(folder), budget_ms=budget_ms, min_accuracy=min_accuracy)
+        except OSError as exc:
+            raise ProfileError(f"plot_front: {folder}: could not write ({exc.strerror or exc})") from None
+
     def ranking(self):
         """The ranked summary lines (fastest first, with ratios), as `profile` prints them."""
         from profiler.report import ranking
@@ -202,7 +218,7 @@ def _close_kept_backends():
 
 def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure=False, calibration=None,
             force=False, progress=False, notice=None, warn=None, on_result=None, keep_backend=False,
-            retries=None, variants=None):
+            retries=None, variants=None, reference=None):
     """Profile model files under the target's caps, as `profile` does, and return `Results`.
 
     models: file paths (.tflite, .onnx, .pt/.pth, .pt2); target: a `Target`, an env file path or None.
@@ -212,6 +228,9 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     progress bar on stderr. notice(text)/warn(text): callbacks for remarks and warnings (default: kept
     on the results). on_result(record): called as each model finishes (for exports that must survive a
     crash). keep_backend: keep the backend for the next call with the same target (search loops).
+    variants: e.g. "int8,fp16": each model's variants are made and profiled beside it. reference: one of
+    the models; with target data, every other model's `accuracy.agreement` says how closely its outputs
+    follow the reference's (a variant's reference is its original by default).
     """
     from profiler import report, stability
     from profiler.sandbox import SandboxError
@@ -226,6 +245,16 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     notice = notice or results.notices.append
     warn = warn or results.warnings.append
     variant_of = _add_variants(groups, variants, target, warn) if variants else {}
+    references = {path: v["_source"] for path, v in variant_of.items()}
+    if reference is not None:
+        found = check_models([reference], runtime)
+        (reference,) = [p for paths in found.values() for p in paths]
+        if not any(reference in paths for paths in groups.values()):
+            raise ProfileError(f"reference {reference}: is not one of the models profiled (give it as a model too)")
+        if not target.data:
+            raise ProfileError("reference: the agreement with a reference is measured on --data FILE.npz; give one")
+        references.update({p: reference for paths in groups.values() for p in paths
+                           if p != reference and p not in references})
     for warning in target.warnings:
         notice(f"warning: {warning}")
     predictor = None
@@ -241,7 +270,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
         backend = _backend(target, list(groups), notice, warn, keep_backend)
         try:
             _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result,
-                     results, stability.REMEASURE if retries is None else retries)
+                     results, stability.REMEASURE if retries is None else retries, references)
         except SandboxError as exc:  # what was measured is in the store already
             raise ProfileError(str(exc)) from None
         finally:
@@ -252,7 +281,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
             store.close()
     for record in results:
         if record.get("path") in variant_of:
-            record["variant"] = variant_of[record["path"]]
+            record["variant"] = {k: v for k, v in variant_of[record["path"]].items() if k != "_source"}
     results.warnings += report.cap_warnings(results)
     if predictor is not None:
         results.warnings += predictor.mix_advice(results)
@@ -266,16 +295,18 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
 def _add_variants(groups, variants, target, warn):
     """Adds each model's variants to its runtime's group; returns {variant path: its `variant` object}."""
     from profiler.harness import model_name
+    from profiler.runtimes import parse_input_shapes, runtime_for
     from profiler.variants import VariantError, make, parse
 
     try:
         names = parse(variants if isinstance(variants, str) else ",".join(map(str, variants)))
+        shapes = parse_input_shapes(target.input_shapes) if target.input_shapes else None
         found, skipped = {}, []
-        for runtime, paths in groups.items():
+        for runtime, paths in list(groups.items()):
             for path in list(paths):
-                for kind, out, sha in make(path, names, target.data, skipped=skipped):
-                    paths.append(out)
-                    found[out] = {"of": model_name(path), "kind": kind, "source_sha256": sha}
+                for kind, out, sha in make(path, names, target.data, skipped=skipped, shapes=shapes):
+                    groups.setdefault(runtime_for(out), []).append(out)  # a TorchScript file's are ONNX
+                    found[out] = {"of": model_name(path), "kind": kind, "source_sha256": sha, "_source": path}
         for line in skipped:
             warn(f"warning: {line}")
         return found
@@ -284,9 +315,10 @@ def _add_variants(groups, variants, target, warn):
 
 
 def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result, results,
-             retries):
+             retries, references=None):
     from profiler import cores, sweep
 
+    outputs = {}  # path -> the evaluation's outputs, for the agreement of a model with its reference
     total = sum(len(p) for p in groups.values())
     if store is not None and not remeasure:
         stored, groups, shaky = sweep.from_store(store, backend, target, groups)
@@ -296,7 +328,7 @@ def _measure(backend, target, groups, store, remeasure, predictor, progress, not
             for record in stored:
                 if predictor is not None:
                     predictor.annotate(record)
-                results.append(record)
+                results.append(keep_outputs(record, outputs))
         if shaky:
             notice(f"{shaky} stored record(s) were unstable or disturbed; measuring them again")
         if store.skipped:
@@ -310,18 +342,21 @@ def _measure(backend, target, groups, store, remeasure, predictor, progress, not
             warn(line)
         target = replace(target, assigned_cores=choice.cores)
     try:
-        _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice)
+        _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice,
+             outputs, references)
     finally:
         if choice is not None:
             choice.release()
 
 
-def _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice):
+def _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice,
+         outputs=None, references=None):
     from profiler import stability, sweep
     from profiler.interrupts import undivided
     from profiler.store import StoreError
 
     bar = _progress(sum(len(p) for p in groups.values()), progress)
+    outputs = {} if outputs is None else outputs
 
     def save(record):
         if store is not None and not getattr(results, "store_error", None):
@@ -336,11 +371,12 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
         add_card(record, target)
         if predictor is not None:
             predictor.annotate(record)
+        shown = keep_outputs(record, outputs)
         with undivided():  # the results, the exports and the store gain the row together
-            results.append(record)
+            results.append(shown)
             if on_result is not None:
-                on_result(record)
-            save(record)
+                on_result(shown)
+            save(record)  # the store keeps the outputs, for the agreement of a later run's variants
         bar.update(1)
         bar.set_postfix_str(f"{record['model']}: {record['status']}")
 
@@ -358,12 +394,58 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
             add_card(record, target)
             if predictor is not None:
                 predictor.annotate(record)
+            shown = keep_outputs(record, outputs)
             with undivided():
-                results[i] = record
+                results[i] = shown
                 if on_result is not None:
-                    on_result(record)  # the same model again: exports replace its row
+                    on_result(shown)  # the same model again: exports replace its row
                 save(record)
         notice(f"{made} unstable or disturbed measurement(s) taken again; the steadiest of each kept")
+    if references:
+        for record in add_agreement(results, outputs, references):
+            if not record.get("from_store"):
+                full = dict(record, accuracy=dict(record["accuracy"], outputs=outputs[record["path"]][1]))
+                save(full)
+
+
+def keep_outputs(record, outputs):
+    """The record as results and exports show it, without the evaluation's raw outputs (kept in
+    `outputs` by path, with their packed form, for the agreement with a reference)."""
+    accuracy = record.get("accuracy")
+    if not isinstance(accuracy, dict) or "outputs" not in accuracy:
+        return record
+    from profiler.evaluate import unpack_outputs
+
+    unpacked = unpack_outputs(accuracy["outputs"])
+    if unpacked is not None and record.get("path"):
+        outputs[record["path"]] = (unpacked, accuracy["outputs"])
+    return dict(record, accuracy={k: v for k, v in accuracy.items() if k != "outputs"})
+
+
+def add_agreement(results, outputs, references):
+    """Each model with a reference (a variant's original, or the one given as reference) gains
+    accuracy.agreement; returns the records that changed."""
+    from profiler.evaluate import agreement
+
+    changed = []
+    names = {r.get("path"): r.get("model") for r in results}
+    for i, record in enumerate(results):
+        reference = references.get(record.get("path"))
+        if reference is None or reference == record.get("path") or not isinstance(record.get("accuracy"), dict):
+            continue
+        if record.get("path") not in outputs or reference not in outputs:
+            continue
+        if (record.get("accuracy") or {}).get("data_sha256") != _data_sha(results, reference):
+            continue
+        found = agreement(outputs[reference][0], outputs[record["path"]][0], names.get(reference))
+        if found is not None:
+            results[i] = dict(record, accuracy=dict(record["accuracy"], agreement=found))
+            changed.append(results[i])
+    return changed
+
+
+def _data_sha(results, path):
+    return next(((r.get("accuracy") or {}).get("data_sha256") for r in results if r.get("path") == path), None)
 
 
 def add_card(record, target):

@@ -88,7 +88,8 @@ def build_parser():
     out.add_argument("--markdown", metavar="FILE", help="write the results table and ranking as markdown")
     out.add_argument("--html", metavar="FILE", help="write one self-contained HTML report (sortable table, ranking, "
                                                    "figures, target and caps) that opens offline")
-    out.add_argument("--plot", metavar="DIR", help="write the latency distribution figure (PNG + SVG) here")
+    out.add_argument("--plot", metavar="DIR", help="write the figures (PNG + SVG) here: the latency distribution and, with "
+                     "--data, accuracy against latency with the front")
     out.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite results store (default ./profiles.db)")
     out.add_argument("--no-store", action="store_true", help="do not save results in the store")
     out.add_argument("--calibration", metavar="FILE", help="calibration JSON from `calibrate`: predict device figures and rank")
@@ -99,6 +100,10 @@ def build_parser():
                      help="also profile variants of each .onnx/.tflite model: int8 (static, calibrated on --data, or "
                           "dynamic without it), int8-dynamic, int8-static, fp16 (ONNX); made with onnxruntime's and "
                           "ai-edge-quantizer's own tools into a cache folder (the variants extra)")
+    out.add_argument("--reference", metavar="MODEL",
+                     help="one of the models: with --data, every other model's outputs are compared with its "
+                          "outputs (share with the same top class, max and mean absolute difference); a variant "
+                          "is compared with its original without this")
     out.add_argument("--budget-ms", type=float, metavar="MS",
                      help="the accuracy front keeps models at most this slow (predicted device ms with "
                           "--calibration, else host ms)")

@@ -15,11 +15,61 @@ from profiler.runtimes import ModelError
 TASKS = ("auto", "classification", "regression")
 
 
-def load_data(path, specs):
-    """({input name: array of samples}, labels or None) from the .npz; ModelError names what is wrong."""
+def array_bytes(path):
+    """{array name: bytes it takes in memory} from the .npz's headers alone, without reading the data."""
+    import zipfile
+
+    import numpy as np
+
+    sizes = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            if not member.endswith(".npy"):
+                continue
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                                   np.lib.format.read_array_header_2_0(f))
+            sizes[member[:-4]] = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+    return sizes
+
+
+def available_bytes(limit=None):
+    """What the evaluation may hold: the sandbox's memory cap when there is one, else the host's
+    available memory (MemAvailable)."""
+    if limit:
+        return limit
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _gib(n):
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MiB"
+
+
+def load_data(path, specs, limit=None):
+    """({input name: array of samples}, labels or None) from the .npz; ModelError names what is wrong.
+    Arrays that would not fit in `limit` bytes (the memory cap, else what the host has free) are
+    refused from their headers, before any is read."""
     import numpy as np
 
     name = os.path.basename(path)
+    try:
+        sizes = array_bytes(path)
+    except Exception:  # not a zip of .npy files: np.load below names what it is
+        sizes = {}
+    room = available_bytes(limit)
+    if sizes and room and sum(sizes.values()) > room / 2:
+        largest = max(sizes, key=sizes.get)
+        raise ModelError(f"--data {name}: the arrays take {_gib(sum(sizes.values()))} in memory ({largest}: "
+                         f"{_gib(sizes[largest])}), more than half the {_gib(room)} "
+                         f"{'memory cap' if limit else 'this host has free'}; evaluate on fewer samples")
     try:
         data = np.load(path, allow_pickle=False)
         if not hasattr(data, "files"):
@@ -101,11 +151,63 @@ def regression_metrics(predicted, targets):
     return metrics
 
 
-def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None):
-    """The record's `accuracy` object: task, metrics, number of samples, the data file's sha256."""
+OUTPUTS_KEPT = 250_000  # output values carried back for the agreement with a reference (1 MB as float32)
+
+
+def pack_outputs(predicted):
+    """The first output of every sample, to compare with a reference model's on the same data: float32
+    when it is small enough, else only each sample's top class."""
+    import base64
+
     import numpy as np
 
-    inputs, labels = load_data(path, specs)
+    if predicted.size <= OUTPUTS_KEPT:
+        values, kind = predicted.astype(np.float32), "values"
+    else:
+        values, kind = predicted.argmax(axis=1).astype(np.int32), "top1"
+    return {"kind": kind, "shape": list(values.shape), "b64": base64.b64encode(values.tobytes()).decode("ascii")}
+
+
+def unpack_outputs(packed):
+    """(kind, array) from pack_outputs, or None for anything else."""
+    import base64
+
+    import numpy as np
+
+    try:
+        dtype = {"values": np.float32, "top1": np.int32}[packed["kind"]]
+        array = np.frombuffer(base64.b64decode(packed["b64"]), dtype=dtype).reshape(packed["shape"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return packed["kind"], array
+
+
+def agreement(reference, outputs, name):
+    """How closely a model's outputs follow a reference's on the same samples (e.g. an int8 variant and
+    its fp32 original): the share with the same top class, and the max and mean absolute difference of
+    the outputs (when both kept their values). None when the two cannot be compared."""
+    import numpy as np
+
+    (ref_kind, ref), (kind, out) = reference, outputs
+    if len(ref) != len(out):
+        return None
+    ref_top = ref if ref_kind == "top1" else ref.argmax(axis=1) if ref.ndim == 2 and ref.shape[1] > 1 else None
+    top = out if kind == "top1" else out.argmax(axis=1) if out.ndim == 2 and out.shape[1] > 1 else None
+    result = {"with": name, "n": int(len(out))}
+    if ref_top is not None and top is not None:
+        result["top1"] = float(np.mean(ref_top == top))
+    if ref_kind == kind == "values" and ref.shape == out.shape:
+        diff = np.abs(out.astype(np.float64) - ref)
+        result.update(max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()))
+    return result if len(result) > 2 else None
+
+
+def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None, limit=None):
+    """The record's `accuracy` object: task, metrics, number of samples, the data file's sha256.
+    limit: the sandbox's memory cap in bytes, if any."""
+    import numpy as np
+
+    inputs, labels = load_data(path, specs, limit)
     n = len(next(iter(inputs.values())))
     rows = []
     for i in range(n):
@@ -113,7 +215,7 @@ def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None):
         rows.append(np.asarray(out[0], dtype=np.float64).reshape(-1))
     predicted = np.stack(rows)
     result = {"n": n, "data": os.path.basename(path), "data_sha256": sha256_of(path),
-              "output_shape": list(predicted.shape[1:])}
+              "output_shape": list(predicted.shape[1:]), "outputs": pack_outputs(predicted)}
     if labels is None:
         result.update(task="outputs", metrics={"top1_classes": np.bincount(predicted.argmax(axis=1)).tolist()
                                                if predicted.shape[1] > 1 else None,

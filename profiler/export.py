@@ -9,7 +9,8 @@ from profiler.escape import csv_cell
 from profiler.files import write_atomic
 
 CSV_COLUMNS = [
-    "model", "path", "sha256", "format", "runtime", "runtime_version", "backend", "status", "error",
+    "model", "path", "sha256", "format", "runtime", "runtime_version", "precision", "variant_of", "variant",
+    "backend", "status", "error",
     "target_name", "cpus", "threads", "memory_mb", "enforced_cpus", "enforced_memory",
     "load_ms", "first_inference_ms", "warmup", "iterations",
     "latency_mean_ms", "latency_median_ms", "latency_std_ms", "latency_min_ms", "latency_max_ms",
@@ -20,7 +21,8 @@ CSV_COLUMNS = [
     "predicted_peak_memory_mb", "predicted_peak_memory_mb_low", "predicted_peak_memory_mb_high",
     "extrapolated", "outside_mix", "exceeds_device_ram",
     "accuracy_task", "accuracy_n", "accuracy_top1", "accuracy_top5", "accuracy_precision", "accuracy_recall",
-    "accuracy_f1", "accuracy_mae", "accuracy_mse", "accuracy_rmse", "accuracy_mape", "data_sha256", "started_at",
+    "accuracy_f1", "accuracy_mae", "accuracy_mse", "accuracy_rmse", "accuracy_mape", "data_sha256",
+    "agreement_with", "agreement_top1", "agreement_max_abs_diff", "agreement_mean_abs_diff", "started_at",
 ]
 
 
@@ -32,6 +34,8 @@ def flatten(record):
 
     disturbance = record.get("disturbance") or {}
     row = {key: record.get(key) for key in CSV_COLUMNS}
+    variant = record.get("variant") if isinstance(record.get("variant"), dict) else {}
+    row.update(variant_of=variant.get("of"), variant=variant.get("kind"))
     row.update(target_name=target.get("name"), cpus=target.get("cpus"), threads=target.get("threads"),
                memory_mb=target.get("memory_mb"), enforced_cpus=enforced.get("cpus"),
                enforced_memory=enforced.get("memory"), flags=" ".join(flags(record)),
@@ -52,6 +56,9 @@ def flatten(record):
                data_sha256=accuracy.get("data_sha256"))
     for key in ("top1", "top5", "precision", "recall", "f1", "mae", "mse", "rmse", "mape"):
         row[f"accuracy_{key}"] = (accuracy.get("metrics") or {}).get(key)
+    agreement = accuracy.get("agreement") if isinstance(accuracy.get("agreement"), dict) else {}
+    for key in ("with", "top1", "max_abs_diff", "mean_abs_diff"):
+        row[f"agreement_{key}"] = agreement.get(key)
     return {key: csv_cell(value) for key, value in row.items()}
 
 

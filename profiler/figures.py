@@ -1,4 +1,5 @@
-"""The latency distribution of one profile run: a box per model from every timed run, PNG + SVG."""
+"""The figures of one profile run, PNG + SVG: the latency distribution (a box per model from every
+timed run) and, when models carry an accuracy, accuracy against latency with the front drawn."""
 
 import os
 
@@ -11,29 +12,91 @@ def _samples(records):
     return sorted(shown, key=lambda r: r["latency_ms"]["median"])
 
 
-def latency_distribution(records, folder, name="latency_distribution"):
-    """Write folder/name.png and .svg; returns the PNG path, or None when no record has its samples."""
+def _save(fig, folder, name):
     import matplotlib.pyplot as plt
 
-    fig = distribution_figure(records)
-    if fig is None:
-        return None
     os.makedirs(folder, exist_ok=True)
     base = os.path.join(folder, name)
-    fig.savefig(base + ".png", dpi=110)
-    fig.savefig(base + ".svg")
-    plt.close(fig)
+    try:
+        fig.savefig(base + ".png", dpi=110)
+        fig.savefig(base + ".svg")
+    finally:
+        plt.close(fig)
     return base + ".png"
 
 
-def distribution_figure(records):
-    """The matplotlib figure (None when no record has its per-run samples)."""
+def latency_distribution(records, folder, name="latency_distribution"):
+    """Write folder/name.png and .svg; returns the PNG path, or None when no record has its samples."""
+    fig = distribution_figure(records)
+    return None if fig is None else _save(fig, folder, name)
+
+
+def accuracy_front(records, folder, name="accuracy_front", budget_ms=None, min_accuracy=None):
+    """Write folder/name.png and .svg; returns the PNG path, or None when no model has an accuracy."""
+    fig = front_figure(records, budget_ms, min_accuracy)
+    return None if fig is None else _save(fig, folder, name)
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     matplotlib.rcParams["text.parse_math"] = False  # model names are data: "$" is a dollar, not mathtext
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def front_figure(records, budget_ms=None, min_accuracy=None):
+    """Accuracy against latency, one marker per model or variant (shape by precision), the latency's 95%
+    interval as error bars, the front as a step line; None when no measured model has an accuracy."""
+    from profiler.escape import printable_text
+    from profiler.report import accuracy_score, front, ranking_interval, ranking_latency
+
+    scored, on_front = front(records, budget_ms, min_accuracy)
+    if not scored:
+        return None
+    plt = _pyplot()
+    regression = scored[0]["accuracy"]["task"] == "regression"
+    sign = -1 if regression else 1  # the score is minus MAE; the axis shows the MAE itself
+    scale = 1 if regression else 100
+    predicted = bool((on_front[0].get("prediction") or {}).get("latency_ms"))
+    markers = {"fp32": "o", "fp16": "s", "int8 dynamic": "^", "int8 static": "v"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for precision in dict.fromkeys(r.get("precision") or "?" for r in scored):
+        group = [r for r in scored if (r.get("precision") or "?") == precision]
+        x = [ranking_latency(r) for r in group]
+        low = [max(0.0, v - ranking_interval(r)[0]) for v, r in zip(x, group)]
+        high = [max(0.0, ranking_interval(r)[1] - v) for v, r in zip(x, group)]
+        y = [sign * accuracy_score(r) * scale for r in group]
+        ax.errorbar(x, y, xerr=[low, high], fmt=markers.get(precision, "D"), capsize=3, label=precision,
+                    alpha=0.85)
+    steps_x = [ranking_latency(r) for r in on_front]
+    steps_y = [sign * accuracy_score(r) * scale for r in on_front]
+    ax.step(steps_x, steps_y, where="post", color="tab:red", lw=1.2, label="front")
+    for r in scored:
+        text = printable_text(f"{r['model']} ({r.get('runtime')})")
+        ax.annotate(text if len(text) <= 40 else text[:39] + "…", (ranking_latency(r), sign * accuracy_score(r) * scale),
+                    fontsize=7, xytext=(4, 4), textcoords="offset points",
+                    fontweight="bold" if any(r is f for f in on_front) else "normal")
+    if budget_ms is not None:
+        ax.axvline(budget_ms, color="grey", ls="--", lw=1, label=f"budget {budget_ms:g} ms")
+    ax.set_xlabel(("predicted device latency" if predicted else "median latency on this host") +
+                  " (ms); bars: 95% interval")
+    ax.set_ylabel("MAE (lower is better)" if regression else "top-1 accuracy (%)")
+    if regression:
+        ax.invert_yaxis()
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right" if not regression else "upper right")
+    n = scored[0]["accuracy"].get("n")
+    ax.set_title(printable_text(f"accuracy against latency: {len(on_front)} of {len(scored)} model(s) on the "
+                                f"front (bold), n={n} samples of {scored[0]['accuracy'].get('data')}"), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def distribution_figure(records):
+    """The matplotlib figure (None when no record has its per-run samples)."""
     from profiler.escape import printable_text
 
     shown = _samples(records)
@@ -48,6 +111,7 @@ def distribution_figure(records):
 
     low = min(np.percentile(d, 25) for d in data)  # the boxes' span: a few slow runs decide nothing
     high = max(np.percentile(d, 75) for d in data)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.42 * len(shown)))
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, widths=0.6,
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.5},

@@ -479,7 +479,8 @@ def measure(path, runtime, opts, cgroup):
     if opts.data:  # after the timed runs and the peak, so neither includes it
         from profiler.evaluate import evaluate
 
-        result["accuracy"] = evaluate(rt, session, specs, shapes, opts.data, opts.task, runtime)
+        result["accuracy"] = evaluate(rt, session, specs, shapes, opts.data, opts.task, runtime,
+                                      limit=cgroup.limit_bytes() if opts.cgroup else None)
     if opts.cgroup:
         peak = cgroup.peak_bytes()
         result["cgroup"] = {"limit_mb": _mb(cgroup.limit_bytes()), "peak_mb": _mb(peak),

@@ -221,15 +221,20 @@ def target_section(records):
         ("edge-profiler", host.get("tool_version") or profiler.__version__)])
 
 
-def profile_report(path, records, calibration=None):
-    """Write the report of one profile run; calibration (a JSON path or dict) adds its figures."""
-    from profiler.figures import latency_distribution
+def profile_report(path, records, calibration=None, budget_ms=None, min_accuracy=None):
+    """Write the report of one profile run; calibration (a JSON path or dict) adds its figures; models
+    with an accuracy add the accuracy-latency front (within the budget and the accuracy floor)."""
+    from profiler.figures import accuracy_front, latency_distribution
 
     with tempfile.TemporaryDirectory(prefix="edge-profiler-report-") as folder:
         figures = []
         png = latency_distribution(records, folder)
         if png:
             figures.append(figure(png, "Latency distribution per model (every timed run)"))
+        png = accuracy_front(records, folder, budget_ms=budget_ms, min_accuracy=min_accuracy)
+        if png:
+            figures.append(figure(png, "Accuracy against latency: the front (bold) is every model no other beats "
+                                       "on both"))
         if calibration:
             figures += _calibration_figures(calibration, folder)
         warnings = [line for r in records for line in r.get("warnings") or []]

@@ -91,7 +91,7 @@ def profile(opts, notice):
         records = profile_models(opts.models, target, runtime=opts.runtime, store=None if opts.no_store else opts.store,
                                  remeasure=getattr(opts, "remeasure", False), calibration=opts.calibration,
                                  force=opts.force, progress=not opts.quiet, notice=notice, retries=opts.retries,
-                                 variants=getattr(opts, 'variants', None),
+                                 variants=getattr(opts, "variants", None), reference=getattr(opts, "reference", None),
                                  warn=_err, on_result=on_result)
         store_error = None
     except ProfileError as exc:
@@ -136,18 +136,22 @@ def profile(opts, notice):
 
 
 def write_figures(opts, records):
-    """--plot: the latency distribution figure; --html: the report with it inline. Returns written paths."""
+    """--plot: the latency distribution and accuracy-front figures; --html: the report with them inline.
+    Returns the written paths."""
     written = []
     if getattr(opts, "plot", None):
-        from profiler.figures import latency_distribution
+        from profiler.figures import accuracy_front, latency_distribution
 
-        path = latency_distribution(records, opts.plot)
-        if path:
-            written.append(path)
+        for path in (latency_distribution(records, opts.plot),
+                     accuracy_front(records, opts.plot, budget_ms=getattr(opts, "budget_ms", None),
+                                    min_accuracy=getattr(opts, "min_accuracy", None))):
+            if path:
+                written.append(path)
     if getattr(opts, "html", None):
         from profiler.html_report import profile_report
 
-        profile_report(opts.html, records, calibration=opts.calibration)
+        profile_report(opts.html, records, calibration=opts.calibration, budget_ms=getattr(opts, "budget_ms", None),
+                       min_accuracy=getattr(opts, "min_accuracy", None))
         written.append(opts.html)
     return written
 

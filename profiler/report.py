@@ -100,10 +100,18 @@ def accuracy_text(accuracy):
         return "-"
     metrics, n = accuracy.get("metrics") or {}, accuracy.get("n")
     if accuracy.get("task") == "classification":
-        return f"top-1 {100 * metrics['top1']:.2f}% (n={n})"
-    if accuracy.get("task") == "regression":
-        return f"MAE {metrics['mae']:.4g} (n={n})"
-    return f"outputs only (n={n})"
+        text = f"top-1 {100 * metrics['top1']:.2f}% (n={n})"
+    elif accuracy.get("task") == "regression":
+        text = f"MAE {metrics['mae']:.4g} (n={n})"
+    else:
+        text = f"outputs only (n={n})"
+    agreement = accuracy.get("agreement")
+    if isinstance(agreement, dict):
+        parts = [f"{100 * agreement['top1']:.2f}% same top class"] if agreement.get("top1") is not None else []
+        if agreement.get("max_abs_diff") is not None:
+            parts.append(f"max |Δ| {agreement['max_abs_diff']:.3g}")
+        text += f"; vs {printable_text(agreement.get('with'))}: {', '.join(parts)}"
+    return text
 
 
 def _prediction_cells(prediction):
@@ -218,6 +226,8 @@ def card_lines(path, card):
     if card.get("params") is not None:
         lines.append(f"  params       {card['params']:,}")
         lines.append(f"  MACs         {card['macs']:,} (conv + fc/matmul)")
+        if card.get("macs_int") is not None:
+            lines.append(f"    integer     {card['macs_int']:,}, float {card['macs_float']:,}")
         lines += [f"    {cls:<11} {value:,}" for cls, value in card["macs_by_class"].items() if value]
         lines.append(f"  activations  {card['activation_bytes'] / (1024 * 1024):.2f} MiB written, {card['nodes']} nodes")
     ops = card.get("ops") or {}

@@ -5,6 +5,8 @@
           fp16          onnxconverter_common.float16 (float inputs and outputs kept)
   tflite  int8-dynamic  ai-edge-quantizer, dynamic_wi8_afp32
           int8-static   ai-edge-quantizer, static_wi8_ai8, calibrated on --data samples
+  pt      onnx          torch.onnx.export of the TorchScript module at its input shapes (fp32), always
+                        made when a TorchScript file gets variants; the ONNX kinds are made from it
 `int8` is int8-static when there is data to calibrate on, else int8-dynamic. Files go to a cache
 folder keyed by the source's sha256, the variant and the calibration data's sha256; they are never
 written next to the user's file. The converters are the optional `variants` extra.
@@ -14,7 +16,9 @@ import os
 
 from profiler.files import sha256_of, silenced
 
-KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16"), "tflite": ("int8-dynamic", "int8-static")}
+KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16"), "tflite": ("int8-dynamic", "int8-static"),
+         "pt": ("onnx", "int8-dynamic", "int8-static", "fp16")}
+TORCHSCRIPT = (".pt", ".pth")
 CALIBRATION_SAMPLES = 100
 EXTRA = "pip install 'edge-profiler[variants]' (onnxconverter-common, ai-edge-quantizer)"
 
@@ -31,7 +35,7 @@ def cache_folder():
 def parse(text):
     """'int8,fp16' -> ['int8', 'fp16']; an unknown name is a VariantError."""
     names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
-    known = {"int8", "int8-dynamic", "int8-static", "fp16"}
+    known = {"int8", "int8-dynamic", "int8-static", "fp16", "onnx"}
     bad = [n for n in names if n not in known]
     if bad or not names:
         raise VariantError(f"--variants {text}: choose from {', '.join(sorted(known))} (comma-separated)")
@@ -102,15 +106,22 @@ def _tflite(source, kind, out, samples):
     quantizer.quantize(calibration).export_model(out, overwrite=True)
 
 
-def make(path, names, data=None, folder=None, skipped=None):
+def make(path, names, data=None, folder=None, skipped=None, shapes=None):
     """[(variant kind, file path, the source's sha256)] for the model at path, made or taken from the cache;
-    a kind the format does not offer is named in `skipped` (a list), not made."""
+    a kind the format does not offer is named in `skipped` (a list), not made. shapes (name -> dims) pin
+    a TorchScript file's inputs for its ONNX export when the file does not embed them."""
     skipped = [] if skipped is None else skipped
     fmt = os.path.splitext(path)[1].lstrip(".").lower()
+    fmt = "pt" if "." + fmt in TORCHSCRIPT else fmt
     if fmt not in KINDS:
-        raise VariantError(f"{path}: variants are made of .onnx and .tflite files (export TorchScript to ONNX "
-                           "first)")
+        raise VariantError(f"{path}: variants are made of .onnx, .tflite and TorchScript (.pt) files")
     made = []
+    if fmt == "pt":  # its ONNX export first, then the ONNX variants of that export
+        (kind, exported, source_sha), = _cached(path, "onnx", "pt", data, folder, shapes)
+        made.append((kind, exported, source_sha))
+        for kind, out, _ in make(exported, [n for n in names if n != "onnx"], data, folder, skipped):
+            made.append((kind, out, source_sha))
+        return made
     for name in names:
         kind = ("int8-static" if data else "int8-dynamic") if name == "int8" else name
         if kind not in KINDS[fmt]:
@@ -119,26 +130,57 @@ def make(path, names, data=None, folder=None, skipped=None):
             continue
         if kind == "int8-static" and not data:
             raise VariantError(f"{path}: int8-static calibrates on samples: give --data FILE.npz")
-        source_sha = sha256_of(path)
-        key = source_sha[:16] + (f"-{sha256_of(data)[:12]}" if kind == "int8-static" else "")
-        target_folder = os.path.join(folder or cache_folder(), key)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        out = os.path.join(target_folder, f"{stem}.{kind}.{fmt}")
-        if not os.path.isfile(out):
-            os.makedirs(target_folder, exist_ok=True)
-            partial = f"{out}.partial-{os.getpid()}.{fmt}"
-            try:
-                samples = _samples(data) if kind == "int8-static" else None
-                with silenced():  # the converters print progress and banners of their own
-                    (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
-                os.replace(partial, out)
-            except VariantError:
-                raise
-            except Exception as exc:  # a converter's own failure, on one line
-                text = " ".join(str(exc).split())[:200] or type(exc).__name__
-                raise VariantError(f"{path}: could not make the {kind} variant ({text})") from None
-            finally:
-                if os.path.exists(partial):
-                    os.remove(partial)
-        made.append((kind, out, source_sha))
+        made += _cached(path, kind, fmt, data, folder, shapes)
     return made
+
+
+def _cached(path, kind, fmt, data, folder, shapes):
+    """[(kind, the variant's path, the source's sha256)], made unless the cache holds it."""
+    import json
+
+    source_sha = sha256_of(path)
+    key = source_sha[:16] + (f"-{sha256_of(data)[:12]}" if kind == "int8-static" else "")
+    if fmt == "pt" and shapes:  # the export depends on the input shapes it was given
+        import hashlib
+
+        key += "-" + hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:8]
+    target_folder = os.path.join(folder or cache_folder(), key)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    suffix = "onnx" if fmt == "pt" else fmt
+    out = os.path.join(target_folder, f"{stem}.{kind}.{suffix}")
+    if not os.path.isfile(out):
+        os.makedirs(target_folder, exist_ok=True)
+        partial = f"{out}.partial-{os.getpid()}.{suffix}"
+        try:
+            samples = _samples(data) if kind == "int8-static" else None
+            with silenced():  # the converters print progress and banners of their own
+                if fmt == "pt":
+                    _torchscript(path, partial, shapes)
+                else:
+                    (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
+            os.replace(partial, out)
+        except VariantError:
+            raise
+        except Exception as exc:  # a converter's own failure, on one line
+            text = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise VariantError(f"{path}: could not make the {kind} variant ({text})") from None
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+    return [(kind, out, source_sha)]
+
+
+def _torchscript(source, out, shapes):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise VariantError(f"{source}: TorchScript variants need torch: pip install 'edge-profiler[torch]'") from None
+    from profiler.analysis import CardError, torchscript_to_onnx
+
+    try:
+        data, _ = torchscript_to_onnx(source, shapes or {}, fold_constants=True,
+                                      why="no ONNX export, so no variants")
+    except CardError as exc:
+        raise VariantError(str(exc)) from None
+    with open(out, "wb") as f:
+        f.write(data)

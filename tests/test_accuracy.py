@@ -141,6 +141,22 @@ def test_bad_data_is_an_error_row_of_one_line_for_that_model(digits, tmp_path, c
     assert record["status"] == "error" and message in record["error"] and "\n" not in record["error"]
 
 
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_a_10_gib_array_under_a_512_mib_cap_is_an_error_row_before_it_is_read(digits, tmp_path, backend):
+    from tests.bigdata import huge_zero_npz
+
+    huge_zero_npz(tmp_path / "huge.npz", "x_data", (10 * 2 ** 30 // 256, 64))  # 10 GiB of float32 samples
+    done = run_cli("profile", "--backend", backend, "--memory", "512m", "--no-store", "--iterations", 5,
+                   "--retries", 0, "--data", tmp_path / "huge.npz", "--json", tmp_path / "r.json", digits["onnx"],
+                   timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (record,) = json.load(open(tmp_path / "r.json"))
+    if not record["enforced"]["memory"]:
+        pytest.skip(f"the {backend} backend could not enforce the memory cap here")
+    assert record["status"] == "error" and "\n" not in record["error"], record
+    assert "10.0 GiB" in record["error"] and "512 MiB memory cap" in record["error"]
+
+
 @pytest.mark.parametrize("content, message", [(b"not an archive", "not a readable .npz"), (None, "not found")])
 def test_a_data_file_that_is_not_an_npz_is_named(digits, tmp_path, content, message):
     path = tmp_path / "d.npz"
@@ -218,3 +234,119 @@ def test_the_front_keeps_exactly_the_models_no_other_beats_on_both(digits, tmp_p
         assert row["on_front"] == (not beaten)
         assert row["fits_device_ram"] == (row["peak_memory_mb"] <= 4096) and row["memory_basis"] == "host"
     assert results.front(min_accuracy=2.0).empty and len(results.front(budget_ms=table["latency_ms"].min())) >= 1
+
+
+def test_without_labels_a_variant_is_compared_with_its_original(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    x = np.load(digits["data"])["x_data"][:300]
+    np.savez(tmp_path / "unlabelled.npz", x_data=x)
+    store = profiler.Store(str(tmp_path / "s.db"))
+    results = profiler.profile([digits["onnx"]], target(data=str(tmp_path / "unlabelled.npz")), store=store,
+                               retries=0, variants="int8-dynamic")
+    original, variant = sorted(results, key=lambda r: bool(r.get("variant")))
+    agreement = variant["accuracy"]["agreement"]
+    fp32, int8 = plain_scores(digits["onnx"], x), plain_scores(variant["path"], x)
+    assert agreement["with"] == original["model"] and agreement["n"] == 300
+    assert round(agreement["top1"] * 300) == int(np.sum(fp32.argmax(axis=1) == int8.argmax(axis=1)))
+    assert agreement["max_abs_diff"] == pytest.approx(float(np.abs(int8 - fp32).max()), rel=1e-4)
+    assert agreement["mean_abs_diff"] == pytest.approx(float(np.abs(int8 - fp32).mean()), rel=1e-4)
+    assert "agreement" not in original["accuracy"] and original["accuracy"]["task"] == "outputs"
+    assert all("outputs" not in r["accuracy"] for r in results)  # the raw outputs stay out of the results
+    # the store keeps them, so a later run's new variant is compared with a stored original (served
+    # when its figures were steady, measured again otherwise: the agreement is the same either way)
+    (stored,) = [r for r in store.records() if r["path"] == original["path"]]
+    assert stored["accuracy"]["outputs"]["kind"] == "values" and stored["accuracy"]["outputs"]["shape"] == [300, 10]
+    again = profiler.profile([digits["onnx"]], target(data=str(tmp_path / "unlabelled.npz")), store=store,
+                             retries=0, variants="int8-dynamic,fp16")
+    fp16 = next(r for r in again if (r.get("variant") or {}).get("kind") == "fp16")
+    assert fp16["accuracy"]["agreement"]["top1"] == pytest.approx(
+        np.mean(plain_scores(fp16["path"], x).argmax(axis=1) == fp32.argmax(axis=1)))
+    assert fp16["accuracy"]["agreement"]["max_abs_diff"] == pytest.approx(
+        float(np.abs(plain_scores(fp16["path"], x) - fp32).max()), rel=1e-4)
+
+
+def test_a_reference_compares_every_other_model_in_the_csv(digits, tmp_path):
+    if not digits["tflite"]:
+        pytest.skip("no TFLite digits model (TensorFlow not installed)")
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--retries", 0, "--data",
+                   digits["data"], "--reference", digits["onnx"], "--csv", tmp_path / "r.csv",
+                   digits["onnx"], digits["tflite"])
+    assert done.returncode == 0, done.stderr
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "r.csv").set_index("runtime")
+    x = np.load(digits["data"])["x_data"]
+    same = np.mean(plain_scores(digits["onnx"], x).argmax(axis=1) == plain_scores(digits["tflite"], x).argmax(axis=1))
+    assert rows.loc["tflite", "agreement_with"] == rows.loc["onnx", "model"]
+    assert rows.loc["tflite", "agreement_top1"] == pytest.approx(same)
+    assert pd.isna(rows.loc["onnx", "agreement_with"]) and rows.loc["onnx", "precision"] == "fp32"
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--reference", digits["onnx"],
+                   digits["tflite"])
+    assert done.returncode == 2 and "not one of the models" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_references_that_mix_precisions_get_a_fit_per_precision(tmp_path):
+    import pandas as pd
+    from onnxconverter_common import float16
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import calibration
+    import onnx
+    from tests.conftest import example
+
+    quantized, half = str(tmp_path / "tiny_int8.onnx"), str(tmp_path / "tiny_fp16.onnx")
+    quantize_dynamic(example("tiny_cnn.onnx"), quantized, weight_type=QuantType.QInt8)
+    onnx.save(float16.convert_float_to_float16(onnx.load(example("tiny_cnn.onnx")), keep_io_types=True), half)
+    fp32, int8, fp16 = profiler.profile([example("tiny_cnn.onnx"), quantized, half], target(), store=None, retries=0)
+    assert (fp32["precision"], int8["precision"], fp16["precision"]) == ("fp32", "int8 dynamic", "fp16")
+
+    def references(record, prefix, count):
+        return [dict(record, model=f"{prefix}{i}", sha256=None, latency_ms={"median": 0.2 * (i + 1)})
+                for i in range(count)]
+
+    slopes = {"f": 4.5, "q": 7.0}
+    host = references(fp32, "f", 6) + references(int8, "q", 6)
+    device = pd.DataFrame({"model": [r["model"] for r in host], "threads": 1,
+                           "latency_ms": [slopes[r["model"][0]] * r["latency_ms"]["median"] for r in host]})
+    cal = calibration.fit(device, host=host, method="ols")
+    fits = {f["precision"]: f for f in cal.data["fits"] if f["metric"] == "latency_ms"}
+    assert set(fits) == {"fp32", "int8 dynamic"} and cal.data["per_precision"]
+    assert fits["fp32"]["a"] == pytest.approx(4.5) and fits["int8 dynamic"]["a"] == pytest.approx(7.0)
+    predicted = cal.predict([fp32, int8])
+    assert predicted.loc[0, "predicted_latency_ms"] == pytest.approx(4.5 * fp32["latency_ms"]["median"], rel=1e-6)
+    assert predicted.loc[1, "predicted_latency_ms"] == pytest.approx(7.0 * int8["latency_ms"]["median"], rel=1e-6)
+    refused = cal.predict([fp16])
+    assert "predicted_latency_ms" not in refused or refused["predicted_latency_ms"].isna().all()
+    assert any("not fp16" in w and "--force" in w for w in cal.warnings)
+    assert cal.predict([fp16], force=True).loc[0, "predicted_latency_ms"] > 0
+
+    # too few int8 references for a fit of their own: fp32 keeps its fit, int8 gets none, and it is said
+    few = references(fp32, "f", 6) + references(int8, "q", 2)
+    cal = calibration.fit(device[device["model"].isin([r["model"] for r in few])], host=few, method="ols")
+    assert [f.get("precision") for f in cal.data["fits"]] == ["fp32"]
+    assert cal.data["precisions_without_fit"] == [{"metric": "latency_ms", "threads": 1, "precision": "int8 dynamic",
+                                                   "n": 2}]
+    from calibration.report import warnings
+
+    assert any("int8 dynamic: only 2 reference(s)" in line for line in warnings(cal.data))
+
+
+def test_a_torchscript_model_gets_its_variants_through_its_onnx_export(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from experiments.examples.digits import build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    made = build(str(tmp_path / "digits"), tflite=False, torchscript=True)
+    results = profiler.profile([made["torchscript"]], target(data=made["data"]), store=None, retries=0,
+                               variants="int8")
+    kinds = {(r["runtime"], (r.get("variant") or {}).get("kind")): r for r in results}
+    assert set(kinds) == {("torch", None), ("onnx", "onnx"), ("onnx", "int8-static")}
+    assert all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
+    original, export, int8 = kinds[("torch", None)], kinds[("onnx", "onnx")], kinds[("onnx", "int8-static")]
+    assert (export["precision"], int8["precision"]) == ("fp32", "int8 static")
+    for record in (export, int8):
+        check_against_plain(record, record["path"], made["data"])
+        assert record["variant"]["of"] == original["model"] and record["accuracy"]["agreement"]["with"] == original["model"]
+    assert export["accuracy"]["agreement"]["top1"] == 1.0 and export["accuracy"]["agreement"]["max_abs_diff"] < 1e-4
+    assert export["accuracy"]["metrics"]["top1"] == original["accuracy"]["metrics"]["top1"]
+    assert abs(int8["accuracy"]["metrics"]["top1"] - original["accuracy"]["metrics"]["top1"]) <= 0.03

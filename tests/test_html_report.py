@@ -129,3 +129,38 @@ def test_calibrate_report_renders_offline(browser, tmp_path):
     assert dom.count('src="data:image/svg+xml;base64,') == 2 and "auto chose" in dom
     dark, shades = not_blank(shot)
     assert dark > 0.02 and shades > 50, (dark, shades)
+
+
+def test_the_accuracy_front_reaches_the_report_the_figures_and_the_api(browser, tmp_path, monkeypatch):
+    from experiments.examples.digits import build
+
+    import profiler
+    from profiler.report import accuracy_score, front, ranking_latency
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    digits = build(str(tmp_path / "digits"))
+    page = tmp_path / "front.html"
+    result = run_cli("profile", "--env", "env.template", "--backend", "local", "--iterations", "20", "--no-store",
+                     "--data", digits["data"], "--variants", "int8-dynamic,fp16", "--json", tmp_path / "r.json",
+                     "--html", page, "--plot", tmp_path / "figures", digits["onnx"])
+    assert result.returncode == 0, result.stderr
+    assert os.path.isfile(tmp_path / "figures" / "accuracy_front.svg")
+    dom, requests, _ = browse(browser, str(page), str(tmp_path))
+    assert requests == []
+    body = dom.split('<table id="results"', 1)[1].split("</table>", 1)[0]
+    assert ">accuracy<" in body
+    assert body.count("top-1 ") == 3
+    assert dom.count('src="data:image/svg+xml;base64,') == 2 and "Accuracy against latency" in dom
+
+    records = json.load(open(tmp_path / "r.json"))
+    results = profiler.api.Results(records)
+    fig = results.plot_front()
+    _, on_front = front(records)
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "front"]
+    assert list(line.get_xdata()) == [ranking_latency(r) for r in on_front]  # the front drawn is the front
+    assert list(line.get_ydata()) == pytest.approx([100 * accuracy_score(r) for r in on_front])
+    markers = sum(len(c.lines[0].get_xdata()) for c in fig.axes[0].containers)
+    assert markers == len(fig.axes[0].texts) == 3  # one marker and one label per model and variant
+    assert results.plot_front(tmp_path / "api").endswith("accuracy_front.png")
+    with pytest.raises(profiler.ProfileError, match="is a file"):
+        results.plot_front(tmp_path / "r.json")

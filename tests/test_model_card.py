@@ -142,3 +142,30 @@ def test_a_torchscript_network_the_exporter_cannot_express_gets_a_one_line_card_
     assert done.returncode == 1 and done.stdout == "", done.stdout[:500]  # an error row: the other cards would run
     assert done.stderr.count("\n") == 1 and "the ONNX exporter that counts its operators failed" in done.stderr, \
         done.stderr[:800]
+
+
+def test_integer_and_float_macs_are_counted_apart_in_every_precision(tmp_path, monkeypatch):
+    import numpy as np
+
+    from profiler import variants
+    from tests.conftest import example
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "d.npz"
+    np.savez(data, x_data=np.random.default_rng(0).random((20, 3, 64, 64), dtype=np.float32))
+    fp32 = model_card(example("tiny_cnn.onnx"))
+    assert fp32["macs_int"] == 0 and fp32["macs_float"] == fp32["macs"] > 0
+    made = {kind: path for kind, path, _ in variants.make(example("tiny_cnn.onnx"),
+                                                          ["int8-dynamic", "int8-static", "fp16"], str(data))}
+    for kind, path in made.items():
+        card = model_card(path)
+        assert card["macs"] == fp32["macs"], kind  # quantizing changes how, not how much
+        assert card["macs_int"] + card["macs_float"] == card["macs"]
+        assert card["macs_int"] == (0 if kind == "fp16" else card["macs"]), (kind, card["macs_int"], card["ops"])
+    lite = model_card(example("tiny_cnn.tflite"))
+    assert lite["macs_int"] == 0 and lite["macs_float"] == lite["macs"]
+    (kind, path, _), = variants.make(example("tiny_cnn.tflite"), ["int8-dynamic"], None)
+    card = model_card(path)
+    assert card["macs_int"] == card["macs"] == lite["macs"]
+    done = run_cli("profile", "--card-only", path)
+    assert f"integer     {card['macs_int']:,}, float 0" in done.stdout, done.stdout

@@ -4,7 +4,8 @@ TensorFlow installed, as TFLite; plus the held-out images as the `--data` file.
 
     python -m experiments.examples.digits OUTPUT_FOLDER
 
-writes digits_mlp.onnx, digits_mlp.tflite (if TensorFlow is installed) and digits_test.npz
+writes digits_mlp.onnx, digits_mlp.tflite (if TensorFlow is installed), digits_mlp.pt (TorchScript,
+if torch is installed) and digits_test.npz
 (x_data: float32 images scaled to [0, 1], one per row; y_data: int64 labels).
 """
 
@@ -68,22 +69,46 @@ def write_tflite(model, path):
     return path
 
 
+def write_torchscript(model, path):
+    """The same weights as a traced TorchScript module with its input shape inside (None without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import json
+
+    from profiler.runtimes.torch_adapter import SHAPES_FILE
+
+    (w1, w2), (b1, b2) = model.coefs_, model.intercepts_
+    net = torch.nn.Sequential(torch.nn.Linear(*w1.shape), torch.nn.ReLU(), torch.nn.Linear(*w2.shape)).eval()
+    with torch.no_grad():
+        for layer, w, b in ((net[0], w1, b1), (net[2], w2, b2)):
+            layer.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
+            layer.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+    shape = [1, w1.shape[0]]
+    spec = [{"name": "input", "shape": shape, "dtype": "float32"}]
+    torch.jit.save(torch.jit.trace(net, torch.rand(shape)), path, _extra_files={SHAPES_FILE: json.dumps(spec)})
+    return path
+
+
 def write_data(x_test, y_test, path):
     np.savez(path, x_data=x_test, y_data=y_test)
     return path
 
 
-def build(folder, tflite=True):
-    """{"onnx": path, "tflite": path or None, "data": path, "model": the fitted classifier}."""
+def build(folder, tflite=True, torchscript=False):
+    """{"onnx": path, "tflite": path or None, "torchscript": path or None, "data": path, "model": the
+    fitted classifier}."""
     os.makedirs(folder, exist_ok=True)
     model, x_test, y_test = train()
     return {"onnx": write_onnx(model, os.path.join(folder, "digits_mlp.onnx")),
             "tflite": write_tflite(model, os.path.join(folder, "digits_mlp.tflite")) if tflite else None,
+            "torchscript": write_torchscript(model, os.path.join(folder, "digits_mlp.pt")) if torchscript else None,
             "data": write_data(x_test, y_test, os.path.join(folder, "digits_test.npz")), "model": model}
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    made = build(sys.argv[1])
+    made = build(sys.argv[1], torchscript=True)
     print("\n".join(f"wrote {p}" for k, p in made.items() if k != "model" and p))
