@@ -7,7 +7,7 @@ The public API (`calibration.fit`, `calibration.load`, `calibration.predict_mode
 _API = {"fit": ("calibration.api", "fit"), "load": ("calibration.api", "load"),
         "predict_model": ("calibration.api", "predict_model"), "suggest": ("calibration.references", "suggest"),
         "Calibration": ("calibration.api", "Calibration"),
-        "CalibrationError": ("calibration.core", "CalibrationError")}
+        "CalibrationError": ("calibration.errors", "CalibrationError")}
 __all__ = sorted(_API)
 
 

@@ -11,12 +11,12 @@ True
 >>> calibration.fit(example + "no_such.csv", host=example + "host.json")
 Traceback (most recent call last):
 ...
-calibration.core.CalibrationError: experiments/nb201_pi5/calibrate_example/no_such.csv: file not found
+calibration.errors.CalibrationError: experiments/nb201_pi5/calibrate_example/no_such.csv: file not found
 """
 
 import os
 
-from calibration.core import CalibrationError
+from calibration.errors import CalibrationError
 
 
 class Calibration:

@@ -129,7 +129,7 @@ def fail(message):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    from calibration.core import CalibrationError
+    from calibration.errors import CalibrationError
     from calibration.importers import DeviceLogError
     from profiler.api import ProfileError
     from profiler.config import ConfigError

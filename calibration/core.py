@@ -7,8 +7,11 @@ from collections import defaultdict
 
 import numpy as np
 
-from calibration import metrics as M
-from calibration.models import FeatureCalibration, LinearCalibration, RelativeCalibration, record_features
+from calibration.errors import CalibrationError, lazy_module
+
+# scipy and scikit-learn load when a fit or a prediction needs them, not for a command's bad input
+M = lazy_module("calibration.metrics")
+fitters = lazy_module("calibration.models")
 
 SCHEMA = "edge-profiler/calibration"
 SCHEMA_VERSION = 1  # 1: first version (linear fits per metric and thread count)
@@ -18,10 +21,6 @@ LINEAR_METHODS = ("ols", "robust", "loglinear")
 METHODS = LINEAR_METHODS + ("features", "relative", "auto")
 AUTO_CANDIDATES = ("ols", "loglinear", "relative", "features")  # simplest first
 AUTO_MARGIN = 0.95
-
-
-class CalibrationError(Exception):
-    """One line naming the problem (file, line or column where there is one)."""
 
 
 # ---------------------------------------------------------------- host profiles
@@ -163,7 +162,7 @@ def fit_one(names, x, y, method):
     """One fit with its statistics; x = host, y = device."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
-    model = LinearCalibration(method=method).fit(x[:, None], y)
+    model = fitters.LinearCalibration(method=method).fit(x[:, None], y)
     pred = model.predict(x[:, None])
     r2 = M.r2(y, pred)
     fit = {"n": n, "method": method, "model": model.to_dict(), "a": model.a, "b": model.b,
@@ -172,7 +171,7 @@ def fit_one(names, x, y, method):
     references = [{"model": name, "host": float(h), "device": float(d), "fitted": float(p)}
                   for name, h, d, p in zip(names, x, y, pred)]
     if n >= MIN_INTERVALS:
-        loo = M.loo_predictions(lambda: LinearCalibration(method=method), x[:, None], y)
+        loo = M.loo_predictions(lambda: fitters.LinearCalibration(method=method), x[:, None], y)
         fit["loo_mape"] = M.mape(y, loo)
         fit["loo_within_10pct"] = M.within(y, loo)
         for ref, value in zip(references, loo):
@@ -182,7 +181,7 @@ def fit_one(names, x, y, method):
         fit["leverage"] = []
         for i in np.flatnonzero(cooks > 4 / n):
             keep = np.arange(n) != i
-            r2_without = (M.r2(y[keep], LinearCalibration(method=method).fit(x[keep, None], y[keep]).predict(x[keep, None]))
+            r2_without = (M.r2(y[keep], fitters.LinearCalibration(method=method).fit(x[keep, None], y[keep]).predict(x[keep, None]))
                           if n - 1 >= MIN_INTERVALS else float("nan"))
             fit["leverage"].append({"model": names[i], "cooks_distance": float(cooks[i]), "r2_without": r2_without})
     fit["references"] = references
@@ -205,7 +204,7 @@ def _interval_state(x, y, model, method):
 
 def feature_matrix(records, names):
     """Rows of the named features; a feature a record has no entry for is 0, CONSTANT is 1."""
-    rows = [dict(record_features(r), **{CONSTANT: 1.0}) for r in records]
+    rows = [dict(fitters.record_features(r), **{CONSTANT: 1.0}) for r in records]
     return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
 
 
@@ -213,9 +212,9 @@ def fit_features(names, records, y, nested_loo=True):
     """The feature model, with its honest (nested) leave-one-out error and a relative interval."""
     y = np.asarray(y, float)
     n = len(y)
-    available = sorted(set.intersection(*(set(record_features(r)) for r in records)) - set(RELATIVE_ONLY))
+    available = sorted(set.intersection(*(set(fitters.record_features(r)) for r in records)) - set(RELATIVE_ONLY))
     X = feature_matrix(records, available)
-    model = FeatureCalibration().fit(X, y)
+    model = fitters.FeatureCalibration().fit(X, y)
     pred = model.predict(X)
     host = X[:, available.index("host_latency_ms")] if "host_latency_ms" in available else pred
     r2 = M.r2(y, pred)
@@ -224,7 +223,7 @@ def fit_features(names, records, y, nested_loo=True):
            "r2": r2, "adj_r2": M.adjusted_r2(r2, n, p - 1), "rmse": M.rmse(y, pred), "mape": M.mape(y, pred),
            "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
            "host_range": [float(host.min()), float(host.max())]}
-    return _model_fit_tail(fit, names, host, y, pred, lambda: FeatureCalibration(), X, model.loo_mape_, n - p,
+    return _model_fit_tail(fit, names, host, y, pred, lambda: fitters.FeatureCalibration(), X, model.loo_mape_, n - p,
                            nested_loo)
 
 
@@ -320,7 +319,7 @@ def resolve_prior(prior, records):
 
 def relative_columns(records, *first):
     """The card corrections every record has, after the given leading columns, and the constant."""
-    common = set.intersection(*(set(record_features(r)) for r in records))
+    common = set.intersection(*(set(fitters.record_features(r)) for r in records))
     return list(first) + [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
 
 
@@ -329,13 +328,13 @@ def fit_relative(names, records, y, host_metric="host_latency_ms", prior="auto",
     relative interval from the leave-one-out residuals. prior: see resolve_prior."""
     y = np.asarray(y, float)
     n = len(y)
-    if not all(host_metric in record_features(r) for r in records):
+    if not all(host_metric in fitters.record_features(r) for r in records):
         raise ValueError(f"the relative model needs {host_metric} for every reference")
     columns = relative_columns(records, host_metric)
     X = feature_matrix(records, columns)
     prior = resolve_prior(prior, records)
     shape = None if prior is None else [0.0] + [float(prior["shape"].get(c, 0.0)) for c in columns[1:]]
-    model = RelativeCalibration(prior=shape).fit(X, y)
+    model = fitters.RelativeCalibration(prior=shape).fit(X, y)
     pred = model.predict(X)
     host = X[:, 0]
     r2 = M.r2(y, pred)
@@ -345,7 +344,7 @@ def fit_relative(names, records, y, host_metric="host_latency_ms", prior="auto",
            "host_range": [float(host.min()), float(host.max())]}
     if prior is not None:
         fit["prior"] = {"runtime": prior.get("runtime"), "source": prior.get("source")}
-    return _model_fit_tail(fit, names, host, y, pred, lambda: RelativeCalibration(prior=shape), X, model.loo_mape_,
+    return _model_fit_tail(fit, names, host, y, pred, lambda: fitters.RelativeCalibration(prior=shape), X, model.loo_mape_,
                            n - 1, nested_loo)
 
 
@@ -613,7 +612,7 @@ def predict_value(fit, host, record=None):
     """Device value for one host value (linear fits) or one host record (feature fits)."""
     spec = fit["model"]
     if spec["kind"] in ("relative", "features"):
-        available = dict(record_features(record or {}), **{CONSTANT: 1.0})
+        available = dict(fitters.record_features(record or {}), **{CONSTANT: 1.0})
         missing = [name for name in spec["selected"] if name not in available]
         if missing:
             how = ("profile it with --op-profile, as the references were" if missing[0].startswith("op_ms:")
@@ -621,10 +620,10 @@ def predict_value(fit, host, record=None):
                    else "it has no host latency")
             raise CalibrationError(f"{(record or {}).get('model')}: lacks feature {missing[0]} that the calibration "
                                    f"uses ({how})")
-        model = (RelativeCalibration if spec["kind"] == "relative" else FeatureCalibration).from_dict(spec)
+        model = (fitters.RelativeCalibration if spec["kind"] == "relative" else fitters.FeatureCalibration).from_dict(spec)
         value = float(model.predict(feature_matrix([record], spec["features"]))[0])
     else:
-        value = float(LinearCalibration.from_dict(spec).predict(np.array([[host]]))[0])
+        value = float(fitters.LinearCalibration.from_dict(spec).predict(np.array([[host]]))[0])
     out = {"value": value, "host": host, "extrapolated": not (fit["host_range"][0] <= host <= fit["host_range"][1])}
     unseen = outside_mix(fit, record)
     if unseen:

@@ -6,6 +6,15 @@ import sys
 
 from profiler.harness import non_negative_int
 
+
+def store_wait(text):
+    import math
+
+    value = float(text)
+    if not math.isfinite(value) or not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"seconds between 0 and 3600, got {text}")
+    return value
+
 EPILOG = """examples:
   profile --env env.template model.tflite other.onnx net.pt --json results.json
   profile --env env.template --cpus 2 --memory 1g --iterations 500 model.onnx
@@ -92,6 +101,9 @@ def build_parser():
                      "--data, accuracy against latency with the front")
     out.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite results store (default ./profiles.db)")
     out.add_argument("--no-store", action="store_true", help="do not save results in the store")
+    out.add_argument("--store-wait", type=store_wait, default=10.0, metavar="S",
+                     help="how long a save waits for a store another run is writing before it gives up "
+                          "(default 10 s; the results still reach --json/--csv)")
     out.add_argument("--calibration", metavar="FILE", help="calibration JSON from `calibrate`: predict device figures and rank")
     out.add_argument("--force", action="store_true", help="use a calibration made for another runtime or thread count")
     out.add_argument("--remeasure", action="store_true",

@@ -100,20 +100,22 @@ def load_data(path, specs, limit=None):
     return inputs, labels
 
 
-def _feed(inputs, specs, shapes, index, keep_float):
+def _as_fed(inputs, specs, shapes, keep_float):
+    """The input arrays checked against the model's sample shape and in the dtype it takes, once for
+    all samples (sample i is then a view, [i:i + 1])."""
     import numpy as np
 
-    feed = {}
+    fed = {}
     for spec in specs:
-        sample = inputs[spec.name][index][None]
+        array = inputs[spec.name]
         wanted = tuple(shapes[spec.name])
-        if tuple(sample.shape) != wanted:
-            raise ModelError(f"--data: a sample of {spec.name!r} has shape {list(sample.shape[1:])}, the model takes "
+        if (1,) + tuple(array.shape[1:]) != wanted:
+            raise ModelError(f"--data: a sample of {spec.name!r} has shape {list(array.shape[1:])}, the model takes "
                              f"{list(wanted[1:])} (one sample per row, no batch dimension)")
         dtype = np.dtype(spec.dtype)
-        feed[spec.name] = sample if (keep_float and dtype.kind in "iu" and sample.dtype.kind == "f") \
-            else sample.astype(dtype)
-    return feed
+        keep = keep_float and dtype.kind in "iu" and array.dtype.kind == "f"  # the adapter quantizes it
+        fed[spec.name] = array if keep or array.dtype == dtype else array.astype(dtype)
+    return fed
 
 
 def classification_metrics(scores, labels):
@@ -202,19 +204,20 @@ def agreement(reference, outputs, name):
     return result if len(result) > 2 else None
 
 
-def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None, limit=None):
-    """The record's `accuracy` object: task, metrics, number of samples, the data file's sha256.
-    limit: the sandbox's memory cap in bytes, if any."""
+def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None, limit=None, sha256=None):
+    """The record's `accuracy` object: task, metrics, number of samples, the data file's sha256 (as
+    given, else hashed here). limit: the sandbox's memory cap in bytes, if any."""
     import numpy as np
 
     inputs, labels = load_data(path, specs, limit)
     n = len(next(iter(inputs.values())))
+    fed = _as_fed(inputs, specs, shapes, keep_float=runtime == "tflite")
     rows = []
     for i in range(n):
-        out = rt.outputs(session, _feed(inputs, specs, shapes, i, keep_float=runtime == "tflite"))
+        out = rt.outputs(session, {name: array[i:i + 1] for name, array in fed.items()})
         rows.append(np.asarray(out[0], dtype=np.float64).reshape(-1))
     predicted = np.stack(rows)
-    result = {"n": n, "data": os.path.basename(path), "data_sha256": sha256_of(path),
+    result = {"n": n, "data": os.path.basename(path), "data_sha256": sha256 or sha256_of(path),
               "output_shape": list(predicted.shape[1:]), "outputs": pack_outputs(predicted)}
     if labels is None:
         result.update(task="outputs", metrics={"top1_classes": np.bincount(predicted.argmax(axis=1)).tolist()

@@ -480,7 +480,7 @@ def measure(path, runtime, opts, cgroup):
         from profiler.evaluate import evaluate
 
         result["accuracy"] = evaluate(rt, session, specs, shapes, opts.data, opts.task, runtime,
-                                      limit=cgroup.limit_bytes() if opts.cgroup else None)
+                                      limit=cgroup.limit_bytes() if opts.cgroup else None, sha256=opts.data_sha256)
     if opts.cgroup:
         peak = cgroup.peak_bytes()
         result["cgroup"] = {"limit_mb": _mb(cgroup.limit_bytes()), "peak_mb": _mb(peak),
@@ -817,6 +817,7 @@ def build_parser():
                         help="seconds of timed runs per model that --target-ci may spend (default 10)")
     parser.add_argument("--data", metavar="FILE.npz",
                         help="after timing, evaluate on this data: x_data (one sample per row) and optional y_data")
+    parser.add_argument("--data-sha256", metavar="HEX", help="the data file's sha256, when the caller has it")
     parser.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
                         help="what y_data holds (default: classes when the labels are integers)")
     parser.add_argument("--workers", type=positive_int, default=1,

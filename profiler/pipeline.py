@@ -87,8 +87,16 @@ def profile(opts, notice):
         so_far[(record.get("runtime"), record.get("path"))] = record
         exports(list(so_far.values()))
 
+    store = None
+    if not opts.no_store:
+        from profiler.store import Store, StoreError
+
+        try:
+            store = Store(opts.store, wait_s=getattr(opts, "store_wait", None) or 10.0)
+        except StoreError as exc:
+            raise PipelineError(str(exc)) from None
     try:
-        records = profile_models(opts.models, target, runtime=opts.runtime, store=None if opts.no_store else opts.store,
+        records = profile_models(opts.models, target, runtime=opts.runtime, store=store,
                                  remeasure=getattr(opts, "remeasure", False), calibration=opts.calibration,
                                  force=opts.force, progress=not opts.quiet, notice=notice, retries=opts.retries,
                                  variants=getattr(opts, "variants", None), reference=getattr(opts, "reference", None),
@@ -98,6 +106,9 @@ def profile(opts, notice):
         if exc.results is None:
             raise
         records, store_error = exc.results, str(exc)
+    finally:
+        if store is not None:
+            store.close()
     exports(records, final=True)  # the store's records too, in the order given
 
     _out(report.results_table(records))

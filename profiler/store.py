@@ -47,8 +47,11 @@ def result_key(record):
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+WAIT_S = 10.0  # how long a save waits for a store another process is writing
+
+
 class Store:
-    def __init__(self, path):
+    def __init__(self, path, wait_s=WAIT_S):
         if not isinstance(path, (str, os.PathLike)):
             raise StoreError(f"store: expected a file path, not {type(path).__name__}")
         self.path, self.skipped = os.fspath(path), []
@@ -59,7 +62,8 @@ class Store:
         if not os.path.isdir(parent):
             raise StoreError(f"--store {path}: folder {parent} does not exist")
         try:
-            self.db = sqlite3.connect(path, timeout=10, check_same_thread=False)  # parallel runs save under a lock
+            # parallel runs save under a lock, each waiting up to wait_s for the others
+            self.db = sqlite3.connect(path, timeout=wait_s, check_same_thread=False)
             self.db.executescript(SCHEMA)
         except sqlite3.OperationalError as exc:  # locked, read-only, full: a store that cannot be used now
             raise StoreError(f"--store {path}: cannot use the results store ({exc})") from None

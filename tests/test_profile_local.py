@@ -219,7 +219,9 @@ def test_a_store_locked_after_the_start_loses_no_measurement(models, tmp_path):
 
     db, out = tmp_path / "profiles.db", tmp_path / "r.json"
     child = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "local", "--store", db,
-                              "--json", out, models["slow"], "--iterations", "1000",
+                              "--json", out, models["slow"], "--store-wait", "1",
+                              # timed for 5 s on any host: an interval no run reaches, within a time budget
+                              "--iterations", "20", "--target-ci", "0.0001", "--time-budget", "5",
                               "--retries", "0"],  # one pass: the lock, not re-measurement, is tested
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for _ in range(100):  # the store is opened (and its table made) before any model runs
@@ -251,7 +253,8 @@ def test_a_store_locked_at_the_start_says_so(models, tmp_path):
     holder = sqlite3.connect(db)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, models["onnx"], timeout=120)
+        done = run_cli("profile", "--env", ENV, "--backend", "local", "--store", db, "--store-wait", "1", models["onnx"],
+                       timeout=120)
     finally:
         holder.rollback()
         holder.close()

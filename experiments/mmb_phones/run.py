@@ -125,7 +125,7 @@ def export_models(names, folder, formats, progress=True):
     return paths
 
 
-def profile_all(paths, store_path, backend_name, op_profile=10):
+def profile_all(paths, store_path, backend_name, op_profile=10, iterations=None):
     """{host profile name: {network: record}}."""
     from experiments.seedlib import profile_cached
 
@@ -134,6 +134,8 @@ def profile_all(paths, store_path, backend_name, op_profile=10):
         if fmt not in paths:
             continue
         env = dict(HOST_ENV, BACKEND=backend_name)
+        if iterations:
+            env["ITERATIONS"] = str(iterations)
         if profile == "onnx":
             env["OP_PROFILE"] = str(op_profile)
         records[profile] = profile_cached(paths[fmt], store_path, env, runtime)
@@ -477,6 +479,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=mmb.default_dataset())
     parser.add_argument("--models", type=int, help="use only this many networks (drawn at random, fixed seed)")
+    parser.add_argument("--pick", choices=["random", "per-family"], default="random",
+                        help="how --models chooses: at random, or the smallest network (by file size) of each "
+                             "family, smallest first (the cheapest set to export and profile that spans families)")
+    parser.add_argument("--iterations", type=int, default=int(HOST_ENV["ITERATIONS"]),
+                        help=f"timed runs per host profile (default {HOST_ENV['ITERATIONS']})")
     parser.add_argument("--draws", type=int, default=30)
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--seed", type=int, default=0)
@@ -499,7 +506,10 @@ def main(argv=None):
 
     data = load_dataset(opts.dataset)
     names = sorted(set(data["model"]))
-    if opts.models:
+    if opts.models and opts.pick == "per-family":
+        sizes = data.groupby("model").agg(size=("size_bytes", "first"), family=("family", "first"))
+        names = sorted(sizes.sort_values(["size"]).groupby("family").head(1).sort_values("size").index[:opts.models])
+    elif opts.models:
         names = sorted(np.random.default_rng(opts.seed).choice(names, size=min(opts.models, len(names)), replace=False))
     check_draws(opts.ks, opts.draws, len(names))
     slices = [s for s in opts.slices if not (opts.no_int8 and SLICES[s][1] == "tflite_int8")]
@@ -507,7 +517,7 @@ def main(argv=None):
     run_started = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     profiles = {SLICES[s][1] for s in slices} | (set() if opts.no_op_profile else {"onnx"})
     paths = export_models(names, os.path.join(opts.cache, "models"), [HOST_PROFILES[p][0] for p in profiles])
-    records = profile_all(paths, os.path.join(opts.cache, "profiles.db"), opts.backend)
+    records = profile_all(paths, os.path.join(opts.cache, "profiles.db"), opts.backend, iterations=opts.iterations)
     prepared_s = time.perf_counter() - started
     every = [r for per in records.values() for r in per.values()]
     fresh = sum(datetime.datetime.strptime(r["started_at"], "%Y-%m-%dT%H:%M:%S%z") >= run_started for r in every)

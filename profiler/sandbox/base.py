@@ -47,6 +47,8 @@ def harness_args(target, paths, cgroup, runtime=None, data=None):
         args += ["--input-shapes", target.input_shapes]
     if target.data:
         args += ["--data", data or target.data, "--task", target.task]
+        if target.data_sha256:  # hashed once on this side; a large file is not read twice for it
+            args += ["--data-sha256", target.data_sha256]
     if target.workers > 1:
         args += ["--workers", str(target.workers)]
     if target.target_ci:
