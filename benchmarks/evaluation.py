@@ -3,7 +3,7 @@ without 1,000 labelled samples to evaluate after the timed runs.
 
     make bench                     # or: .venv/bin/python benchmarks/evaluation.py [--rounds 3]
 
-(g) (wall with --data - wall without) / wall without, the medians of interleaved rounds, local
+(l) (wall with --data - wall without) / wall without, the medians of interleaved rounds, local
     backend, the env.template settings (10 warm-up + 100 timed runs)   (target <= 10%)
 
 Each sample runs alone (batch 1, as on the device), so 1,000 samples of a 1 ms model cost at least
@@ -60,14 +60,14 @@ def main():
     median = record["latency_ms"]["median"]
     added = statistics.median(evaluated) / statistics.median(plain) - 1
     extra = statistics.median(evaluated) - statistics.median(plain) - SAMPLES * median / 1000
-    print(f"(g) a {median:.2f} ms model: profile wall {statistics.median(plain):.2f} s without --data, "
+    print(f"(l) a {median:.2f} ms model: profile wall {statistics.median(plain):.2f} s without --data, "
           f"{statistics.median(evaluated):.2f} s with {SAMPLES} samples (median of {opts.rounds} rounds each): "
           f"{100 * added:+.1f}%   (target <= 10%)")
     print(f"    the samples' own inference: {SAMPLES} × {median:.2f} ms = {SAMPLES * median / 1000:.2f} s; the rest "
           f"(loading, feeding, metrics): {extra:.2f} s, {100 * extra / statistics.median(plain):+.1f}% of the wall")
-    print(json.dumps({"g_model_median_ms": round(median, 4), "g_wall_plain_s": round(statistics.median(plain), 3),
-                      "g_wall_with_data_s": round(statistics.median(evaluated), 3),
-                      "g_added": round(added, 4), "g_added_beyond_inference_s": round(extra, 3)}))
+    print(json.dumps({"l_model_median_ms": round(median, 4), "l_wall_plain_s": round(statistics.median(plain), 3),
+                      "l_wall_with_data_s": round(statistics.median(evaluated), 3),
+                      "l_added": round(added, 4), "l_added_beyond_inference_s": round(extra, 3)}))
 
 
 if __name__ == "__main__":

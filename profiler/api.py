@@ -116,11 +116,6 @@ def check_models(paths, runtime=None):
         if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
             raise ProfileError(f"models: each model is a file path (str or os.PathLike), not {type(path).__name__}")
         path = os.fspath(path)
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ProfileError(f"{printable(path)}: the file name is not UTF-8 text; rename the file (the runtimes and "
-                               "the Docker API take UTF-8 names only)") from None
         if os.path.isdir(path):
             raise ProfileError(f"{path}: is a folder, not a model file")
         if os.path.islink(path) and not os.path.exists(path):
@@ -232,8 +227,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     the models; with target data, every other model's `accuracy.agreement` says how closely its outputs
     follow the reference's (a variant's reference is its original by default).
     """
-    from profiler import report, stability
-    from profiler.sandbox import SandboxError
+    from profiler.files import utf8_names
 
     target = as_target(target)
     if isinstance(models, (str, os.PathLike)) and not isinstance(models, bytes):
@@ -241,6 +235,22 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     elif isinstance(models, (bytes, dict)) or not hasattr(models, "__iter__"):
         raise ProfileError(f"models: expected a model path or a list of them, not {type(models).__name__}")
     groups = check_models(list(models), runtime)
+    with utf8_names([p for paths in groups.values() for p in paths]) as names:
+        if any(given != used for given, used in names.items()):
+            groups = OrderedDict((rt, [names[p] for p in paths]) for rt, paths in groups.items())
+        shown = {used: printable(given) for given, used in names.items() if given != used}
+        results = _profile(groups, target, runtime, store, remeasure, calibration, force, progress, notice, warn,
+                           on_result, keep_backend, retries, variants, reference, shown)
+    if getattr(results, "store_error", None):
+        raise ProfileError(results.store_error, results)
+    return results
+
+
+def _profile(groups, target, runtime, store, remeasure, calibration, force, progress, notice, warn, on_result,
+             keep_backend, retries, variants, reference, shown):
+    from profiler import report, stability
+    from profiler.sandbox import SandboxError
+
     results = Results(target=target)
     notice = notice or results.notices.append
     warn = warn or results.warnings.append
@@ -249,6 +259,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     if reference is not None:
         found = check_models([reference], runtime)
         (reference,) = [p for paths in found.values() for p in paths]
+        reference = next((used for used, given in shown.items() if given == printable(reference)), reference)
         if not any(reference in paths for paths in groups.values()):
             raise ProfileError(f"reference {reference}: is not one of the models profiled (give it as a model too)")
         if not target.data:
@@ -270,7 +281,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
         backend = _backend(target, list(groups), notice, warn, keep_backend)
         try:
             _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result,
-                     results, stability.REMEASURE if retries is None else retries, references)
+                     results, stability.REMEASURE if retries is None else retries, references, shown)
         except SandboxError as exc:  # what was measured is in the store already
             raise ProfileError(str(exc)) from None
         finally:
@@ -279,6 +290,9 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     finally:
         if opened:
             store.close()
+    for i, record in enumerate(results):  # a file reached through a UTF-8 link is named as given
+        if record.get("path") in shown:
+            results[i] = dict(record, path=shown[record["path"]])
     for record in results:
         if record.get("path") in variant_of:
             record["variant"] = {k: v for k, v in variant_of[record["path"]].items() if k != "_source"}
@@ -287,8 +301,6 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
         results.warnings += predictor.mix_advice(results)
     for record in results:
         results.warnings += [f"WARNING: {w}" for w in record.get("warnings") or []]
-    if getattr(results, "store_error", None):
-        raise ProfileError(results.store_error, results)
     return results
 
 
@@ -315,7 +327,7 @@ def _add_variants(groups, variants, target, warn):
 
 
 def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result, results,
-             retries, references=None):
+             retries, references=None, shown=None):
     from profiler import cores, sweep
 
     outputs = {}  # path -> the evaluation's outputs, for the agreement of a model with its reference
@@ -343,14 +355,14 @@ def _measure(backend, target, groups, store, remeasure, predictor, progress, not
         target = replace(target, assigned_cores=choice.cores)
     try:
         _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice,
-             outputs, references)
+             outputs, references, shown)
     finally:
         if choice is not None:
             choice.release()
 
 
 def _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice,
-         outputs=None, references=None):
+         outputs=None, references=None, shown=None):
     from profiler import stability, sweep
     from profiler.interrupts import undivided
     from profiler.store import StoreError
@@ -365,18 +377,21 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
             except StoreError as exc:  # the measurement stands; the store is reported once, at the end
                 results.store_error = str(exc)
 
+    def public(record):  # a file reached through a UTF-8 link is named as given, its bytes shown as \xNN
+        return dict(record, path=shown[record["path"]]) if record.get("path") in (shown or {}) else record
+
     def one(record):
         if choice is not None:
             record["cores"] = dict(choice.info)
         add_card(record, target)
         if predictor is not None:
             predictor.annotate(record)
-        shown = keep_outputs(record, outputs)
+        kept = keep_outputs(record, outputs)
         with undivided():  # the results, the exports and the store gain the row together
-            results.append(shown)
+            results.append(kept)
             if on_result is not None:
-                on_result(shown)
-            save(record)  # the store keeps the outputs, for the agreement of a later run's variants
+                on_result(public(kept))
+            save(public(record))  # the store keeps the outputs, for the agreement of a later run's variants
         bar.update(1)
         bar.set_postfix_str(f"{record['model']}: {record['status']}")
 
@@ -394,18 +409,18 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
             add_card(record, target)
             if predictor is not None:
                 predictor.annotate(record)
-            shown = keep_outputs(record, outputs)
+            kept = keep_outputs(record, outputs)
             with undivided():
-                results[i] = shown
+                results[i] = kept
                 if on_result is not None:
-                    on_result(shown)  # the same model again: exports replace its row
-                save(record)
+                    on_result(public(kept))  # the same model again: exports replace its row
+                save(public(record))
         notice(f"{made} unstable or disturbed measurement(s) taken again; the steadiest of each kept")
     if references:
         for record in add_agreement(results, outputs, references):
             if not record.get("from_store"):
                 full = dict(record, accuracy=dict(record["accuracy"], outputs=outputs[record["path"]][1]))
-                save(full)
+                save(public(full))
 
 
 def keep_outputs(record, outputs):

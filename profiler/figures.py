@@ -4,7 +4,8 @@ timed run) and, when models carry an accuracy, accuracy against latency with the
 import os
 
 MAX_MODELS = 50  # beyond this a figure stops being readable: the fastest are shown, and it says so
-LOG_SPAN = 10.0  # a log axis when the boxes (quartiles) span more than a decade
+LOG_SPAN = 10.0  # a log axis when the boxes (quartiles) or the latencies span more than a decade
+MAX_LABELS = 8  # the front figure names every model up to this many, else only those on the front
 
 
 def _samples(records):
@@ -74,7 +75,9 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
     steps_x = [ranking_latency(r) for r in on_front]
     steps_y = [sign * accuracy_score(r) * scale for r in on_front]
     ax.step(steps_x, steps_y, where="post", color="tab:red", lw=1.2, label="front")
-    for r in scored:
+    ax.scatter(steps_x, steps_y, s=160, facecolors="none", edgecolors="tab:red", lw=1.2)  # a one-model front shows too
+    labelled = scored if len(scored) <= MAX_LABELS else on_front  # beyond that, labels hide the markers
+    for r in labelled:
         text = printable_text(f"{r['model']} ({r.get('runtime')})")
         ax.annotate(text if len(text) <= 40 else text[:39] + "…", (ranking_latency(r), sign * accuracy_score(r) * scale),
                     fontsize=7, xytext=(4, 4), textcoords="offset points",
@@ -86,11 +89,14 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
     ax.set_ylabel("MAE (lower is better)" if regression else "top-1 accuracy (%)")
     if regression:
         ax.invert_yaxis()
-    ax.grid(alpha=0.3)
+    xs = [ranking_latency(r) for r in scored]
+    if min(xs) > 0 and max(xs) / min(xs) > LOG_SPAN:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right" if not regression else "upper right")
     n = scored[0]["accuracy"].get("n")
     ax.set_title(printable_text(f"accuracy against latency: {len(on_front)} of {len(scored)} model(s) on the "
-                                f"front (bold), n={n} samples of {scored[0]['accuracy'].get('data')}"), fontsize=10)
+                                f"front (circled), n={n} samples of {scored[0]['accuracy'].get('data')}"), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -162,3 +162,44 @@ def sweep_dead_folders(prefix, before_removal=None):
         shutil.rmtree(path, ignore_errors=True)
         removed += 1
     return removed
+
+
+NAMES_PREFIX = "edge-profiler-names-"
+
+
+def is_utf8_name(path):
+    try:
+        os.fspath(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+@contextlib.contextmanager
+def utf8_names(paths):
+    """{path as given: path to hand to the runtimes}: a file whose name is not UTF-8 text (a Latin-1
+    name, say; the runtimes and the Docker API take UTF-8 names only) is reached through a link
+    named with its bytes shown as \\xNN, in a private folder removed afterwards (or by the next run,
+    after a kill -9); every other path maps to itself."""
+    import shutil
+
+    odd = [p for p in paths if not is_utf8_name(p)]
+    if not odd:
+        yield {p: p for p in paths}
+        return
+    sweep_dead_folders(NAMES_PREFIX)
+    folder = private_folder(NAMES_PREFIX)
+    try:
+        mapping = {}
+        for i, path in enumerate(paths):
+            if is_utf8_name(path):
+                mapping[path] = path
+                continue
+            shown = os.fsencode(os.path.basename(path)).decode("utf-8", "backslashreplace")
+            slot = os.path.join(folder, str(i))  # two odd names may show alike
+            os.mkdir(slot)
+            os.symlink(os.path.realpath(path), os.path.join(slot, shown))
+            mapping[path] = os.path.join(slot, shown)
+        yield mapping
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

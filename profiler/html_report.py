@@ -233,7 +233,7 @@ def profile_report(path, records, calibration=None, budget_ms=None, min_accuracy
             figures.append(figure(png, "Latency distribution per model (every timed run)"))
         png = accuracy_front(records, folder, budget_ms=budget_ms, min_accuracy=min_accuracy)
         if png:
-            figures.append(figure(png, "Accuracy against latency: the front (bold) is every model no other beats "
+            figures.append(figure(png, "Accuracy against latency: the front (circled) is every model no other beats "
                                        "on both"))
         if calibration:
             figures += _calibration_figures(calibration, folder)

@@ -9,6 +9,7 @@ from profiler.api import profile as profile_models
 from profiler.config import ConfigError, TargetDevice
 from profiler.escape import printable_text
 from profiler.files import check_writable, clobbered_input, is_special
+from profiler.harness import printable
 
 
 PipelineError = ProfileError  # the command's name for the API's one-line error
@@ -169,13 +170,20 @@ def write_figures(opts, records):
 
 def card_only(opts, target, groups):
     from profiler.analysis import model_card
+    from profiler.files import utf8_names
 
+    with utf8_names([p for paths in groups.values() for p in paths]) as names:
+        return _cards(opts, target, groups, names, model_card)
+
+
+def _cards(opts, target, groups, names, model_card):
     cards = []
     for paths in groups.values():
-        for path in paths:
+        for given in paths:
+            path = printable(given)  # a name that is not UTF-8 text, its bytes shown as \xNN
             name = os.path.splitext(os.path.basename(path))[0]
             try:
-                card = model_card(path, target)
+                card = model_card(names[given], target)
             except Exception as exc:  # a bad file is one error row; the other cards are still made
                 text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 text = text if text.startswith(path) else f"{path}: no model card ({text})"

@@ -262,15 +262,29 @@ def test_an_empty_model_file_is_one_error_row_and_the_others_run(tmp_path):
     assert "tiny_cnn" in done.stdout
 
 
-def test_a_model_file_name_that_is_not_utf8_is_one_line(tmp_path):
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_a_model_file_name_that_is_not_utf8_is_measured_and_named_with_its_bytes_shown(request, tmp_path, backend):
+    import glob
     import shutil
+    import tempfile
 
-    name = os.fsdecode(str(tmp_path).encode() + b"/caf\xe9.onnx")
+    from profiler.store import Store
+
+    if backend == "docker":
+        request.getfixturevalue("docker_backend")
+    name = os.fsdecode(str(tmp_path).encode() + b"/caf\xe9.onnx")  # Latin-1 bytes: not UTF-8 text
     shutil.copy(example("tiny_cnn.onnx"), name)
-    done = run_cli("profile", "--backend", "local", "--no-store", name, timeout=60)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.strip().endswith("caf\\xe9.onnx: the file name is not UTF-8 text; rename the file (the runtimes "
-                                        "and the Docker API take UTF-8 names only)") and done.stderr.count("\n") == 1
+    done = run_cli("profile", "--backend", backend, "--store", tmp_path / "s.db", "--iterations", 5, "--retries", 0,
+                   "--json", tmp_path / "r.json", name, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    (record,) = json.loads((tmp_path / "r.json").read_text())
+    assert record["status"] == "ok" and record["model"] == "caf\\xe9"
+    assert record["path"] == str(tmp_path) + "/caf\\xe9.onnx" and "caf\\xe9" in done.stdout
+    (stored,) = Store(str(tmp_path / "s.db")).records()
+    assert stored["path"] == record["path"] and stored["sha256"] == record["sha256"]
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "edge-profiler-names-*"))  # the links are gone
+    cards = run_cli("profile", "--card-only", name, example("tiny_cnn.tflite"), timeout=120)
+    assert cards.returncode == 0 and "caf\\xe9.onnx" in cards.stdout and "MACs" in cards.stdout, cards.stderr
 
 
 def test_card_only_honours_json_and_csv(tmp_path):

@@ -135,6 +135,7 @@ def test_the_accuracy_front_reaches_the_report_the_figures_and_the_api(browser, 
     from experiments.examples.digits import build
 
     import profiler
+    from profiler.api import Results
     from profiler.report import accuracy_score, front, ranking_latency
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -153,7 +154,7 @@ def test_the_accuracy_front_reaches_the_report_the_figures_and_the_api(browser, 
     assert dom.count('src="data:image/svg+xml;base64,') == 2 and "Accuracy against latency" in dom
 
     records = json.load(open(tmp_path / "r.json"))
-    results = profiler.api.Results(records)
+    results = Results(records)
     fig = results.plot_front()
     _, on_front = front(records)
     (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "front"]
