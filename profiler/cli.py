@@ -109,9 +109,10 @@ def build_parser():
     out.add_argument("--remeasure", action="store_true",
                      help="measure again models the store already holds for this target (default: reuse them)")
     out.add_argument("--variants", metavar="LIST",
-                     help="also profile variants of each .onnx/.tflite model: int8 (static, calibrated on --data, or "
-                          "dynamic without it), int8-dynamic, int8-static, fp16 (ONNX); made with onnxruntime's and "
-                          "ai-edge-quantizer's own tools into a cache folder (the variants extra)")
+                     help="also profile variants of each model: int8 (static, calibrated on --data, or dynamic "
+                          "without it), int8-dynamic, int8-static, fp16; a TorchScript file is exported to ONNX "
+                          "first (variant onnx); made with torch's, onnxruntime's and ai-edge-quantizer's own tools "
+                          "into a cache folder (the variants extra)")
     out.add_argument("--reference", metavar="MODEL",
                      help="one of the models: with --data, every other model's outputs are compared with its "
                           "outputs (share with the same top class, max and mean absolute difference); a variant "

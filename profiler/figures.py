@@ -79,9 +79,9 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
     labelled = scored if len(scored) <= MAX_LABELS else on_front  # beyond that, labels hide the markers
     for r in labelled:
         text = printable_text(f"{r['model']} ({r.get('runtime')})")
-        ax.annotate(text if len(text) <= 40 else text[:39] + "…", (ranking_latency(r), sign * accuracy_score(r) * scale),
-                    fontsize=7, xytext=(4, 4), textcoords="offset points",
-                    fontweight="bold" if any(r is f for f in on_front) else "normal")
+        point = (ranking_latency(r), sign * accuracy_score(r) * scale)
+        ax.annotate(text if len(text) <= 40 else text[:39] + "…", point, fontsize=7, xytext=(4, 4),
+                    textcoords="offset points", fontweight="bold" if any(r is f for f in on_front) else "normal")
     if budget_ms is not None:
         ax.axvline(budget_ms, color="grey", ls="--", lw=1, label=f"budget {budget_ms:g} ms")
     ax.set_xlabel(("predicted device latency" if predicted else "median latency on this host") +

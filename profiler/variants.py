@@ -5,6 +5,7 @@
           fp16          onnxconverter_common.float16 (float inputs and outputs kept)
   tflite  int8-dynamic  ai-edge-quantizer, dynamic_wi8_afp32
           int8-static   ai-edge-quantizer, static_wi8_ai8, calibrated on --data samples
+          fp16          ai-edge-quantizer, float casting: fp16 weights, float32 compute
   pt      onnx          torch.onnx.export of the TorchScript module at its input shapes (fp32), always
                         made when a TorchScript file gets variants; the ONNX kinds are made from it
 `int8` is int8-static when there is data to calibrate on, else int8-dynamic. Files go to a cache
@@ -16,10 +17,11 @@ import os
 
 from profiler.files import sha256_of, silenced
 
-KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16"), "tflite": ("int8-dynamic", "int8-static"),
+KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16"), "tflite": ("int8-dynamic", "int8-static", "fp16"),
          "pt": ("onnx", "int8-dynamic", "int8-static", "fp16")}
 TORCHSCRIPT = (".pt", ".pth")
 CALIBRATION_SAMPLES = 100
+FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
 EXTRA = "pip install 'edge-profiler[variants]' (onnxconverter-common, ai-edge-quantizer)"
 
 
@@ -94,6 +96,18 @@ def _tflite(source, kind, out, samples):
     quantizer = aq.Quantizer(source)
     if kind == "int8-dynamic":
         quantizer.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        quantizer.quantize().export_model(out, overwrite=True)
+        return
+    if kind == "fp16":
+        from ai_edge_quantizer import qtyping
+        from ai_edge_quantizer.quantizer import AlgorithmName
+
+        config = qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+            compute_precision=qtyping.ComputePrecision.FLOAT)
+        for op in FP16_OPS:  # the ops whose weights the quantizer's float casting stores as fp16
+            quantizer.update_quantization_recipe(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                                 algorithm_key=AlgorithmName.FLOAT_CASTING, op_config=config)
         quantizer.quantize().export_model(out, overwrite=True)
         return
     from profiler.runtimes.tflite_adapter import _interpreter
