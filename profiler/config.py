@@ -101,6 +101,8 @@ class TargetDevice:
                                   f"{', '.join(sorted(k.lower() for k in KEYS))})")
             if value is None:
                 continue
+            if key == "DATA" and not isinstance(value, (str, os.PathLike)):
+                value = data_file(value)  # arrays: written once to a cache file named by their content
             if isinstance(value, (list, tuple)):
                 value = ("," if key == "CPU_SET" else " ").join(str(v) for v in value)
             elif isinstance(value, bool):
@@ -113,6 +115,50 @@ class TargetDevice:
         from profiler.cores import physical_first_cores
 
         return load_target(path, overrides, host_cores=physical_first_cores())
+
+
+def data_file(data):
+    """The .npz path for data given as arrays: x_data, (x_data, y_data), or a dict of arrays (x_data
+    and y_data, or one array per input name), written to ~/.cache/edge-profiler/data/ under the sha256
+    of its content, so the same arrays are one file and one store key."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    if isinstance(data, dict):
+        arrays = dict(data)
+    elif isinstance(data, tuple) and len(data) == 2:
+        arrays = {"x_data": data[0], "y_data": data[1]}
+    elif hasattr(data, "shape") and hasattr(data, "dtype"):
+        arrays = {"x_data": data}
+    else:
+        raise ConfigError(f"data: an .npz path, an array of samples, (x_data, y_data) or a dict of arrays, "
+                          f"not {type(data).__name__}")
+    try:
+        arrays = {str(k): np.asarray(v) for k, v in arrays.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data: not arrays ({exc})") from None
+    if any(a.dtype == object for a in arrays.values()):
+        raise ConfigError("data: arrays of numbers, not Python objects")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    content = buffer.getvalue()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "edge-profiler", "data")
+    path = os.path.join(folder, hashlib.sha256(content).hexdigest()[:24] + ".npz")
+    if not os.path.isfile(path):
+        import tempfile
+
+        try:
+            os.makedirs(folder, exist_ok=True)
+            handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
+            with os.fdopen(handle, "wb") as f:
+                f.write(content)
+            os.replace(partial, path)  # whole or not at all: another run may be writing the same file
+        except OSError as exc:
+            raise ConfigError(f"data: cannot write the arrays to {folder} ({exc.strerror})") from None
+    return path
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)

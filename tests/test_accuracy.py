@@ -349,3 +349,17 @@ def test_a_torchscript_model_gets_its_variants_through_its_onnx_export(tmp_path,
     assert export["accuracy"]["agreement"]["top1"] == 1.0 and export["accuracy"]["agreement"]["max_abs_diff"] < 1e-4
     assert export["accuracy"]["metrics"]["top1"] == original["accuracy"]["metrics"]["top1"]
     assert abs(int8["accuracy"]["metrics"]["top1"] - original["accuracy"]["metrics"]["top1"]) <= 0.03
+
+
+def test_the_api_takes_the_data_as_arrays(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    arrays = np.load(digits["data"])
+    x, y = arrays["x_data"][:200], arrays["y_data"][:200]
+    (from_arrays,) = profiler.profile([digits["onnx"]], target(data=(x, y)), store=None, retries=0)
+    np.savez(tmp_path / "same.npz", x_data=x, y_data=y)
+    (from_file,) = profiler.profile([digits["onnx"]], target(data=str(tmp_path / "same.npz")), store=None, retries=0)
+    assert from_arrays["accuracy"]["n"] == 200 and from_arrays["accuracy"]["task"] == "classification"
+    assert from_arrays["accuracy"]["metrics"] == from_file["accuracy"]["metrics"]
+    assert target(data={"x_data": x, "y_data": y}).data == target(data=(x, y)).data  # one file per content
+    with pytest.raises(profiler.ConfigError, match="data: an .npz path, an array"):
+        target(data=123)
