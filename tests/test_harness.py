@@ -160,3 +160,19 @@ def test_an_error_row_is_one_line_that_keeps_the_cause(tmp_path):
     done, (record,) = harness(scripted(tmp_path / "failing.pt", Failing(message)), "--iterations", 2)
     assert record["status"] == "error"
     assert "\n" not in record["error"] and record["error"].endswith("the cause: shape 3 != 4"), record["error"]
+
+
+@pytest.mark.parametrize("line", ["{x", '{"path": 5}', "[1, 2]", '{"model": 1, "status": "ok"}', "{" * 100_000,
+                                  '{"model": "m"}', "not json", b'{"status": "ok"}'])
+def test_a_stray_line_is_not_a_record_for_any_backend(line):
+    from profiler.sandbox.base import harness_record
+
+    assert harness_record(line) is None  # the reader every backend (local, Docker, Slurm, SSH) parses through
+
+
+def test_a_record_line_is_a_record_and_the_slurm_node_report_too():
+    from profiler.sandbox.base import harness_record
+
+    assert harness_record('{"model": "m", "status": "ok", "x": 1}')["x"] == 1
+    assert harness_record(b'{"empty_run": true, "runtime": "onnx"}')["runtime"] == "onnx"
+    assert harness_record('{"unreadable": "a", "node": "vm"}', keys=("unreadable", "node"))["node"] == "vm"
