@@ -151,6 +151,25 @@ def write_csv(path, rows):
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
+def read_rows(path):
+    """The rows an earlier run wrote to results.csv (numbers as numbers, empty cells as None)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return [{k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+def measured_rows(opts, models, formats, runtime, configs, extra=None):
+    """The experiment's rows: measured (the models built from the zoo first), or, with --rows, read
+    back from an earlier run's results.csv, so an analysis (e.g. with --device-csv) costs no profiling."""
+    if opts.rows:
+        return read_rows(opts.rows)
+    paths = build(models, formats, opts.models_dir)
+    return profile_grid(paths, runtime, configs, opts.memory, opts.iterations, opts.repetitions, opts.backend,
+                        extra=extra)
+
+
 def summarise(rows, metric):
     """{(model, cpus): (mean over repetitions, std)} for rows with status ok."""
     groups = {}
@@ -272,6 +291,8 @@ def common_arguments(parser, here, cpus, memory, quick_help):
     parser.add_argument("--memory", default=memory, help=f"memory cap (default {memory})")
     parser.add_argument("--backend", default="auto", choices=["auto", "docker", "local"])
     parser.add_argument("--device-csv", help="device measurements (model, threads, latency_ms[, peak_memory_mb])")
+    parser.add_argument("--rows", metavar="RESULTS_CSV",
+                        help="analyse the rows of an earlier run's results.csv instead of measuring again")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--out", default=here, help="where RESULTS.md, results.csv and the figures go")
     parser.add_argument("--models-dir", default=os.path.join(here, ".cache", "models"))

@@ -42,6 +42,15 @@ def models(tmp_path_factory):
     return {k: str(v) for k, v in made.items()}
 
 
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """The digits CNN (ONNX, TFLite with TensorFlow, TorchScript) trained once by the project's own
+    code on scikit-learn's handwritten digits, and the held-out images as the --data file."""
+    from experiments.examples.digits import build
+
+    return build(str(tmp_path_factory.mktemp("digits")), torchscript=True)
+
+
 def store_served(db, total):
     """What a re-run says of the store: "N of total from the store" for the N stored records that are
     not flagged unstable or disturbed (those are measured again, never served); None when N is 0."""

@@ -13,13 +13,6 @@ from tests.conftest import ROOT, run_cli
 import profiler  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory):
-    from experiments.examples.digits import build
-
-    return build(str(tmp_path_factory.mktemp("digits")))
-
-
 def plain_scores(path, x):
     """The runtime's own outputs, sample by sample, with no edge-profiler code in between."""
     if path.endswith(".onnx"):
@@ -330,12 +323,9 @@ def test_references_that_mix_precisions_get_a_fit_per_precision(tmp_path):
     assert any("int8 dynamic: only 2 reference(s)" in line for line in warnings(cal.data))
 
 
-def test_a_torchscript_model_gets_its_variants_through_its_onnx_export(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
-    from experiments.examples.digits import build
-
+def test_a_torchscript_model_gets_its_variants_through_its_onnx_export(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    made = build(str(tmp_path / "digits"), tflite=False, torchscript=True)
+    made = digits
     results = profiler.profile([made["torchscript"]], target(data=made["data"]), store=None, retries=0,
                                variants="int8")
     kinds = {(r["runtime"], (r.get("variant") or {}).get("kind")): r for r in results}

@@ -26,8 +26,9 @@ def test_experiment_one_quick_with_device_csv(tmp_path):
     device = tmp_path / "device.csv"
     device.write_text("model,threads,latency_ms\n" + "".join(
         f"{m},{t},{2.5 * sum(v) / len(v) + 0.1}\n" for (m, t), v in means.items()))
-    main(["--quick", "--out", str(tmp_path / "second"), "--models-dir", str(tmp_path / "models"),
-          "--device-csv", str(device)])
+    again = main(["--quick", "--out", str(tmp_path / "second"), "--rows", str(tmp_path / "first" / "results.csv"),
+                  "--device-csv", str(device)])
+    assert [r["mean_ms"] for r in again] == pytest.approx([r["mean_ms"] for r in rows])  # read back, not measured
     text = (tmp_path / "second" / "RESULTS.md").read_text()
     assert "Calibration against the device" in text and "R² = " in text
     assert (tmp_path / "second" / "calibration_latency_ms.png").stat().st_size > 10_000

@@ -131,15 +131,12 @@ def test_calibrate_report_renders_offline(browser, tmp_path):
     assert dark > 0.02 and shades > 50, (dark, shades)
 
 
-def test_the_accuracy_front_reaches_the_report_the_figures_and_the_api(browser, tmp_path, monkeypatch):
-    from experiments.examples.digits import build
-
+def test_the_accuracy_front_reaches_the_report_the_figures_and_the_api(browser, digits, tmp_path, monkeypatch):
     import profiler
     from profiler.api import Results
     from profiler.report import accuracy_score, front, ranking_latency
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    digits = build(str(tmp_path / "digits"))
     page = tmp_path / "front.html"
     result = run_cli("profile", "--env", "env.template", "--backend", "local", "--iterations", "20", "--no-store",
                      "--data", digits["data"], "--variants", "int8-dynamic,fp16", "--json", tmp_path / "r.json",

@@ -164,10 +164,8 @@ def test_the_next_run_stops_and_removes_what_a_killed_run_left_on_both_sides(ssh
     assert masters.stdout.split() == [], "the killed run's ControlMaster still runs"
 
 
-def test_accuracy_is_evaluated_on_the_device_and_a_symlinked_model_is_sent_as_its_file(ssh_device, tmp_path):
-    from experiments.examples.digits import build
-
-    made = build(str(tmp_path / "digits"), tflite=False)
+def test_accuracy_is_evaluated_on_the_device_and_a_symlinked_model_is_sent_as_its_file(ssh_device, digits, tmp_path):
+    made = digits
     link = tmp_path / "linked.onnx"
     os.symlink(os.path.relpath(made["onnx"], tmp_path), link)  # a relative link: the device gets the file
     done, (record,) = on_device(ssh_device, tmp_path, link, "--no-store", "--iterations", 10, "--data", made["data"])

@@ -3,6 +3,8 @@
     python experiments/exp1_tflite/run.py                        # the full experiment
     python experiments/exp1_tflite/run.py --quick                # two models, 30 iterations, 2 repetitions
     python experiments/exp1_tflite/run.py --device-csv pi.csv    # + calibration figures (R²)
+    python experiments/exp1_tflite/run.py --rows experiments/exp1_tflite/results.csv --device-csv pi.csv
+                                                                 # the same, on rows already measured
 
 InceptionV3, SqueezeNet 1.1 and MobileNetV2 at widths 0.25/0.5/0.75/1.0, float32 TFLite
 (made from the zoo's Keras definitions; needs the `tf` extra), batch 1, random input.
@@ -35,10 +37,9 @@ def main(argv=None):
         opts.iterations, opts.repetitions = min(opts.iterations, 30), min(opts.repetitions, 2)
     models = opts.models or MODELS
 
-    paths = seedlib.build(models, ["tflite"], opts.models_dir)
     cpus_done, skipped, cores = seedlib.usable_cpus(opts.cpus)
     configs = [(c, c, None) for c in cpus_done]
-    rows = seedlib.profile_grid(paths, "tflite", configs, opts.memory, opts.iterations, opts.repetitions, opts.backend)
+    rows = seedlib.measured_rows(opts, models, ["tflite"], "tflite", configs)
     os.makedirs(opts.out, exist_ok=True)
     seedlib.write_csv(os.path.join(opts.out, "results.csv"), rows)
     seedlib.host_figures(rows, models, cpus_done, opts.out, "Experiment I (TFLite)")

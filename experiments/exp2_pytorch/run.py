@@ -40,12 +40,11 @@ def main(argv=None):
         opts.repetitions = min(opts.repetitions, 2)
     models = opts.models or IMAGE + VIDEO
 
-    paths = seedlib.build(models, ["pt"], opts.models_dir)
     cpus_done, skipped, cores = seedlib.usable_cpus(opts.cpus)
     per_model = {m: opts.video_iterations for m in models if "_3d" in m}
     configs = [(c, c, per_model) for c in cpus_done]
-    rows = seedlib.profile_grid(paths, "torch", configs, opts.memory, opts.iterations, opts.repetitions,
-                                opts.backend, extra={"SAMPLE_MEMORY": "1", "TIMEOUT_S": "1800"})
+    rows = seedlib.measured_rows(opts, models, ["pt"], "torch", configs,
+                                 extra={"SAMPLE_MEMORY": "1", "TIMEOUT_S": "1800"})
     os.makedirs(opts.out, exist_ok=True)
     seedlib.write_csv(os.path.join(opts.out, "results.csv"), rows)
     seedlib.host_figures(rows, models, cpus_done, opts.out, "Experiment II (PyTorch)")

@@ -69,4 +69,9 @@ def export_tflite(name, path, int8=False, seed=0):
 
     tf.random.set_seed(seed)
     model, shape = keras_model(name)
-    return convert(tf, tf.lite.TFLiteConverter.from_keras_model(model), shape, path, int8, seed)
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    # The frozen function itself: lowering to a SavedModel first (from_keras_model's way) traces every
+    # layer's call again and takes several times longer, for the same graph op for op.
+    converter.experimental_lower_to_saved_model = False
+    return convert(tf, converter, shape, path, int8, seed)
