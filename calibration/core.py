@@ -462,7 +462,7 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False,
                       for m, h, t, p in sorted(few)]
             groups = {key: items for key, items in groups.items() if key not in few}
     for (metric, host_metric, threads, precision), items in sorted(groups.items()):
-        where = f"{metric} at {threads} threads" + (f", {precision}" if precision else "")
+        where = fit_label({"metric": metric, "threads": threads, "precision": precision})
         if len(items) < MIN_FIT:
             raise CalibrationError(f"{where}: {len(items)} matched model; a fit needs at "
                                    f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
