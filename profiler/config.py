@@ -144,8 +144,9 @@ def data_file(data):
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     content = buffer.getvalue()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "edge-profiler", "data")
+    from profiler.files import cache_folder
+
+    folder = cache_folder("data")
     path = os.path.join(folder, hashlib.sha256(content).hexdigest()[:24] + ".npz")
     if not os.path.isfile(path):
         import tempfile

@@ -164,6 +164,12 @@ def sweep_dead_folders(prefix, before_removal=None):
     return removed
 
 
+def cache_folder(*parts):
+    """A folder under the user's cache ($XDG_CACHE_HOME, else ~/.cache)/edge-profiler (not made here)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "edge-profiler", *parts)
+
+
 NAMES_PREFIX = "edge-profiler-names-"
 
 

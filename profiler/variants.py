@@ -30,8 +30,9 @@ class VariantError(Exception):
 
 
 def cache_folder():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "edge-profiler", "variants")
+    from profiler.files import cache_folder as user_cache
+
+    return user_cache("variants")
 
 
 def parse(text):
