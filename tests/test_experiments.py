@@ -9,7 +9,8 @@ def test_experiment_one_quick_with_device_csv(tmp_path):
     pytest.importorskip("tensorflow", reason="Experiment I makes its TFLite models with the tf extra")
     from experiments.exp1_tflite.run import main
 
-    rows = main(["--quick", "--out", str(tmp_path / "first"), "--models-dir", str(tmp_path / "models")])
+    rows = main(["--quick", "--backend", "local", "--out", str(tmp_path / "first"),
+                 "--models-dir", str(tmp_path / "models")])
     assert {r["status"] for r in rows} == {"ok"}
     assert {(r["cpus"], r["threads"]) for r in rows} == {(1, 1), (2, 2)}
     assert len(rows) == 2 * 2 * 2  # models × CPU counts × repetitions
@@ -38,7 +39,7 @@ def test_experiment_two_quick(tmp_path):
     pytest.importorskip("torch")
     from experiments.exp2_pytorch.run import main
 
-    rows = main(["--quick", "--out", str(tmp_path), "--models-dir", str(tmp_path / "models")])
+    rows = main(["--quick", "--backend", "local", "--out", str(tmp_path), "--models-dir", str(tmp_path / "models")])
     assert {r["status"] for r in rows} == {"ok"}
     assert {r["iterations"] for r in rows if "_3d" in r["model"]} == {5}
     for r in rows:
@@ -79,3 +80,38 @@ def test_an_unstable_reference_is_measured_again_and_the_steadiest_kept():
     kept = fresh[record["sha256"]]
     assert kept["remeasured"] >= 1 and saved[-1] is kept and kept["latency_ms"]["iqr"] < kept["latency_ms"]["median"]
     assert kept["model_card"]["macs"] > 0  # a re-measurement is a whole record, card included
+
+
+def test_the_export_cache_serves_the_same_file_and_is_keyed_by_code_packages_and_arguments(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from experiments.zoo import cache
+    from tests.conftest import ROOT
+
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|skip_connect~2|"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def export(out):
+        done = subprocess.run([sys.executable, "-m", "experiments.zoo", f"nb201:{arch}", "--formats", "onnx",
+                               "--out", str(tmp_path / out)], cwd=ROOT, capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        (path,) = (tmp_path / out).glob("*.onnx")
+        return path
+
+    first = export("a")
+    (kept,) = (tmp_path / "cache" / "edge-profiler" / "zoo").glob("*/*.onnx")
+    assert kept.read_bytes() == first.read_bytes() and not list(kept.parent.glob("*.tmp"))
+    kept.write_bytes(b"the cached copy")  # what the second export returns is the cache's file, not a new export
+    assert export("b").read_bytes() == b"the cached copy"
+    monkeypatch.setenv("XDG_CACHE_HOME", env["XDG_CACHE_HOME"])
+    monkeypatch.setenv("EDGE_PROFILER_EXPORT_CACHE", "0")  # off: made again, and nothing new is kept
+    made = cache.make(kept.parent.name, str(tmp_path / first.name), lambda tmp: open(tmp, "wb").write(b"new"))
+    assert open(made, "rb").read() == b"new" and kept.read_bytes() == b"the cached copy"
+    # The key moves with the exporter's source, a package version and each argument, and with nothing else.
+    base = cache.key(("experiments.zoo.nb201",), ("torch",), arch, 0)
+    assert base == cache.key(("experiments.zoo.nb201",), ("torch",), arch, 0)
+    assert len({base, cache.key(("experiments.zoo.nb201",), ("torch",), arch, 1),
+                cache.key(("experiments.zoo.image",), ("torch",), arch, 0),
+                cache.key(("experiments.zoo.nb201",), ("onnx",), arch, 0)}) == 4

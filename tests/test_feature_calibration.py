@@ -97,16 +97,16 @@ def test_never_more_coefficients_than_references_minus_two():
 def test_nb201_pi5_small(tmp_path):
     from experiments.nb201_pi5.run import main
 
-    table = main(["--dataset", DATASET, "--networks", "40", "--draws", "10", "--ks", "10",
+    table = main(["--dataset", DATASET, "--networks", "30", "--draws", "10", "--ks", "10",
                   "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
     features = table[("latency", 10, "features")]
     assert features["within10"] >= 85.0, features
-    assert "40 of the 40 networks were profiled by this run" in (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "30 of the 30 networks were profiled by this run" in (tmp_path / "out" / "RESULTS.md").read_text()
     assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "calibrate_example" / "calib_auto.json").exists()
-    again = main(["--dataset", DATASET, "--networks", "40", "--draws", "10", "--ks", "10", "--no-example",
+    again = main(["--dataset", DATASET, "--networks", "30", "--draws", "10", "--ks", "10", "--no-example",
                   "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "again")])
-    assert "0 of the 40 networks were profiled by this run" in (tmp_path / "again" / "RESULTS.md").read_text()
+    assert "0 of the 30 networks were profiled by this run" in (tmp_path / "again" / "RESULTS.md").read_text()
     assert again[("latency", 10, "features")] == features  # the store's profiles, the same draws: the same fit
 
 

@@ -208,7 +208,10 @@ def test_an_interrupted_run_leaves_the_store_and_every_export_with_the_same_rows
     out = {kind: tmp_path / f"r.{kind}" for kind in ("json", "csv", "md")}
     db = tmp_path / "profiles.db"
     child = subprocess.Popen([sys.executable, "-m", "profiler.cli", "--backend", backend, "--store", str(db),
-                              "--retries", "0", "--iterations", "20000", "--json", str(out["json"]), "--csv",
+                              # each model is timed for 2 s on any host: the slow one is in flight when
+                              # the first is written, whatever the host's speed
+                              "--retries", "0", "--iterations", "20", "--target-ci", "0.0001", "--time-budget", "2",
+                              "--json", str(out["json"]), "--csv",
                               str(out["csv"]), "--markdown", str(out["md"]), models["onnx"], models["slow"]],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

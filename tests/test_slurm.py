@@ -94,10 +94,12 @@ def test_a_killed_sweep_run_again_profiles_only_what_is_missing(models, tmp_path
     paths = [str(cnn_onnx(tmp_path / f"r{i}.onnx", seed=i, channels=(8, 8 + i))) for i in range(3)]
     paths.append(models["slow"])
     db = tmp_path / "profiles.db"
+    # Every model is timed for 1 s on any host (an interval no run reaches, within a time budget): the
+    # slow one is still in flight when the other three are stored, whatever the host's speed.
     args = [sys.executable, "-m", "profiler.cli", "--env", ENV, "--backend", "slurm", "--slurm-folder",
-            str(tmp_path / "jobs"), "--store", str(db), "--iterations", "20"]
-    child = subprocess.Popen([*args, *paths, "--iterations", "20000"], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            str(tmp_path / "jobs"), "--store", str(db), "--iterations", "20", "--target-ci", "0.0001",
+            "--time-budget", "1", "--retries", "0"]  # one pass each: a stored shaky record is the rerun's job
+    child = subprocess.Popen([*args, *paths], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # the three small models are stored; the slow one is in flight
         if os.path.exists(db) and len(Store(str(db)).records()) == 3:
@@ -107,15 +109,16 @@ def test_a_killed_sweep_run_again_profiles_only_what_is_missing(models, tmp_path
     child.wait()
     assert len(Store(str(db)).records()) == 3
     served = store_served(db, 3)
-    done = run_cli("profile", *args[3:], paths[0], paths[1], paths[2], "--iterations", "20000", timeout=300)
+    done = run_cli("profile", *args[3:], paths[0], paths[1], paths[2], timeout=300)
     assert done.returncode == 0, done.stderr
     assert "slurm: cancelled 1 job(s) left by a profile that no longer runs" in done.stderr
     assert (served in done.stderr) if served else ("from the store (" not in done.stderr), done.stderr
     assert ("were unstable or disturbed; measuring them again" in done.stderr) == (served != "3 of 3 from the store")
     # the killed run's job files went with its job: the folder holds nothing, so it is gone
     assert not os.path.exists(tmp_path / "jobs"), os.listdir(tmp_path / "jobs")
-    served = store_served(db, 4)  # the same settings (iterations are part of the key); the slow one times out
-    done = run_cli("profile", *args[3:], *paths, "--iterations", "20000", "--timeout", "5", timeout=300)
+    served = store_served(db, 4)  # the same settings (they are part of the key): only the slow one runs
+    done = run_cli("profile", *args[3:], *paths, "--timeout", "30", timeout=300)
+    assert done.returncode == 0, done.stderr
     assert (served in done.stderr) if served else ("from the store (" not in done.stderr), done.stderr
     assert not our_jobs()
 

@@ -181,20 +181,39 @@ def write_data(x_test, y_test, path):
     return path
 
 
+NAMES = {"onnx": "digits_cnn.onnx", "tflite": "digits_cnn.tflite", "torchscript": "digits_cnn.pt",
+         "data": "digits_test.npz", "mlp_onnx": "digits_mlp.onnx", "mlp_tflite": "digits_mlp.tflite"}
+
+
 def build(folder, tflite=True, torchscript=False, mlp=False):
     """{"onnx", "tflite", "torchscript": the CNN's files (None when not asked for or without
-    TensorFlow), "mlp_onnx", "mlp_tflite": the perceptron's (with mlp), "data": the held-out .npz}."""
+    TensorFlow), "mlp_onnx", "mlp_tflite": the perceptron's (with mlp), "data": the held-out .npz}.
+
+    Files made before by the same code and packages come from the export cache (experiments.zoo.cache):
+    training is deterministic, so they are the same files."""
+    from experiments.zoo import cache
+
     os.makedirs(folder, exist_ok=True)
+    key = cache.key(("experiments.examples.digits",), ("torch", "onnx", "tensorflow", "scikit-learn", "numpy"), SEED)
+    wanted = ["onnx", "data"] + (["tflite"] if tflite else []) + (["torchscript"] if torchscript else [])
+    wanted += (["mlp_onnx"] + (["mlp_tflite"] if tflite else [])) if mlp else []
+    made = {kind: None for kind in ("onnx", "tflite", "torchscript", "data")}
+    made.update({kind: os.path.join(folder, NAMES[kind]) for kind in wanted})
+    if all(cache.fetch(key, made[kind]) for kind in wanted):
+        return made
     x_train, x_test, y_train, y_test = split()
     net = train_cnn(x_train, y_train)
-    made = {"onnx": write_cnn_onnx(net, os.path.join(folder, "digits_cnn.onnx")),
-            "tflite": write_cnn_tflite(net, os.path.join(folder, "digits_cnn.tflite")) if tflite else None,
-            "torchscript": write_cnn_torchscript(net, os.path.join(folder, "digits_cnn.pt")) if torchscript else None,
-            "data": write_data(x_test, y_test, os.path.join(folder, "digits_test.npz"))}
+    made = {"onnx": write_cnn_onnx(net, made["onnx"]),
+            "tflite": write_cnn_tflite(net, made["tflite"]) if tflite else None,
+            "torchscript": write_cnn_torchscript(net, made["torchscript"]) if torchscript else None,
+            "data": write_data(x_test, y_test, made["data"])}
     if mlp:
         model = train()[0]
-        made["mlp_onnx"] = write_onnx(model, os.path.join(folder, "digits_mlp.onnx"))
-        made["mlp_tflite"] = write_tflite(model, os.path.join(folder, "digits_mlp.tflite")) if tflite else None
+        made["mlp_onnx"] = write_onnx(model, os.path.join(folder, NAMES["mlp_onnx"]))
+        made["mlp_tflite"] = write_tflite(model, os.path.join(folder, NAMES["mlp_tflite"])) if tflite else None
+    for path in made.values():
+        if path:
+            cache.keep(key, path)
     return made
 
 

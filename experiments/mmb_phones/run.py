@@ -90,6 +90,12 @@ def export_models(names, folder, formats, progress=True):
     files = {"tflite": "{}.tflite", "tflite_int8": "{}_int8.tflite", "onnx": "{}.onnx", "pt": "{}.pt"}
     paths = {fmt: {n: os.path.join(folder, files[fmt].format(n)) for n in names} for fmt in formats}
     int8 = "tflite_int8" in formats
+    from experiments.zoo import cache
+
+    for fmt in ("tflite", "tflite_int8"):  # exported before by the same code: copied, no TensorFlow started
+        for n in names if fmt in formats else ():
+            if not os.path.exists(paths[fmt][n]):
+                cache.fetch(mmb.cache_key(n, fmt), paths[fmt][n])
     need_tflite = [n for n in names if any(not os.path.exists(paths[f][n]) for f in ("tflite", "tflite_int8")
                                            if f in formats)]
     if need_tflite:

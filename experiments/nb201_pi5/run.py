@@ -65,16 +65,20 @@ def draw_networks(rows, count, seed):
 
 
 def build_models(ids, rows, folder):
-    from experiments.zoo import export_onnx, nb201
+    """{arch id: ONNX path}; networks exported before by the same code come from the export cache."""
+    from experiments.zoo import cache
+
+    def export(arch_str, seed, path):
+        from experiments.zoo import export_onnx, nb201
+
+        export_onnx(nb201.build(arch_str, seed=seed), nb201.INPUT_SHAPE, path)
 
     os.makedirs(folder, exist_ok=True)
     paths = {}
     for i in ids:
         path = os.path.join(folder, f"nb201_{i:05d}.onnx")
-        if not os.path.exists(path):
-            export_onnx(nb201.build(rows[i]["arch_str"], seed=i), nb201.INPUT_SHAPE, path + ".tmp")
-            os.replace(path + ".tmp", path)
-        paths[i] = path
+        key = cache.key(("experiments.zoo.nb201", "experiments.zoo"), ("torch", "onnx"), rows[i]["arch_str"], i)
+        paths[i] = cache.make(key, path, lambda tmp, i=i: export(rows[i]["arch_str"], i, tmp))
     return paths
 
 

@@ -8,39 +8,45 @@ import os
 import sys
 
 from experiments import zoo
+from experiments.zoo import cache, keras_models
+
+
+# What each format's file depends on besides the model's name (experiments.zoo.cache keys).
+TORCH_SOURCES = ("experiments.zoo", "experiments.zoo.image", "experiments.zoo.video", "experiments.zoo.nb201",
+                 "profiler.runtimes.torch_adapter")
+EXPORTERS = {"onnx": (TORCH_SOURCES, ("torch", "onnx")), "pt": (TORCH_SOURCES, ("torch",)),
+             "tflite": (("experiments.zoo.keras_models",), ("tensorflow", "numpy"))}
+EXPORTERS["tflite_int8"] = EXPORTERS["tflite"]
+
+
+def cache_key(name, fmt):
+    modules, packages = EXPORTERS[fmt]
+    return cache.key(modules, packages, name, fmt)
 
 
 def export(name, formats, out, int8=False):
-    """Write the requested formats of one zoo model; returns {format: path}."""
+    """Write the requested formats of one zoo model; returns {format: path}. Files already there are
+    kept; files exported before by the same code and packages come from the export cache."""
     os.makedirs(out, exist_ok=True)
     stem = name.replace(":", "_").replace("|", "").replace("~", "")
     written = {}
     model, shape = (None, None)
     for fmt in formats:
-        path = os.path.join(out, f"{stem}.{fmt}")
-        if os.path.exists(path):
-            written[fmt] = path
-            continue
-        if fmt in ("onnx", "pt") and model is None:
-            model, shape = zoo.build(name)
-        if fmt == "onnx":
-            zoo.export_onnx(model, shape, path + ".tmp")
-        elif fmt == "pt":
-            zoo.export_torchscript(model, shape, path + ".tmp")
-        elif fmt == "tflite":
-            from experiments.zoo import keras_models
+        def write(tmp, fmt=fmt):
+            nonlocal model, shape
+            if fmt in ("onnx", "pt") and model is None:
+                model, shape = zoo.build(name)
+            if fmt == "onnx":
+                zoo.export_onnx(model, shape, tmp)
+            elif fmt == "pt":
+                zoo.export_torchscript(model, shape, tmp)
+            else:
+                keras_models.export_tflite(name, tmp, int8=False)
 
-            keras_models.export_tflite(name, path + ".tmp", int8=False)
-        os.replace(path + ".tmp", path)
-        written[fmt] = path
+        written[fmt] = cache.make(cache_key(name, fmt), os.path.join(out, f"{stem}.{fmt}"), write)
     if int8 and "tflite" in formats:
-        from experiments.zoo import keras_models
-
-        path = os.path.join(out, f"{stem}_int8.tflite")
-        if not os.path.exists(path):
-            keras_models.export_tflite(name, path + ".tmp", int8=True)
-            os.replace(path + ".tmp", path)
-        written["tflite_int8"] = path
+        written["tflite_int8"] = cache.make(cache_key(name, "tflite_int8"), os.path.join(out, f"{stem}_int8.tflite"),
+                                            lambda tmp: keras_models.export_tflite(name, tmp, int8=True))
     return written
 
 

@@ -119,11 +119,28 @@ def export_tflite(name, path, int8=False, seed=0):
     return convert(tf, converter, shape, path, int8, seed, integer_io=False, samples=4)
 
 
+# What each format's file depends on besides the network's name (experiments.zoo.cache keys).
+EXPORTERS = {"tflite": (("experiments.zoo.mmb", "experiments.zoo.keras_models"),
+                        ("tensorflow", "tf-keras", "tf2cv", "numpy")),
+             "onnx": (("experiments.zoo.mmb", "experiments.zoo", "profiler.runtimes.torch_adapter"),
+                      ("torch", "pytorchcv", "onnx"))}
+EXPORTERS["tflite_int8"] = EXPORTERS["tflite"]
+EXPORTERS["pt"] = EXPORTERS["onnx"]
+
+
+def cache_key(name, fmt, seed=0):
+    from experiments.zoo import cache
+
+    modules, packages = EXPORTERS[fmt]
+    return cache.key(modules, packages, name, fmt, seed)
+
+
 def export(name, formats, folder, int8=False):
     """Write the requested formats ('onnx', 'pt', 'tflite') of one network; returns {format: path}.
 
-    Files already there are kept, so an interrupted export resumes."""
-    from experiments.zoo import export_onnx, export_torchscript
+    Files already there are kept, so an interrupted export resumes; files exported before by the same
+    code and packages come from the export cache (experiments.zoo.cache)."""
+    from experiments.zoo import cache, export_onnx, export_torchscript
 
     os.makedirs(folder, exist_ok=True)
     written, model = {}, None
@@ -131,16 +148,16 @@ def export(name, formats, folder, int8=False):
     if int8:
         wanted.append(("tflite_int8", f"{name}_int8.tflite"))
     for fmt, filename in wanted:
-        path = os.path.join(folder, filename)
-        if not os.path.exists(path):
+        def write(tmp, fmt=fmt):
+            nonlocal model
             if fmt in ("onnx", "pt") and model is None:
                 model = build_torch(name)
             if fmt == "onnx":
-                export_onnx(model, INPUT_SHAPE, path + ".tmp")
+                export_onnx(model, INPUT_SHAPE, tmp)
             elif fmt == "pt":
-                export_torchscript(model, INPUT_SHAPE, path + ".tmp")
+                export_torchscript(model, INPUT_SHAPE, tmp)
             else:
-                export_tflite(name, path + ".tmp", int8=fmt == "tflite_int8")
-            os.replace(path + ".tmp", path)
-        written[fmt] = path
+                export_tflite(name, tmp, int8=fmt == "tflite_int8")
+
+        written[fmt] = cache.make(cache_key(name, fmt), os.path.join(folder, filename), write)
     return written
