@@ -109,7 +109,7 @@ def record_features(record):
 
 def _nnls_intercept(A, y, ridge):
     """min ||A·w + b − y||² + ridge·||w||², w ≥ 0, b free (centering removes b)."""
-    from scipy.optimize import lsq_linear
+    from scipy.optimize import nnls
 
     a_mean, y_mean = A.mean(axis=0), y.mean()
     centred = A - a_mean
@@ -117,9 +117,8 @@ def _nnls_intercept(A, y, ridge):
     if ridge:
         centred = np.vstack([centred, np.sqrt(ridge) * np.eye(A.shape[1])])
         target = np.concatenate([target, np.zeros(A.shape[1])])
-    w = np.linalg.lstsq(centred, target, rcond=None)[0]
-    if np.any(w < 0):  # the unconstrained optimum is the answer whenever it is feasible
-        w = lsq_linear(centred, target, bounds=(0, np.inf), method="bvls").x
+    # Lawson–Hanson: the unconstrained optimum whenever that is feasible, the constrained one otherwise
+    w = nnls(centred, target, maxiter=100 * A.shape[1])[0]
     return w, float(y_mean - a_mean @ w)
 
 

@@ -34,10 +34,10 @@ def browse(browser, page, folder):
               "--disable-component-update", "--no-first-run", "--disable-sync", "--hide-scrollbars",
               f"--user-data-dir={os.path.join(folder, 'profile')}", "--window-size=1280,1600"]
     url = "file://" + os.path.abspath(page)
-    dom = subprocess.run(common + [f"--log-net-log={netlog}", "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    subprocess.run(common + [f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    # one load gives all three: the DOM on stdout, the screenshot and the net log in files
+    dom = subprocess.run(common + [f"--log-net-log={netlog}", f"--screenshot={shot}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0 and os.path.isfile(shot), dom.stderr[-2000:]
     return dom.stdout, page_requests(netlog), shot
 
 
