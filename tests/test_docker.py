@@ -92,7 +92,7 @@ def test_three_runtimes_in_containers(docker_backend, models, tmp_path):
 @pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "experiments", "examples", "tiny_cnn.pt")), reason="no model")
 def test_torchscript_in_a_container(docker_backend, models, tmp_path):
     pytest.importorskip("torch")
-    done, (record,) = docker_profile(tmp_path, models["torch"], "--iterations", 10)
+    done, (record,) = docker_profile(tmp_path, models["torch"], "--iterations", 10, "--retries", 0)  # the run, once
     assert record["status"] == "ok", record["error"]
     assert labelled() == []
 

@@ -18,8 +18,8 @@ from calibration import core  # noqa: E402
 def candidates(tmp_path_factory):
     """{"records", "json", "paths", "folder"}: host profiles of 16 models with different operator mixes."""
     import profiler
-    from experiments import zoo
     from experiments.examples import digits
+    from experiments.zoo.__main__ import export
     from experiments.examples.models import cnn_onnx
 
     folder = tmp_path_factory.mktemp("candidates")
@@ -28,8 +28,7 @@ def candidates(tmp_path_factory):
              for size in (32, 48, 64, 96) for c in (8, 16, 24)]
     paths.append(digits.write_onnx(digits.train()[0], str(folder / "digits_mlp.onnx")))
     for name in ("mobilenet_v2_0.25", "mobilenet_v2_0.5", "squeezenet1_1"):
-        model, shape = zoo.build(name)
-        paths.append(str(zoo.export_onnx(model, shape, folder / f"{name}.onnx")))
+        paths.append(export(name, ["onnx"], str(folder))["onnx"])
     target = profiler.Target.from_env(None, backend="local", iterations=10, warmup=2)
     results = profiler.profile(paths, target, store=None, retries=0)
     assert all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
