@@ -224,6 +224,10 @@ def claims(rows, models, cpus_done, latency_metric="mean_ms"):
         lines.append("1–2. Only one CPU count could run on this host, so ranking stability and the "
                      "memory-against-threads claim could not be checked.")
     cvs = {k: v[1] / v[0] for k, v in latency.items() if v[0] and v[2] > 1}
+    if not cvs:
+        lines.append("3. **Run-to-run variance** could not be checked: every configuration ran once "
+                     "(give --repetitions 2 or more).")
+        return lines
     noisy = sorted((k for k, cv in cvs.items() if cv > 0.02), key=lambda k: -cvs[k])
     lines.append(f"3. **Run-to-run variance.** Coefficient of variation of the {latency_metric.replace('_ms', '')} "
                  f"latency over the repetitions: median **{100 * statistics.median(cvs.values()):.2f}%**, "

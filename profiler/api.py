@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from profiler.config import ConfigError, TargetDevice
 from profiler.errors import ProfileError
-from profiler.harness import printable
+from profiler.files import printable
 
 
 class Results(list):
@@ -246,6 +246,12 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     return results
 
 
+def as_given(record, shown):
+    """The record of a file reached through a UTF-8 link (shown: {link: name as given, its bytes
+    shown as \\xNN}) named as given; any other record as it is."""
+    return dict(record, path=shown[record["path"]]) if record.get("path") in (shown or {}) else record
+
+
 def _profile(groups, target, runtime, store, remeasure, calibration, force, progress, notice, warn, on_result,
              keep_backend, retries, variants, reference, shown):
     from profiler import report, stability
@@ -290,9 +296,8 @@ def _profile(groups, target, runtime, store, remeasure, calibration, force, prog
     finally:
         if opened:
             store.close()
-    for i, record in enumerate(results):  # a file reached through a UTF-8 link is named as given
-        if record.get("path") in shown:
-            results[i] = dict(record, path=shown[record["path"]])
+    for i, record in enumerate(results):
+        results[i] = as_given(record, shown)
     for record in results:
         if record.get("path") in variant_of:
             record["variant"] = {k: v for k, v in variant_of[record["path"]].items() if k != "_source"}
@@ -377,8 +382,8 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
             except StoreError as exc:  # the measurement stands; the store is reported once, at the end
                 results.store_error = str(exc)
 
-    def public(record):  # a file reached through a UTF-8 link is named as given, its bytes shown as \xNN
-        return dict(record, path=shown[record["path"]]) if record.get("path") in (shown or {}) else record
+    def public(record):
+        return as_given(record, shown)
 
     def one(record):
         if choice is not None:

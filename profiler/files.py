@@ -173,6 +173,11 @@ def cache_folder(*parts):
 NAMES_PREFIX = "edge-profiler-names-"
 
 
+def printable(path):
+    """A path as text: bytes that are not UTF-8 (a Latin-1 name, say) shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def is_utf8_name(path):
     try:
         os.fspath(path).encode("utf-8")
@@ -201,7 +206,7 @@ def utf8_names(paths):
             if is_utf8_name(path):
                 mapping[path] = path
                 continue
-            shown = os.fsencode(os.path.basename(path)).decode("utf-8", "backslashreplace")
+            shown = printable(os.path.basename(path))
             slot = os.path.join(folder, str(i))  # two odd names may show alike
             os.mkdir(slot)
             os.symlink(os.path.realpath(path), os.path.join(slot, shown))

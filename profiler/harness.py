@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a file on a device: make the package imp
     __package__ = "profiler"
 
 from profiler import __version__
-from profiler.files import check_writable, sha256_of, write_atomic
+from profiler.files import check_writable, printable, sha256_of, write_atomic
 from profiler.runtimes import ModelError, adapter, make_inputs, parse_input_shapes, resolve_shapes, runtime_for
 
 RESULT_VERSION = 1  # bump when a field changes meaning; profiler.store upgrades old rows
@@ -543,11 +543,6 @@ def one_line(text, limit=600):
 
 
 # ---------------------------------------------------------------- supervisor
-
-def printable(path):
-    """A path as text: bytes that are not UTF-8 (a Latin-1 name, say) shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
 
 def model_name(path):
     """The file stem, printable."""

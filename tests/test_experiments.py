@@ -39,12 +39,14 @@ def test_experiment_two_quick(tmp_path):
     pytest.importorskip("torch")
     from experiments.exp2_pytorch.run import main
 
-    rows = main(["--quick", "--backend", "local", "--out", str(tmp_path), "--models-dir", str(tmp_path / "models")])
+    rows = main(["--quick", "--backend", "local", "--repetitions", "1", "--out", str(tmp_path), "--models-dir",
+                 str(tmp_path / "models")])
     assert {r["status"] for r in rows} == {"ok"}
     assert {r["iterations"] for r in rows if "_3d" in r["model"]} == {5}
     for r in rows:
         assert r["mean_rss_mb"] > 0 and r["total_runtime_s"] > 0 and r["peak_memory_mb"] > 0
     assert os.path.exists(tmp_path / "RESULTS.md") and os.path.exists(tmp_path / "results.csv")
+    assert "every configuration ran once (give --repetitions 2 or more)" in (tmp_path / "RESULTS.md").read_text()
 
 
 def test_swapped_pairs_are_weighed_against_the_noise():
@@ -90,7 +92,7 @@ def test_the_export_cache_serves_the_same_file_and_is_keyed_by_code_packages_and
     from tests.conftest import ROOT
 
     arch = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|skip_connect~2|"
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), EDGE_PROFILER_EXPORT_CACHE="1")
 
     def export(out):
         done = subprocess.run([sys.executable, "-m", "experiments.zoo", f"nb201:{arch}", "--formats", "onnx",
