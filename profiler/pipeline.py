@@ -8,8 +8,7 @@ from profiler.api import ProfileError, check_models
 from profiler.api import profile as profile_models
 from profiler.config import ConfigError, TargetDevice
 from profiler.escape import printable_text
-from profiler.files import check_writable, clobbered_input, is_special
-from profiler.files import printable
+from profiler.files import check_writable, clobbered_input, is_special, printable
 
 
 PipelineError = ProfileError  # the command's name for the API's one-line error

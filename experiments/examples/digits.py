@@ -203,14 +203,16 @@ def build(folder, tflite=True, torchscript=False, mlp=False):
         return made
     x_train, x_test, y_train, y_test = split()
     net = train_cnn(x_train, y_train)
-    made = {"onnx": write_cnn_onnx(net, made["onnx"]),
-            "tflite": write_cnn_tflite(net, made["tflite"]) if tflite else None,
-            "torchscript": write_cnn_torchscript(net, made["torchscript"]) if torchscript else None,
-            "data": write_data(x_test, y_test, made["data"])}
+    made.update(onnx=write_cnn_onnx(net, made["onnx"]), data=write_data(x_test, y_test, made["data"]))
+    if tflite:
+        made["tflite"] = write_cnn_tflite(net, made["tflite"])
+    if torchscript:
+        made["torchscript"] = write_cnn_torchscript(net, made["torchscript"])
     if mlp:
         model = train()[0]
-        made["mlp_onnx"] = write_onnx(model, os.path.join(folder, NAMES["mlp_onnx"]))
-        made["mlp_tflite"] = write_tflite(model, os.path.join(folder, NAMES["mlp_tflite"])) if tflite else None
+        made["mlp_onnx"] = write_onnx(model, made["mlp_onnx"])
+        if tflite:
+            made["mlp_tflite"] = write_tflite(model, made["mlp_tflite"])
     for path in made.values():
         if path:
             cache.keep(key, path)
