@@ -65,11 +65,17 @@ class Calibration:
     def predict(self, results, *, force=False, device_ram=None):
         """A DataFrame of predicted device figures, one row per model of `results` (records, `Results`,
         a `profile --json` path or a `Store`): model, predicted_<metric>, its _low/_high 95% interval,
-        the extrapolation flag and the operator-mix flag."""
+        the extrapolation flag, the operator-mix flag, `bounded` (a fit that would have crossed zero
+        there) and `no_prediction` (why a row has none). Raises CalibrationError when no row can be
+        predicted."""
         import pandas as pd
 
-        rows = [prediction_row(r) for r in self.annotate(results, force=force, device_ram=device_ram)]
-        return pd.DataFrame(rows)
+        records = self.annotate(results, force=force, device_ram=device_ram)
+        if not any(r.get("prediction") for r in records):
+            reasons = sorted({r.get("no_prediction") or f"status {r.get('status')}" for r in records})
+            raise CalibrationError("no prediction for any of the " + f"{len(records)} record(s): "
+                                   + ("; ".join(reasons[:3]) if reasons else "no records"))
+        return pd.DataFrame([prediction_row(r) for r in records])
 
     def save(self, path):
         """Write the calibration JSON (atomically), as `calibrate --out` does."""
@@ -118,6 +124,8 @@ def prediction_row(record):
             row["exceeds_device_ram"] = p["exceeds_device_ram"]
     row["extrapolated"] = flags
     row["outside_mix"] = ", ".join(sorted(mix)) or None
+    row["bounded"] = any(bool(p.get("bounded")) for p in (record.get("prediction") or {}).values())
+    row["no_prediction"] = record.get("no_prediction")
     if record.get("status") != "ok":
         row["error"] = record.get("error")
     return row
@@ -198,7 +206,7 @@ def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=N
 
 def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=None, metrics=None, fmt="auto",
         model=None, threads=None, device_ram=None, start=None, end=None, prior="auto", device_target=None,
-        skip_unsteady=False):
+        skip_unsteady=False, force=False):
     """Fit device ≈ f(host) per metric and thread count, as `calibrate` does; returns a `Calibration`.
 
     device: a device log path (CSV, harness JSON, benchmark_model, onnxruntime_perf_test, jtop), a list of
@@ -206,7 +214,8 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
     host: the host profiles: `profiler.profile`'s results, a `profile --json`/`--csv` path, a `Store` or a
     store path; None reads the store at `store`. method: auto, ols, robust, loglinear, relative, features.
     skip_unsteady: leave out references whose host figure is flagged unstable or disturbed (they are
-    named in a warning either way).
+    named in a warning either way). force: keep a fit on fewer than 3 references (unchecked: no
+    leave-one-out error, no interval); refused without it.
     """
     from calibration import core
     from calibration.importers import DeviceLogError
@@ -226,7 +235,8 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
              if r.get("status", "ok") == "ok" and not r.get("native_device")]
     if not hosts:
         raise CalibrationError("no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
-    data = core.build(rows, hosts, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady)
+    data = core.build(rows, hosts, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady,
+                      force=bool(force))
     return Calibration(data, warnings(data))
 
 

@@ -55,6 +55,9 @@ def fit_parser():
     parser.add_argument("--skip-unsteady", action="store_true",
                         help="leave out references whose host figure is flagged unstable or disturbed (they are "
                              "named in a warning either way)")
+    parser.add_argument("--force", action="store_true",
+                        help="keep a fit on fewer than 3 references, which no leave-one-out error or interval can "
+                             "check (refused without it)")
     parser.add_argument("--metric", action="append", help="fit only this device metric (repeatable)")
     parser.add_argument("--device-name", default="device", help="label for the figures")
     parser.add_argument("--out", metavar="FILE", help="write the calibration JSON here")
@@ -166,7 +169,7 @@ def fit(opts):
     calibration = api.fit(opts.device or None, opts.host, method=opts.method, store=opts.store, runtime=opts.runtime,
                           metrics=opts.metric, fmt=opts.format, model=opts.model, threads=opts.threads,
                           device_ram=opts.device_ram, start=opts.start, end=opts.end, prior=opts.prior,
-                          device_target=opts.device_target, skip_unsteady=opts.skip_unsteady)
+                          device_target=opts.device_target, skip_unsteady=opts.skip_unsteady, force=opts.force)
     for line in report.fit_table(calibration.data):
         print(printable_text(line))
     for line in calibration.warnings:

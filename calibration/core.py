@@ -424,9 +424,10 @@ def _fit_group(names, records, x, y, method, prior="auto", nested_loo=True):
         errors[candidate] = auto_score(candidates[candidate])
     chosen = auto_choice(errors)
     fit = candidates[chosen]
-    fit["auto"] = {"chose": chosen, "loo_mape": errors,
+    fit["auto"] = {"chose": chosen, "loo_mape": {m: (e if np.isfinite(e) else None) for m, e in errors.items()},
                    "why": f"leave-one-out MAPE on the {len(y)} references: "
-                          + ", ".join(f"{m} {e:.2f}%" for m, e in errors.items())
+                          + ", ".join(f"{m} {e:.2f}%" if np.isfinite(e) else f"{m} n/a (not checkable)"
+                                      for m, e in errors.items())
                           + " (features: its selected features held fixed)"
                           + f"; a richer method must be {100 * (1 - AUTO_MARGIN):.0f}% better to be chosen"}
     return fit
@@ -438,10 +439,11 @@ def fit_label(fit):
     return f"{fit['metric']} at {fit['threads']} threads" + (f", {fit['precision']}" if fit.get("precision") else "")
 
 
-def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False, short=None):
+def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False, short=None, force=False):
     """The fits, one per metric, thread count and (by_precision) precision. With by_precision a
     precision with fewer than MIN_INTERVALS references gets no fit and is named in `short` (a list),
-    unless no precision has enough."""
+    unless no precision has enough. A fit on fewer than MIN_INTERVALS references cannot be checked and
+    is refused unless forced."""
     groups = defaultdict(list)
     for row, record in pairs:
         for metric, device in row.metrics.items():
@@ -466,6 +468,10 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False,
         if len(items) < MIN_FIT:
             raise CalibrationError(f"{where}: {len(items)} matched model; a fit needs at "
                                    f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
+        if len(items) < MIN_INTERVALS and not force:
+            raise CalibrationError(f"{where}: only {len(items)} matched references; a fit needs at least "
+                                   f"{MIN_INTERVALS} to be checked (leave-one-out error, prediction intervals): "
+                                   "measure more models on the device, or --force to keep an unchecked fit")
         names, records, x, y = zip(*items)
         if len(set(x)) == 1:
             raise CalibrationError(f"{where}: all {len(x)} references have the same host "
@@ -515,7 +521,7 @@ def next_reference(names, records, x, y, method, prior="auto"):
 
 
 def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=None, prior="auto",
-          skip_unsteady=False):
+          skip_unsteady=False, force=False):
     """The calibration dict. References whose host figure is flagged unstable or disturbed are named
     in `unsteady`, and left out with skip_unsteady."""
     from profiler.stability import shaky
@@ -539,7 +545,7 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
             prior = load_prior(f"{runtimes[0]}->{device_runtimes[0]}") or prior
     precisions = sorted({r.get("precision") for _, r in pairs if r.get("precision")})
     short = []  # precisions with too few references for a fit of their own
-    fits = fit_all(pairs, method, metrics, prior, by_precision=len(precisions) > 1, short=short)
+    fits = fit_all(pairs, method, metrics, prior, by_precision=len(precisions) > 1, short=short, force=force)
     return {
         "precision": precisions[0] if len(precisions) == 1 else None, "precisions": precisions,
         "per_precision": len(precisions) > 1, "precisions_without_fit": short,
@@ -624,30 +630,95 @@ def predict_value(fit, host, record=None):
         value = float(model.predict(feature_matrix([record], spec["features"]))[0])
     else:
         value = float(fitters.LinearCalibration.from_dict(spec).predict(np.array([[host]]))[0])
-    out = {"value": value, "host": host, "extrapolated": not (fit["host_range"][0] <= host <= fit["host_range"][1])}
+    low_edge, high_edge = fit["host_range"]
+    value, bound = bounded_value(fit, host, value)
+    out = {"value": value, "host": host, "extrapolated": not (low_edge <= host <= high_edge)}
+    if bound:
+        out["bounded"] = bound
     unseen = outside_mix(fit, record)
     if unseen:
         out["outside_mix"] = unseen
     state = fit.get("interval")
     spread = relative_spread(fit)
-    if state and spread is not None and value > 0:
+    widen = extrapolation_factor(fit, host, record)
+    if widen > 1:
+        out["interval_widened"] = round(widen, 4)
+    if state and spread is not None:
         # Relative, as the error is: the references' leave-one-out spread and the host figure's own
-        # uncertainty (its median's 95% interval, scaled by how much the fit passes it on), combined.
+        # uncertainty (its median's 95% interval, scaled by how much the fit passes it on), combined,
+        # and widened by how far the model lies outside the references (range and operator mix).
         host_rel = host_uncertainty(record, fit.get("metric", "latency_ms")) if record else 0.0
         elasticity = 1.0
-        if spec["kind"] == "linear" and fit.get("a") is not None:
+        if spec["kind"] == "linear" and fit.get("a") is not None and not bound:
             elasticity = min(1.0, abs(fit["a"] * host / value))
-        total = float(np.hypot(spread, elasticity * host_rel))
+        total = widen * float(np.hypot(spread, elasticity * host_rel))
         out["low"], out["high"] = value * float(np.exp(-state["t"] * total)), value * float(np.exp(state["t"] * total))
         out["host_uncertainty"] = round(host_rel, 6)
-    elif state:
+    elif state and state.get("space") in ("linear", "log"):
         x0 = np.log(host) if state["space"] == "log" else host
-        half = state["t"] * state["s"] * np.sqrt(1 + 1 / state["n"] + (x0 - state["x_mean"]) ** 2 / state["sxx"])
-        if state["space"] == "log":
-            out["low"], out["high"] = value * float(np.exp(-half)), value * float(np.exp(half))
-        else:
-            out["low"], out["high"] = value - float(half), value + float(half)
+        half = widen * state["t"] * state["s"] * np.sqrt(1 + 1 / state["n"] + (x0 - state["x_mean"]) ** 2 / state["sxx"])
+        if state["space"] == "linear":
+            half = half / value  # as a share of the value, so that the interval stays above zero
+        out["low"], out["high"] = value * float(np.exp(-half)), value * float(np.exp(half))
     return out
+
+
+BOUNDED_ORIGIN = "below the references, continued through the origin from the lowest reference"
+BOUNDED_NEAREST = "at or below zero, replaced by the nearest reference's device/host ratio"
+
+
+def bounded_value(fit, host, value):
+    """(value, how it was bounded or None). A device figure is positive: below the references' host
+    range a line with a negative intercept would cross zero, so there it is continued through the
+    origin from its value at the lowest reference (the device/host ratio there); a figure still at or
+    below zero (any fit) takes the device/host ratio of the reference nearest in host value. With
+    neither, the fit cannot predict this model (CalibrationError)."""
+    spec = fit["model"]
+    low_edge = fit["host_range"][0]
+    bound = None
+    if spec["kind"] == "linear" and spec.get("method") != "loglinear" and 0 < host < low_edge:
+        at_edge = float(fitters.LinearCalibration.from_dict(spec).predict(np.array([[low_edge]]))[0])
+        through_origin = host * at_edge / low_edge
+        if at_edge > 0 and through_origin > value:
+            value, bound = through_origin, BOUNDED_ORIGIN
+    if not (np.isfinite(value) and value > 0):
+        references = [r for r in fit.get("references") or []
+                      if isinstance(r, dict) and _positive(r.get("host")) and _positive(r.get("device"))]
+        if host is None or not host > 0 or not references:
+            raise CalibrationError(f"the {fit_label_safe(fit)} fit gives {value:.4g} for host value {host}, "
+                                   "and no reference ratio can bound it")
+        nearest = min(references, key=lambda r: abs(np.log(host / r["host"])))
+        value, bound = host * nearest["device"] / nearest["host"], BOUNDED_NEAREST
+    return float(value), bound
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value > 0
+
+
+def fit_label_safe(fit):
+    try:
+        return fit_label(fit)
+    except (KeyError, TypeError):
+        return "calibration"
+
+
+def extrapolation_factor(fit, host, record=None):
+    """How much wider a prediction interval is than at the references: 1 inside their host range
+    and operator mix, plus the distance outside the range in natural-log units (×e away: +1) and the
+    largest share of the model's MACs that no reference covers (a class at 100% that no reference
+    has: +1)."""
+    low_edge, high_edge = fit["host_range"]
+    distance = 0.0
+    if host and host > 0 and low_edge > 0:
+        distance = max(0.0, float(np.log(low_edge / host)), float(np.log(host / high_edge)))
+    mix, cover = operator_mix(record), fit.get("mix")
+    excess = 0.0
+    if mix and isinstance(cover, dict):
+        for cls in outside_mix(fit, record):
+            seen = (cover.get(cls) or {}).get("share", 0.0)
+            excess = max(excess, mix[cls] - seen)
+    return 1.0 + distance + excess
 
 
 def relative_spread(fit):
@@ -699,8 +770,16 @@ class Predictor:
         return min(fits, key=lambda f: abs(f["threads"] - threads)) if self.force else None
 
     def annotate(self, record):
+        """The record with `prediction` added, or with `no_prediction` saying why it has none."""
         if record.get("status") != "ok":
             return record
+        record.pop("no_prediction", None)
+        why = self._annotate(record)
+        if why and not record.get("prediction"):
+            record["no_prediction"] = why
+        return record
+
+    def _annotate(self, record):
         runtime = self.calibration.get("runtime")
         if runtime and record.get("runtime") != runtime:
             key = ("runtime", record.get("runtime"))
@@ -709,7 +788,7 @@ class Predictor:
                 self.warn(f"warning: the calibration was made for runtime {runtime}, not {record.get('runtime')}"
                           + ("; predicting anyway (--force)" if self.force else "; use --force to predict anyway"))
             if not self.force:
-                return record
+                return f"the calibration is for runtime {runtime}, not {record.get('runtime')} (--force)"
         precision = self.calibration.get("precision")
         if precision and record.get("precision") and record["precision"] != precision:
             key = ("precision", record["precision"])
@@ -720,7 +799,7 @@ class Predictor:
                           + ("; predicting anyway (--force)" if self.force else
                              "; use --force to predict anyway, or calibrate on references of that precision"))
             if not self.force:
-                return record
+                return f"the calibration was fitted on {precision} references, not {record['precision']} (--force)"
         fitted = {f.get("precision") for f in self.calibration["fits"]}
         if self.calibration.get("per_precision") and record.get("precision") not in fitted:
             key = ("precision", record.get("precision"))
@@ -732,23 +811,33 @@ class Predictor:
                                                         if self.force else "; use --force to predict anyway, or "
                                                         "calibrate on references of that precision"))
             if not self.force:
-                return record
+                return (f"the calibration has fits for {', '.join(sorted(p for p in fitted if p))} references, not "
+                        f"{record.get('precision') or 'an unknown precision'} (--force)")
         threads = int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)
-        prediction = {}
+        prediction, why = {}, []
         for metric in ("latency_ms", "peak_memory_mb", "energy_mj"):
             fit = self._fit(metric, threads, record.get("precision"))
             host = host_value(record, metric)[0] if fit else None
-            if fit and host is not None and (host > 0 or fit["method"] != "loglinear"):
+            if fit and _positive(host):
                 try:
                     prediction[metric] = predict_value(fit, host, record)
                 except CalibrationError as exc:
                     self.warn(f"warning: no {metric} prediction: {exc}")
+                    why.append(f"{metric}: {exc}")
+            elif fit:
+                why.append(f"{metric}: no positive host figure")
+        if not any(f["metric"] in ("latency_ms", "peak_memory_mb", "energy_mj") and f["threads"] == threads
+                   for f in self.calibration["fits"]) and not prediction:
+            have = sorted({f["threads"] for f in self.calibration["fits"]})
+            why.insert(0, f"the calibration has fits for {', '.join(map(str, have))} thread(s), not {threads} "
+                          "(--force takes the nearest)")
         if self.device_ram_mb and "peak_memory_mb" in prediction:
             p = prediction["peak_memory_mb"]
             p["exceeds_device_ram"] = p["value"] > self.device_ram_mb
         if prediction:
             record["prediction"] = prediction
-        return record
+            return None
+        return "; ".join(why) or "no fit of the calibration applies"
 
     def mix_advice(self, records):
         """Warnings for predictions outside the references' operator mix, each naming the class, the

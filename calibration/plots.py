@@ -7,12 +7,12 @@ import os
 
 import matplotlib
 
-matplotlib.use("Agg")
-matplotlib.rcParams["text.parse_math"] = False  # reference names are data: "$" is a dollar, not mathtext
+matplotlib.use("Agg")  # names are escaped by figure_text, so tick labels keep their mathtext
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from calibration import metrics as M  # noqa: E402
+from profiler.escape import figure_text  # noqa: E402
 
 LABELS = {"latency_ms": "latency (ms)", "peak_memory_mb": "peak memory (MiB)", "energy_mj": "energy (mJ)",
           "mean_memory_mb": "mean memory (MiB)", "power_mw": "power (mW)", "load_ms": "load time (ms)"}
@@ -92,7 +92,8 @@ def _prediction_panel(ax, fit, device_name, label):
     labelled, errors = _outliers(refs, measured, guess)
     names = []
     for number, i in enumerate(labelled, start=1):
-        names.append(f"{number}: {refs[i]['model']} ({100 * (guess[i] - measured[i]) / measured[i]:+.0f}%)")
+        names.append(f"{number}: {figure_text(refs[i]['model'], limit=40)} "
+                     f"({100 * (guess[i] - measured[i]) / measured[i]:+.0f}%)")
     more = int((errors > OUTLIER).sum()) - len(labelled)
     if names:
         text = "beyond ±10%:\n" + "\n".join(names) + (f"\n… {more} more" if more > 0 else "")
@@ -104,9 +105,10 @@ def _prediction_panel(ax, fit, device_name, label):
     ax.set_ylim(low, high)
     ax.set_aspect("equal", adjustable="box")
     precision = f", {fit['precision']}" if fit.get("precision") else ""
-    ax.set_title(f"{fit['threads']} thread(s){precision}, {fit['method']}\n{_score_line(fit, measured, fitted, loo)}", fontsize=8)
-    ax.set_xlabel(f"measured {device_name} {label}")
-    ax.set_ylabel(f"predicted {device_name} {label}")
+    ax.set_title(figure_text(f"{fit['threads']} thread(s){precision}, {fit['method']}") + "\n"
+                 + figure_text(_score_line(fit, measured, fitted, loo)), fontsize=8)
+    ax.set_xlabel(figure_text(f"measured {device_name} {label}", limit=80))
+    ax.set_ylabel(figure_text(f"predicted {device_name} {label}", limit=80))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left")
     return [(measured[i], guess[i]) for i in labelled]  # numbered once the layout is final
@@ -124,8 +126,8 @@ def _host_panel(ax, fit, device_name, label, host_label):
     ax.plot(line_x, LinearCalibration.from_dict(fit["model"]).predict(line_x[:, None]), color="tab:red",
             label=_equation(fit), zorder=2)
     ax.set_title("the fitted mapping", fontsize=8)
-    ax.set_xlabel(f"host {host_label}")
-    ax.set_ylabel(f"{device_name} {label}")
+    ax.set_xlabel(figure_text(f"host {host_label}", limit=80))
+    ax.set_ylabel(figure_text(f"{device_name} {label}", limit=80))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
 
@@ -163,7 +165,7 @@ def metric_figure(fits, metric, device_name="device"):
                 _host_panel(axes[row][1], fit, device_name, label, host_label)
             else:
                 axes[row][1].set_visible(False)
-    fig.suptitle(f"{device_name} {label}: predicted against measured")
+    fig.suptitle(figure_text(f"{device_name} {label}: predicted against measured", limit=100))
     fig.tight_layout()
     for ax, points in numbered:
         _place_numbers(ax, points)

@@ -8,7 +8,7 @@ EXTENSION = {"tflite": "tflite", "onnx": "onnx", "torch": "pt"}
 
 
 def _g(value, digits=4):
-    return "-" if value is None or value != value else f"{value:.{digits}g}"
+    return "-" if value is None or value != value or value in (float("inf"), float("-inf")) else f"{value:.{digits}g}"
 
 
 def fit_table(calibration):
@@ -16,8 +16,9 @@ def fit_table(calibration):
     header = ["metric", "threads"] + (["precision"] if split else []) + [
         "method", "n", "a", "b", "R²", "adj R²", "RMSE", "MAPE %", "LOO MAPE %", "ρ", "τ"]
     rows = [[f["metric"], f["threads"]] + ([f.get("precision") or "-"] if split else []) + [
-        f["method"], f["n"], _g(f["a"]), _g(f["b"]), f"{f['r2']:.4f}", f"{f['adj_r2']:.4f}", _g(f["rmse"]),
-        _g(f["mape"], 3), _g(f.get("loo_mape"), 3), _g(f["spearman"], 3), _g(f["kendall"], 3)]
+        f["method"], f["n"], _g(f["a"]), _g(f["b"])] + (
+        [f"{f['r2']:.4f}", f"{f['adj_r2']:.4f}", _g(f["rmse"]), _g(f["mape"], 3)] if f["n"] >= 3 else
+        ["unchecked"] * 4) + [_g(f.get("loo_mape"), 3), _g(f["spearman"], 3), _g(f["kendall"], 3)]
         for f in calibration["fits"]]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
@@ -52,8 +53,9 @@ def warnings(calibration):
                        f"{point['cooks_distance']:.2f} > 4/n = {4 / fit['n']:.2f}; it carries the fit "
                        f"(R² {fit['r2']:.4f} with it, {point['r2_without']:.4f} without). Add references near it.")
         if fit["n"] < 3:
-            out.append(f"WARNING: {fit_label(fit)}: only {fit['n']} references; "
-                       f"no LOOCV or prediction interval (needs 3)")
+            out.append(f"WARNING: {fit_label(fit)}: only {fit['n']} references (kept with --force); a line through "
+                       "two points fits them exactly, so its R² and MAPE say nothing, and no leave-one-out "
+                       "error or prediction interval can check it (needs 3)")
     if len(calibration.get("precisions") or []) > 1 and not calibration.get("per_precision"):
         out.append(f"WARNING: the references mix precisions ({', '.join(calibration['precisions'])}); one fit "
                    "spans them, so profile and calibrate each precision apart for predictions that hold")

@@ -25,7 +25,7 @@ def printable_text(text):
     return text if text.isprintable() else "".join(map(_escape, text))
 
 
-_MARKDOWN = re.compile(r"([\\`*|~\[\]])")  # "_" inside a word is literal in GitHub markdown
+_MARKDOWN = re.compile(r"([\\`*|~\[\]$])")  # "$": GitHub renders $…$ as math; "_" inside a word is literal
 
 
 def markdown_cell(text):
@@ -52,6 +52,14 @@ def from_csv_cell(value):
     return value
 
 
-def figure_text(text):
-    """Text for a matplotlib label: one printable line, '$' taken literally (no mathtext)."""
-    return printable_text(text).replace("$", r"\$")
+def figure_text(text, limit=None):
+    """Text for a matplotlib label: one printable line, '$' taken literally (no mathtext, while the
+    axes' own tick labels still render theirs), cut to `limit` characters with an ellipsis.
+
+    >>> print(figure_text("$x$ net", limit=5))
+    \\$x\\$ …
+    """
+    text = printable_text(text)
+    if limit and len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text.replace("$", r"\$")

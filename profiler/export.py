@@ -1,5 +1,5 @@
 """Exporters: one function per format, each writing atomically (temp file, then rename). Every
-format carries the flags (unstable, disturbed, remeasured, extrapolated, outside_mix) and the
+format carries the flags (unstable, disturbed, remeasured, extrapolated, outside_mix, bounded) and the
 intervals; CSV cells that a spreadsheet would run as formulas are neutralised."""
 
 import csv

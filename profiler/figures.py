@@ -41,8 +41,7 @@ def accuracy_front(records, folder, name="accuracy_front", budget_ms=None, min_a
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
-    matplotlib.rcParams["text.parse_math"] = False  # model names are data: "$" is a dollar, not mathtext
+    matplotlib.use("Agg")  # names are escaped by figure_text, so tick labels keep their mathtext
     import matplotlib.pyplot as plt
 
     return plt
@@ -51,7 +50,7 @@ def _pyplot():
 def front_figure(records, budget_ms=None, min_accuracy=None):
     """Accuracy against latency, one marker per model or variant (shape by precision), the latency's 95%
     interval as error bars, the front as a step line; None when no measured model has an accuracy."""
-    from profiler.escape import printable_text
+    from profiler.escape import figure_text
     from profiler.report import accuracy_score, front, ranking_interval, ranking_latency
 
     scored, on_front = front(records, budget_ms, min_accuracy)
@@ -78,9 +77,9 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
     ax.scatter(steps_x, steps_y, s=160, facecolors="none", edgecolors="tab:red", lw=1.2)  # a one-model front shows too
     labelled = scored if len(scored) <= MAX_LABELS else on_front  # beyond that, labels hide the markers
     for r in labelled:
-        text = printable_text(f"{r['model']} ({r.get('runtime')})")
+        text = figure_text(f"{r['model']} ({r.get('runtime')})", limit=40)
         point = (ranking_latency(r), sign * accuracy_score(r) * scale)
-        ax.annotate(text if len(text) <= 40 else text[:39] + "…", point, fontsize=7, xytext=(4, 4),
+        ax.annotate(text, point, fontsize=7, xytext=(4, 4),
                     textcoords="offset points", fontweight="bold" if any(r is f for f in on_front) else "normal")
     if budget_ms is not None:
         ax.axvline(budget_ms, color="grey", ls="--", lw=1, label=f"budget {budget_ms:g} ms")
@@ -95,15 +94,30 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right" if not regression else "upper right")
     n = scored[0]["accuracy"].get("n")
-    ax.set_title(printable_text(f"accuracy against latency: {len(on_front)} of {len(scored)} model(s) on the "
-                                f"front (circled), n={n} samples of {scored[0]['accuracy'].get('data')}"), fontsize=10)
+    ax.set_title(figure_text(f"accuracy against latency: {len(on_front)} of {len(scored)} model(s) on the front "
+                             f"(circled)", limit=100) + "\n" + figure_text(f"n={n} samples of "
+                                                                           f"{scored[0]['accuracy'].get('data')}",
+                                                                           limit=100), fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def _table_runs(record):
+    """(runs the table's figures come from, runs left out): the undisturbed runs when the record's
+    figures were taken from them, else every run."""
+    from profiler.harness import disturbed_run
+
+    samples, waits = record["samples_ms"], record.get("samples_wait_ms")
+    if (record.get("disturbance") or {}).get("basis") != "undisturbed" or not waits or len(waits) != len(samples):
+        return list(samples), []
+    bad = [disturbed_run(t, w) for t, w in zip(samples, waits)]
+    return [t for t, b in zip(samples, bad) if not b], [t for t, b in zip(samples, bad) if b]
+
+
 def distribution_figure(records):
-    """The matplotlib figure (None when no record has its per-run samples)."""
-    from profiler.escape import printable_text
+    """The matplotlib figure (None when no record has its per-run samples). Each box is drawn from the
+    runs the table's figures come from; runs left out as disturbed are grey crosses."""
+    from profiler.escape import figure_text
 
     shown = _samples(records)
     if not shown:
@@ -111,17 +125,23 @@ def distribution_figure(records):
     missing = sum(1 for r in records if r.get("status") == "ok" and not r.get("samples_ms"))
     dropped = max(0, len(shown) - MAX_MODELS)
     shown = shown[:MAX_MODELS]
-    data = [r["samples_ms"] for r in shown]
-    labels = [printable_text(f"{r['model']} ({r.get('runtime')})") for r in shown]
+    runs = [_table_runs(r) for r in shown]
+    data = [used for used, _ in runs]
+    labels = [figure_text(f"{r['model']} ({r.get('runtime')})", limit=48) for r in shown]
     import numpy as np
 
     low = min(np.percentile(d, 25) for d in data)  # the boxes' span: a few slow runs decide nothing
     high = max(np.percentile(d, 75) for d in data)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.42 * len(shown)))
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.42 * len(shown)))
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, widths=0.6,
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.5},
                medianprops={"color": "tab:red"})
+    left_out = [(i, t) for i, (_, excluded) in enumerate(runs, start=1) for t in excluded]
+    if left_out:
+        ax.scatter([t for _, t in left_out], [i for i, _ in left_out], marker="x", s=12, color="grey", alpha=0.6,
+                   label="left out: waited for a core", zorder=3)
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_yticks(range(1, len(shown) + 1), labels, fontsize=8)
     ax.invert_yaxis()  # fastest on top, as in the ranking
     if low > 0 and high / low > LOG_SPAN:
@@ -135,10 +155,13 @@ def distribution_figure(records):
         notes.append(f"{dropped} slower models not shown")
     if missing:
         notes.append(f"{missing} without per-run samples (measured by an older version) not shown")
+    if left_out:
+        notes.append(f"{len(left_out)} disturbed runs left out of the boxes, as of the table's figures")
     caps = f"{cpus:g} CPU, " if isinstance(cpus, (int, float)) else ""
     where = (f"measured natively on {target.get('name', 'the device')}" if shown[0].get("native_device") else
              f"measured on this host ({shown[0].get('backend')}) under the caps of {target.get('name', 'the target')}")
-    ax.set_title(printable_text(f"latency distribution, {where} ({caps}{shown[0].get('iterations')} runs each)")
-                 + (f"\n{'; '.join(notes)}" if notes else ""), fontsize=10)
+    title = [figure_text("latency distribution, " + where, limit=90),
+             figure_text(f"({caps}{shown[0].get('iterations')} runs each)")] + [figure_text(n) for n in notes]
+    ax.set_title("\n".join(title), fontsize=9)
     fig.tight_layout()
     return fig

@@ -10,7 +10,7 @@ import time
 
 import profiler
 from profiler.files import write_atomic
-from profiler.report import _caps, _macs, accuracy_text, ranked, ranking, ranking_latency
+from profiler.report import _caps, _macs, accuracy_text, ranking, ranking_groups, ranking_latency
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -138,6 +138,8 @@ def _flags(record):
     for p in (record.get("prediction") or {}).values():
         if p.get("extrapolated"):
             flags.add("extrapolated")
+        if p.get("bounded"):
+            flags.add("bounded")
         if p.get("outside_mix"):
             flags.add("mix: " + "+".join(p["outside_mix"]))
         if p.get("exceeds_device_ram"):
@@ -180,10 +182,18 @@ def results_section(records):
 
 
 def ranking_section(records):
-    ok, key = ranked(records), ranking_latency
-    if not ok:
+    groups = ranking_groups(records)
+    if not groups:
         return ""
-    predicted = any((r.get("prediction") or {}).get("latency_ms") for r in ok)
+    ties = [line.strip() for line in ranking(records) if "within each other's noise" in line]
+    notes = "".join(f"<p class=meta>{_e(line)}</p>" for line in ties)
+    return "".join(_ranking_table(basis, ok, index, len(groups) > 1) for index, (basis, ok) in enumerate(groups)) + notes
+
+
+def _ranking_table(basis, ok, index, several):
+    """One ranked table: rows of one kind of figure (predicted device latency, or host median)."""
+    key = ranking_latency
+    predicted = basis.startswith("predicted")
     others = [m for m in predicted_metrics(ok) if m != "latency_ms"]
     header = ["rank", "model", "runtime", ("predicted device ms" if predicted else "median ms"), "× fastest"]
     if predicted:
@@ -197,10 +207,10 @@ def ranking_section(records):
             interval = f"{_num(p['low'])} – {_num(p['high'])}" if p.get("low") is not None else "none"
             row += [interval] + [(prediction.get(m) or {}).get("value") for m in others] + [_flags(r)]
         rows.append(row)
-    basis = "predicted device latency" if predicted else "median latency on this host, under the target's caps"
-    ties = [line.strip() for line in ranking(records) if "within each other's noise" in line]
-    notes = "".join(f"<p class=meta>{_e(line)}</p>" for line in ties)
-    return f"<p class=meta>By {basis}, fastest first.</p>" + table(header, rows, table_id="ranking") + notes
+    basis = ("predicted device latency" if predicted else "median latency on this host, under the target's caps"
+             + ("; these models have no device prediction and are not ranked against those above" if several else ""))
+    return (f"<p class=meta>By {basis}, fastest first.</p>"
+            + table(header, rows, table_id="ranking" if index == 0 else f"ranking-{index}"))
 
 
 def target_section(records):

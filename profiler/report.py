@@ -48,21 +48,26 @@ def markdown_lines(records):
     header, rows = result_rows(records)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
-    ranked = ranking(records)
-    if ranked:
-        lines += ["", markdown_cell(ranked[0]), ""] + [f"- {markdown_cell(line.strip())}" for line in ranked[1:]]
+    for line in ranking(records):
+        if line.startswith(("Ranking by", "Only ")):
+            lines += ["", markdown_cell(line), ""]
+        elif line.strip():
+            lines.append(f"- {markdown_cell(line.strip())}")
     return lines
 
 
 def flags(record):
     """Every reason to doubt a record's figures: the measurement's own flags (unstable, disturbed,
-    remeasured) and its prediction's (extrapolated, outside_mix)."""
+    remeasured) and its prediction's (extrapolated, outside_mix, bounded: a fit that would have
+    crossed zero there, see calibration.core.bounded_value)."""
     found = list(record.get("flags") or [])
     for p in (record.get("prediction") or {}).values():
         if p.get("extrapolated") and "extrapolated" not in found:
             found.append("extrapolated")
         if p.get("outside_mix") and "outside_mix" not in found:
             found.append("outside_mix")
+        if p.get("bounded") and "bounded" not in found:
+            found.append("bounded")
     return found
 
 
@@ -129,6 +134,8 @@ def _prediction_cells(prediction):
             text += f" ({fmt(p['low'])}–{fmt(p['high'])})"
         if p.get("extrapolated"):
             text += " extrap."
+        if p.get("bounded"):
+            text += " bounded"
         if p.get("outside_mix"):
             text += " mix: " + "+".join(p["outside_mix"])
         if p.get("exceeds_device_ram"):
@@ -143,9 +150,24 @@ def ranking_latency(record):
     return p["value"] if p else record["latency_ms"]["median"]
 
 
+def _predicted(record):
+    return bool((record.get("prediction") or {}).get("latency_ms"))
+
+
+def ranking_groups(records):
+    """[(basis, records fastest first)]: predicted device latencies and host medians are two kinds of
+    figure, never ranked against each other; the predicted group comes first."""
+    ok = [r for r in records if r["status"] == "ok" and r.get("latency_ms")]
+    groups = [("predicted device latency", [r for r in ok if _predicted(r)]),
+              ("median latency on this host", [r for r in ok if not _predicted(r)])]
+    return [(basis, sorted(group, key=ranking_latency)) for basis, group in groups if group]
+
+
 def ranked(records):
-    """The measured models, fastest first."""
-    return sorted((r for r in records if r["status"] == "ok" and r.get("latency_ms")), key=ranking_latency)
+    """The measured models of the leading kind of figure, fastest first: those with a predicted device
+    latency when any has one, else every measured model by its host median."""
+    groups = ranking_groups(records)
+    return groups[0][1] if groups else []
 
 
 def ranking_interval(record):
@@ -159,21 +181,29 @@ def ranking_interval(record):
 
 def ranking(records):
     """hyperfine-style summary: fastest first, with ratios to the fastest; neighbours whose intervals
-    overlap are said to be within each other's noise, and flagged figures say so."""
+    overlap are said to be within each other's noise, and flagged figures say so. Rows with a device
+    prediction and rows without one are ranked apart, each by its own kind of figure."""
     key = ranking_latency
-    ok = ranked(records)
-    if len(ok) < 2:
-        return []
     name = lambda r: f"{printable_text(r['model'])} ({r.get('runtime')})"  # noqa: E731
     mark = lambda r: f"  [{', '.join(flags(r))}]" if flags(r) else ""  # noqa: E731
-    basis = "predicted device latency" if ok[0].get("prediction") else "median latency"
-    lines = [f"Ranking by {basis}:", f"  {name(ok[0])} is fastest{mark(ok[0])}"]
-    for r in ok[1:]:
-        lines.append(f"    {key(r) / key(ok[0]):6.2f} × slower: {name(r)}{mark(r)}")
-    ties = [(a, b) for a, b in zip(ok, ok[1:]) if ranking_interval(b)[0] <= ranking_interval(a)[1]]
-    for a, b in ties:
-        lines.append(f"  {name(a)} and {name(b)} are within each other's noise (95% intervals overlap)")
-    return lines
+    groups = ranking_groups(records)
+    lines = []
+    for index, (basis, ok) in enumerate(groups):
+        if len(ok) < 2:
+            if len(groups) > 1:
+                lines += ([""] if lines else []) + [f"Only {name(ok[0])} has a {basis} figure; it is not ranked "
+                                                    "against the others"]
+            continue
+        apart = (" (no device prediction for these: not comparable with the ranking above)"
+                 if index and lines else " (no device prediction for the models below)" if len(groups) > 1 and
+                 basis.startswith("median") else "")
+        lines += ([""] if lines else []) + [f"Ranking by {basis}{apart}:", f"  {name(ok[0])} is fastest{mark(ok[0])}"]
+        for r in ok[1:]:
+            lines.append(f"    {key(r) / key(ok[0]):6.2f} × slower: {name(r)}{mark(r)}")
+        ties = [(a, b) for a, b in zip(ok, ok[1:]) if ranking_interval(b)[0] <= ranking_interval(a)[1]]
+        for a, b in ties:
+            lines.append(f"  {name(a)} and {name(b)} are within each other's noise (95% intervals overlap)")
+    return lines if any(line.startswith("Ranking by") for line in lines) else []
 
 
 def accuracy_score(record):

@@ -49,9 +49,14 @@ def test_readme_notebook_example_runs(in_tmp, capfd):
     fit = next(f for f in cal.fits if f["metric"] == "latency_ms")
     for _, row in pred.iterrows():  # ols: a·host + b with the fitted a and b, inside its interval
         host = frame.loc[frame["runtime"] == row["runtime"], "latency_ms.median"].item()
-        assert row["predicted_latency_ms"] == pytest.approx(fit["a"] * host + fit["b"], rel=1e-9)
-        assert row["predicted_latency_ms_low"] < row["predicted_latency_ms"] < row["predicted_latency_ms_high"]
         low, high = fit["host_range"]
+        line = fit["a"] * host + fit["b"]
+        # below the references a line is never followed below the ratio at the lowest one (never to zero)
+        through_origin = host * (fit["a"] * low + fit["b"]) / low
+        bounded = host < low and through_origin > line
+        assert row["predicted_latency_ms"] == pytest.approx(through_origin if bounded else line, rel=1e-9)
+        assert row["bounded"] == bounded
+        assert 0 < row["predicted_latency_ms_low"] < row["predicted_latency_ms"] < row["predicted_latency_ms_high"]
         assert row["extrapolated"] == (not low <= host <= high)
     # the rule, on host values placed below, inside and above the references' range, on any host
     low, high = fit["host_range"]

@@ -110,9 +110,17 @@ def test_loocv_and_intervals_match_independent_formulas():
     x0 = 25.0
     s = np.sqrt(np.mean(((loo - y) / y) ** 2))
     t = stats.t.ppf(0.975, 7)
+    inside = core.predict_value(fit, 10.0)
+    assert inside["value"] == pytest.approx(reg.slope * 10 + reg.intercept)
+    assert (inside["low"], inside["high"]) == pytest.approx((inside["value"] * np.exp(-t * s),
+                                                             inside["value"] * np.exp(t * s)))
+    assert inside["extrapolated"] is False
+    # outside the references' host range the interval widens by 1 + the log-distance past the edge
     p = core.predict_value(fit, x0)
+    widen = 1 + np.log(x0 / x.max())
     assert p["value"] == pytest.approx(reg.slope * x0 + reg.intercept)
-    assert (p["low"], p["high"]) == pytest.approx((p["value"] * np.exp(-t * s), p["value"] * np.exp(t * s)))
+    assert (p["low"], p["high"]) == pytest.approx((p["value"] * np.exp(-t * s * widen),
+                                                   p["value"] * np.exp(t * s * widen)))
     assert p["extrapolated"] is True
     assert fit["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic)
     assert fit["kendall"] == pytest.approx(stats.kendalltau(x, y).statistic)

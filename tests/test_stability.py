@@ -61,6 +61,15 @@ def test_runs_that_waited_for_the_core_are_counted_and_left_out(tmp_path):
         assert record["latency_ms"] == pytest.approx(latency_stats(record["samples_ms"]), abs=2e-5)
         assert "disturbed" in record["flags"] or disturbance["share"] <= 0.10
     assert record["cores"]["how"] == "CPU_SET" and record["cpus_seen"] == [core]
+    # the latency distribution's box is drawn from the runs the table's figures come from; the
+    # runs left out are crosses
+    from profiler.figures import distribution_figure
+
+    ax = distribution_figure([record]).axes[0]
+    median_line = next(line for line in ax.lines if line.get_color() == "tab:red")
+    assert median_line.get_xdata()[0] == pytest.approx(record["latency_ms"]["median"], abs=2e-5)
+    crosses = sum(len(c.get_offsets()) for c in ax.collections)
+    assert crosses == (disturbance["runs"] if disturbance["basis"] == "undisturbed" else 0)
 
 
 def test_a_busy_core_is_avoided_and_the_choice_recorded():

@@ -1,0 +1,170 @@
+"""What a new user meets in the first hour: predictions that can be true, rankings of one kind of
+figure, a calibration that says when it can predict nothing, and fits that can be checked."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, example, run_cli
+
+EXAMPLE = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example")
+OLS = os.path.join(EXAMPLE, "calib_ols.json")
+
+
+def test_a_line_below_its_references_never_predicts_zero_or_less(digits, tmp_path):
+    # The Pi 5 OLS line (negative intercept) against models 20-100x smaller than its references,
+    # measured here for real: every figure, interval and ranking ratio stays positive.
+    out = tmp_path / "r.json"
+    result = run_cli("profile", "--env", "env.template", "--backend", "local", "--threads", "1", "--no-store",
+                     "--iterations", "30", "--calibration", OLS, "--json", out, example("tiny_cnn.onnx"),
+                     digits["onnx"])
+    assert result.returncode == 0, result.stderr
+    records = json.loads(out.read_text())
+    cal = json.load(open(OLS))
+    fit = next(f for f in cal["fits"] if f["metric"] == "latency_ms")
+    for record in records:
+        p = record["prediction"]["latency_ms"]
+        host = record["latency_ms"]["median"]
+        assert host < fit["host_range"][0] and fit["b"] < 0  # where the plain line would cross zero
+        assert 0 < p["low"] < p["value"] < p["high"]
+        assert p["bounded"] and p["extrapolated"]
+        assert "bounded" in result.stdout
+    ratios = [float(line.split("×")[0]) for line in result.stdout.splitlines() if "× slower" in line]
+    assert ratios and all(r >= 1 for r in ratios)
+    assert " -0." not in result.stdout and "(-" not in result.stdout
+
+
+def test_every_fit_kind_bounds_a_figure_at_or_below_zero():
+    from calibration import core
+
+    cal = json.load(open(OLS))
+    fit = next(f for f in cal["fits"] if f["metric"] == "latency_ms")
+    # an edited fit whose line is negative even at its references falls back to the nearest
+    # reference's device/host ratio, never a figure at or below zero
+    fit = dict(fit, model=dict(fit["model"], intercept=-1e6), interval=None)
+    nearest = min(fit["references"], key=lambda r: abs(np.log(0.5 / r["host"])))
+    p = core.predict_value(fit, 0.5)
+    assert p["value"] == pytest.approx(0.5 * nearest["device"] / nearest["host"]) and p["bounded"]
+    with pytest.raises(core.CalibrationError, match="no reference ratio"):
+        core.predict_value(dict(fit, references=[]), 0.5)
+
+
+def test_the_interval_widens_with_the_distance_outside_the_references(digits, tmp_path):
+    from calibration import core
+
+    cal = json.load(open(OLS))
+    fit = next(f for f in cal["fits"] if f["metric"] == "latency_ms")
+    low, high = fit["host_range"]
+    widths = [np.log(p["high"] / p["low"]) for p in
+              (core.predict_value(fit, h) for h in ((low + high) / 2, low / 3, low / 30))]
+    assert widths[0] < widths[1] < widths[2]
+    assert widths[2] / widths[0] == pytest.approx(1 + np.log(30), rel=1e-6)
+
+
+def test_predicted_and_host_rows_are_ranked_apart():
+    from profiler.report import markdown_lines, ranking
+
+    def record(name, runtime, median, predicted=None):
+        r = {"model": name, "runtime": runtime, "status": "ok",
+             "latency_ms": {"median": median, "ci_low": median, "ci_high": median, "iqr": 0.0, "min": median,
+                            "max": median, "p99": median}}
+        if predicted:
+            r["prediction"] = {"latency_ms": {"value": predicted, "low": predicted * 0.9, "high": predicted * 1.1}}
+        return r
+
+    records = [record("cnn", "tflite", 0.01, 0.17), record("mlp", "onnx", 0.004), record("big", "tflite", 1.0, 9.0),
+               record("tiny", "onnx", 0.002)]
+    lines = ranking(records)
+    text = "\n".join(lines)
+    assert "Ranking by predicted device latency:" in text and "Ranking by median latency on this host" in text
+    predicted_part, host_part = text.split("Ranking by median latency on this host")
+    assert "cnn" in predicted_part and "big" in predicted_part and "mlp" not in predicted_part
+    assert "52.94 × slower: big" in predicted_part  # 9.0 / 0.17
+    assert "tiny (onnx) is fastest" in host_part and "2.00 × slower: mlp" in host_part
+    md = "\n".join(markdown_lines(records))
+    assert "- " in md and "Ranking by predicted device latency:" in md
+
+
+def test_the_api_says_why_it_predicts_nothing(models):
+    import calibration
+    import profiler
+    from calibration.errors import CalibrationError
+
+    results = profiler.profile([models["onnx"]], profiler.Target.from_env(
+        os.path.join(ROOT, "env.template"), backend="local", cpus=1, threads=1, warmup=3, iterations=20),
+        store=None)
+    cal = calibration.load(OLS)
+    two_threads = [dict(r, threads=2, target=dict(r["target"], threads=2)) for r in results]
+    with pytest.raises(CalibrationError, match="fits for 1 thread"):
+        cal.predict(two_threads)
+    frame = cal.predict(list(results) + two_threads)
+    assert frame["no_prediction"].isna().tolist() == [True, False]
+    assert "not 2" in frame["no_prediction"].iloc[1]
+    assert frame["predicted_latency_ms"].notna().tolist() == [True, False]
+
+
+def test_two_references_are_refused_unless_forced(tmp_path):
+    device = tmp_path / "two.csv"
+    lines = open(os.path.join(EXAMPLE, "pi5_device.csv")).read().splitlines()
+    device.write_text("\n".join(lines[:3]) + "\n")
+    out = tmp_path / "cal.json"
+    refused = run_cli("calibrate", device, "--host", os.path.join(EXAMPLE, "host.json"), "--out", out)
+    assert refused.returncode == 2 and not out.exists()
+    assert refused.stderr.count("\n") == 1 and "only 2 matched references" in refused.stderr
+    forced = run_cli("calibrate", device, "--host", os.path.join(EXAMPLE, "host.json"), "--out", out, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "inf" not in forced.stdout.lower() and "1.0000" not in forced.stdout and "unchecked" in forced.stdout
+    assert "Infinity" not in out.read_text()
+
+
+def test_log_axes_render_their_ticks_and_names_stay_literal(tmp_path, models):
+    import shutil
+
+    import profiler
+    from profiler.figures import distribution_figure, latency_distribution
+
+    named = tmp_path / "$\\alpha$ net.onnx"
+    shutil.copy(example("tiny_cnn.onnx"), named)
+    target = profiler.Target.from_env(None, backend="local", cpus=1, warmup=2, iterations=25)
+    results = profiler.profile([models["slow"], str(named)], target, store=None)
+    fig = distribution_figure(results)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+
+    def width(text, math, size=8):
+        label = fig.text(0, 0, text, fontsize=size, parse_math=math)
+        extent = label.get_window_extent(renderer).width
+        label.remove()
+        return extent
+
+    ticks = [t for t in ax.get_xticklabels() if "mathdefault" in t.get_text()]
+    assert ticks
+    for tick in ticks:  # drawn as 10⁻³, not as the TeX source
+        drawn = tick.get_window_extent(renderer).width
+        assert drawn == pytest.approx(width(tick.get_text(), True, tick.get_fontsize()), rel=0.05)
+        assert drawn < 0.6 * width(tick.get_text(), False, tick.get_fontsize())
+    name = next(t for t in ax.get_yticklabels() if "alpha" in t.get_text())
+    assert name.get_window_extent(renderer).width == pytest.approx(width("$\\alpha$ net (onnx)", False), rel=0.02)
+    title = ax.get_title()
+    assert "runs each)" in title
+    title_box = ax.title.get_window_extent(renderer)
+    assert title_box.x0 >= 0 and title_box.x1 <= fig.bbox.width  # not cut at the figure's edge
+    png = latency_distribution(results, str(tmp_path / "out"))
+    assert os.path.getsize(png) > 5_000
+
+
+def test_a_long_name_keeps_the_figure_readable(tmp_path, models):
+    import profiler
+    from profiler.figures import distribution_figure
+
+    target = profiler.Target.from_env(None, backend="local", cpus=1, warmup=2, iterations=10)
+    (record,) = profiler.profile([models["onnx"]], target, store=None)
+    fig = distribution_figure([dict(record, model="n" * 3000)])
+    fig.savefig(tmp_path / "f.png", dpi=110, bbox_inches="tight")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "f.png").size[0] < 1500
