@@ -61,7 +61,7 @@ NARROW_CHANNELS = 32  # a convolution with at most this many output channels (pe
 
 def _empty():
     return {"macs_by_class": {c: 0 for c in CLASSES}, "ops": Counter(), "activation_bytes": 0, "nodes": 0,
-            "macs_narrow": 0, "macs_int": 0}
+            "macs_narrow": 0, "macs_int": 0, "unresolved": []}
 
 
 def _finish(state, params):
@@ -119,15 +119,18 @@ def onnx_card_from_model(model, shapes, batch=1):
         inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:
         inferred = model
-    known, unresolved = {}, []
+    known, types, unresolved = {}, {}, []
     for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         tensor = value.type.tensor_type
+        types[value.name] = tensor.elem_type
         if tensor.HasField("shape"):
             known[value.name] = ([d.dim_value for d in tensor.shape.dim], tensor.elem_type)
             if any(d.dim_value == 0 for d in tensor.shape.dim):
                 unresolved.append(value.name)
-    if unresolved:  # shapes computed at run time (e.g. Reshape of a Shape): ask the runtime once
-        known.update(_runtime_shapes(inferred, known))
+    shapeless = [name for node in graph.node for name in node.output if name and name not in known
+                 and name not in initializers]
+    if unresolved or shapeless:  # shapes computed at run time (e.g. Reshape of a Shape): ask the runtime once
+        known.update(_runtime_shapes(inferred, known, types))
     known = {name: ([d or 1 for d in dims], elem) for name, (dims, elem) in known.items()}
     for name, init in initializers.items():
         known[name] = (list(init.dims), init.data_type)
@@ -149,6 +152,9 @@ def onnx_card_from_model(model, shapes, batch=1):
                 itemsize = onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize if elem else 4
                 state["activation_bytes"] += int(np.prod(dims)) * itemsize
         cls, macs = _onnx_node_work(node, known, out_shape, out_elems)
+        if cls is None:  # a weighted node whose shapes neither inference nor one run resolved
+            state["unresolved"].append(node.op_type)
+            continue
         state["macs_by_class"][cls] += macs
         if cls in MAC_CLASSES and (node.op_type in ONNX_INTEGER_MACS or (
                 node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1
@@ -159,6 +165,10 @@ def onnx_card_from_model(model, shapes, batch=1):
             weight = known[node.input[3 if node.op_type == "QLinearConv" else 1]][0]  # [O, I/g, kh, kw]
             add_narrow(state, cls, weight[0] // max(1, _attr(node, "group", 1)), macs)
     card = _finish(state, params)
+    if state["unresolved"]:
+        # Counting them as 0 would show a wrong total; the card says it cannot count instead.
+        card.update(macs=None, macs_int=None, macs_float=None, macs_by_class=None, macs_narrow=None,
+                    macs_unresolved=dict(Counter(state["unresolved"])))
     card["precision"] = onnx_precision(set(card["ops"]), {init.data_type for init in graph.initializer})
     return card
 
@@ -193,18 +203,20 @@ def tflite_precision(weight_types, input_types, activation_types=()):
     return "fp32"
 
 
-def _runtime_shapes(model, known):
-    """Run the model once on zeros with every node output exposed, and read the real shapes."""
+def _runtime_shapes(model, known, types=None):
+    """Run the model once on zeros (at the pinned input shapes) with every node output whose element
+    type inference gave exposed, and read the real shapes."""
     import onnx
     import onnxruntime as ort
 
+    types = dict(types or {}, **{name: elem for name, (_, elem) in known.items() if elem})
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     outputs = {o.name for o in probe.graph.output}
     for node in probe.graph.node:
         for name in node.output:
-            if name and name not in outputs and name in known and known[name][1]:
-                probe.graph.output.append(onnx.helper.make_tensor_value_info(name, known[name][1], None))
+            if name and name not in outputs and types.get(name):
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None))
                 outputs.add(name)
     try:
         options = ort.SessionOptions()
@@ -220,7 +232,7 @@ def _runtime_shapes(model, known):
         results = session.run(names, feeds)
     except Exception:  # the card falls back to the statically known shapes
         return {}
-    return {name: (list(value.shape), known.get(name, (None, 1))[1]) for name, value in zip(names, results)
+    return {name: (list(value.shape), types.get(name, 1)) for name, value in zip(names, results)
             if hasattr(value, "shape")}
 
 
@@ -239,7 +251,7 @@ def _onnx_node_work(node, known, out_shape, out_elems):
         weight_index = 3 if op == "QLinearConv" else 1
         weight = known.get(node.input[weight_index], (None,))[0]
         if weight is None or out_shape is None:
-            return "other", out_elems
+            return None, 0
         groups = _attr(node, "group", 1)
         kernel = weight[2:]
         in_channels = weight[1] * groups
@@ -248,8 +260,8 @@ def _onnx_node_work(node, known, out_shape, out_elems):
         return conv_class(kernel, groups, in_channels), out_elems * weight[1] * int(np.prod(kernel))
     if op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"):
         a = known.get(node.input[0], (None,))[0]
-        if a is None:
-            return "fc/matmul", 0
+        if a is None or out_shape is None:
+            return None, 0
         k = a[0] if op == "Gemm" and _attr(node, "transA", 0) else a[-1]
         return "fc/matmul", out_elems * k
     if op in POOLS:

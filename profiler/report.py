@@ -1,17 +1,24 @@
 """Formatters: each returns lines; only the CLI prints them. Names and messages from files are data:
 every cell goes through profiler.escape."""
 
+import math
+
 from profiler.escape import markdown_cell, printable_text
 
 
 def _ms(value):
+    """At least three significant digits, never an exponent: 123, 12.3, 1.23, 0.123, 0.00123."""
     if value is None:
         return "-"
     if value >= 100:
         return f"{value:.0f}"
     if value >= 10:
         return f"{value:.1f}"
-    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    if value <= 0:
+        return f"{value:.3f}"
+    return f"{value:.{max(3, 2 - math.floor(math.log10(value)))}f}"
 
 
 def _mb(value):
@@ -19,8 +26,11 @@ def _mb(value):
 
 
 def _macs(record):
-    macs = (record.get("model_card") or {}).get("macs")
-    return "-" if macs is None else f"{macs / 1e6:.1f}"
+    card = record.get("model_card") or {}
+    if card.get("macs_unresolved"):
+        return "?"
+    macs = card.get("macs")
+    return "-" if macs is None else _ms(macs / 1e6)
 
 
 def _caps(record):
@@ -255,10 +265,15 @@ def card_lines(path, card):
     lines = [printable_text(path), f"  size         {card['size_mb']:.3f} MiB"]
     if card.get("params") is not None:
         lines.append(f"  params       {card['params']:,}")
-        lines.append(f"  MACs         {card['macs']:,} (conv + fc/matmul)")
-        if card.get("macs_int") is not None:
-            lines.append(f"    integer     {card['macs_int']:,}, float {card['macs_float']:,}")
-        lines += [f"    {cls:<11} {value:,}" for cls, value in card["macs_by_class"].items() if value]
+        if card.get("macs_unresolved"):
+            lines.append("  MACs         unknown: the shapes of " + ", ".join(
+                f"{printable_text(op)}×{n}" for op, n in card["macs_unresolved"].items())
+                + " could not be resolved, even by running the model once at the profiled input shape")
+        else:
+            lines.append(f"  MACs         {card['macs']:,} (conv + fc/matmul)")
+            if card.get("macs_int") is not None:
+                lines.append(f"    integer     {card['macs_int']:,}, float {card['macs_float']:,}")
+            lines += [f"    {cls:<11} {value:,}" for cls, value in card["macs_by_class"].items() if value]
         lines.append(f"  activations  {card['activation_bytes'] / (1024 * 1024):.2f} MiB written, {card['nodes']} nodes")
     ops = card.get("ops") or {}
     if ops:

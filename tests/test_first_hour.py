@@ -168,3 +168,53 @@ def test_a_long_name_keeps_the_figure_readable(tmp_path, models):
     from PIL import Image
 
     assert Image.open(tmp_path / "f.png").size[0] < 1500
+
+
+def test_an_onnx_card_counts_shapes_resolved_at_the_profiled_input(digits):
+    # the digits CNN's torch export computes its reshape target at run time (Shape, Slice, Mod, Concat)
+    from profiler.analysis import model_card
+
+    onnx_card, tflite_card = model_card(digits["onnx"]), model_card(digits["tflite"])
+    assert {"Shape", "Mod", "Concat"} <= set(onnx_card["ops"])
+    assert onnx_card["macs"] == tflite_card["macs"] == 88_064
+    assert onnx_card["macs_by_class"]["conv_kxk"] == tflite_card["macs_by_class"]["conv_kxk"]
+
+
+def test_a_card_that_cannot_count_says_so(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from profiler.analysis import model_card
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 1, 3, 3], [0.1] * 36)
+    graph = helper.make_graph(
+        [helper.make_node("Unknown", ["x"], ["y"], domain="com.example"), helper.make_node("Conv", ["y", "w"], ["z"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, path)
+    card = model_card(str(path))
+    assert card["macs"] is None and card["macs_unresolved"] == {"Conv": 1}
+    result = run_cli("profile", "--card-only", path)
+    assert "MACs         unknown: the shapes of Conv×1 could not be resolved" in result.stdout
+    assert "MACs         0" not in result.stdout
+
+
+def test_tiny_figures_keep_three_significant_digits():
+    from profiler.report import _macs, _ms
+
+    assert [_ms(v) for v in (0.0012345, 0.012345, 0.12345, 1.2345, 12.345, 123.45)] == [
+        "0.00123", "0.0123", "0.123", "1.23", "12.3", "123"]
+    assert _macs({"model_card": {"macs": 88_064}}) == "0.0881"
+    assert _macs({"model_card": {"macs": None, "macs_unresolved": {"Conv": 1}}}) == "?"
+
+
+def test_the_table_of_a_tiny_model_shows_its_figures(digits):
+    result = run_cli("profile", "--env", "env.template", "--backend", "local", "--no-store", "--iterations", "20",
+                     digits["onnx"])
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("digits_cnn"))
+    assert "0.0881" in row and " 0.0 " not in row
+    median = row.split("ok")[1].split()[1]
+    assert len(median.lstrip("0.")) >= 3, row
