@@ -356,7 +356,9 @@ def build_target(values, warnings, host_cores=None):
         width = math.ceil(t.cpus)
         if math.ceil(t.cpus) > available:
             raise ConfigError(f"CPUS={t.cpus:g}: this host has only {available} usable cores, so the cap "
-                              f"cannot be honoured (use CPUS<={available})")
+                              f"cannot be honoured; profile at CPUS<={available} THREADS<={available} and calibrate "
+                              f"against the device's rows at that thread count (README: Threads and cores), or "
+                              f"profile on the device itself with --on")
         if t.cpu_set and not set(t.cpu_set) <= set(host_cores):
             missing = sorted(set(t.cpu_set) - set(host_cores))
             raise ConfigError(f"CPU_SET: core {missing[0]} is not available on this host "
@@ -378,6 +380,11 @@ def build_target(values, warnings, host_cores=None):
         t.swap_mb = max(0.0, parse_size_mb("DOCKER_ARGS --memory-swap", get("_MEMORY_SWAP")) - t.memory_mb)
     t.threads = (_number("THREADS", get("THREADS"), int, 1, maximum=MAX_THREADS) if get("THREADS") not in (None, "")
                  else math.ceil(t.cpus))
+    cores = len(t.cpu_set) if t.cpu_set else math.ceil(t.cpus)
+    if t.threads > cores and t.backend != "ssh":  # on a device the harness checks its own cores
+        warnings.append(f"THREADS={t.threads} is above the {cores} core(s) the sandbox has (CPUS={t.cpus:g}): the "
+                        "model's threads will take turns on them, which no device with that many cores does; "
+                        "its rows are flagged `oversubscribed`. Use THREADS<=" + str(cores) + " or more CPUS")
     if get("WARMUP") not in (None, ""):
         t.warmup = _number("WARMUP", get("WARMUP"), int, 0, maximum=MAX_RUNS)
     if get("ITERATIONS") not in (None, ""):

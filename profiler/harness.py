@@ -18,6 +18,7 @@ import os
 import platform
 import select
 import signal
+import statistics
 import sys
 import time
 
@@ -273,6 +274,50 @@ def neighbour_busy(before, after):
     return round(sum(shares) / len(shares), 3) if shares else None
 
 
+CONTENDED_EFFECT = 0.03  # runs timed while the neighbours were busy, this much slower: flagged `contended`
+NEIGHBOUR_BLOCK_S = 0.05  # /proc/stat counts 10 ms ticks: a block shorter than this says nothing
+MIN_BLOCK_RUNS = 10
+
+
+class NeighbourBlocks:
+    """How busy the other cores were in consecutive blocks of timed runs (each at least
+    NEIGHBOUR_BLOCK_S long), read between runs: spans of (first run, end run, busy share)."""
+
+    def __init__(self):
+        self.spans, self.first, self.before = [], 0, cpu_times()
+        self.started = time.monotonic()
+
+    def tick(self, done, last=False):
+        if done <= self.first or (not last and time.monotonic() - self.started < NEIGHBOUR_BLOCK_S):
+            return
+        after = cpu_times()
+        busy = neighbour_busy(self.before, after)
+        if busy is not None:
+            self.spans.append((self.first, done, busy))
+        self.first, self.before, self.started = done, after, time.monotonic()
+
+
+def neighbour_effect(samples_ms, wait_ns, spans, overall):
+    """What the neighbours' load did to this model's runs: the median of the runs timed while the
+    other cores were busy (above CONTENDED_SHARE) against those timed while they were not, from the
+    runs that did not wait for their own core. `contended` when that shows them slower by more than
+    CONTENDED_EFFECT, or when the neighbours were busy throughout (no quiet runs to compare with,
+    so the effect could not be measured); a busy neighbour that moved nothing leaves no flag."""
+    busy_runs, quiet_runs = [], []
+    for first, end, busy in spans:
+        for i in range(first, min(end, len(samples_ms))):
+            if wait_ns and wait_ns[i] > DISTURBED_WAIT_SHARE * samples_ms[i] * 1e6:
+                continue
+            (busy_runs if busy > CONTENDED_SHARE else quiet_runs).append(samples_ms[i])
+    summary = {"busy_runs": len(busy_runs), "quiet_runs": len(quiet_runs), "effect": None}
+    if len(busy_runs) >= MIN_BLOCK_RUNS and len(quiet_runs) >= MIN_BLOCK_RUNS:
+        summary["effect"] = round(float(statistics.median(busy_runs) / statistics.median(quiet_runs) - 1), 4)
+        summary["contended"] = bool(summary["effect"] > CONTENDED_EFFECT)
+    else:
+        summary["contended"] = bool((overall or 0) > CONTENDED_SHARE or len(busy_runs) >= MIN_BLOCK_RUNS)
+    return summary
+
+
 class RunQueueWait:
     """Time this process's threads spent runnable but waiting for a core (field 2 of
     /proc/<pid>/task/<tid>/schedstat, in ns), summed over the threads alive when it is made."""
@@ -417,6 +462,7 @@ def measure(path, runtime, opts, cgroup):
     statm = os.open("/proc/self/statm", os.O_RDONLY) if rss_samples is not None else None
     page = os.sysconf("SC_PAGE_SIZE")
     clock = time.perf_counter_ns
+    blocks = NeighbourBlocks()
     budget_end = time.monotonic() + opts.time_budget if opts.target_ci else None
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the loop would land on one unlucky sample
@@ -429,6 +475,7 @@ def measure(path, runtime, opts, cgroup):
                 run()
                 timings.append(clock() - start)
                 wait_ns.append(waits.total() - waited)  # read outside the timed span
+                blocks.tick(len(timings))  # outside the timed span too
                 if statm is not None:  # resident pages after each run, outside the timed span
                     rss_samples.append(int(os.pread(statm, 64, 0).split()[1]) * page)
             if budget_end is None:
@@ -445,8 +492,19 @@ def measure(path, runtime, opts, cgroup):
             os.close(statm)
         waits.close()
     samples_ms = [t / 1e6 for t in timings]
-    stats, disturbance = robust_stats(samples_ms, [w / 1e6 for w in wait_ns], waits.source)
+    blocks.tick(len(timings), last=True)
+    cores = len(os.sched_getaffinity(0))
+    if opts.threads > cores:
+        # The model's own threads wait for each other: no neighbour is to blame and no run is
+        # cleaner than another, so every run counts and the record says why.
+        stats, disturbance = robust_stats(samples_ms, None, None)
+        disturbance["oversubscribed"] = {"threads": opts.threads, "cores": cores,
+                                         "wait_share": round(sum(wait_ns) / max(1, sum(timings)), 4)}
+    else:
+        stats, disturbance = robust_stats(samples_ms, [w / 1e6 for w in wait_ns], waits.source)
     disturbance["neighbour_busy"] = neighbour_busy(neighbours_before, cpu_times())
+    disturbance["neighbour"] = neighbour_effect(samples_ms, None if opts.threads > cores else wait_ns, blocks.spans,
+                                                disturbance["neighbour_busy"])
     if opts.target_ci:
         disturbance["convergence"] = {
             "target_ci": opts.target_ci, "ci_rel": stats["ci_rel"], "runs": len(timings),
@@ -595,9 +653,17 @@ def pool_workers(parts, opts):
     result = dict(parts[0])
     samples = [s for p in parts for s in p["samples_ms"]]
     waits = [w for p in parts for w in p["samples_wait_ms"]]
-    stats, disturbance = robust_stats(samples, waits, parts[0]["disturbance"].get("source"))
+    if parts[0]["disturbance"].get("oversubscribed"):
+        stats, disturbance = robust_stats(samples, None, None)
+        disturbance["oversubscribed"] = parts[0]["disturbance"]["oversubscribed"]
+    else:
+        stats, disturbance = robust_stats(samples, waits, parts[0]["disturbance"].get("source"))
     busy = [p["disturbance"].get("neighbour_busy") for p in parts if p["disturbance"].get("neighbour_busy") is not None]
     disturbance["neighbour_busy"] = round(sum(busy) / len(busy), 3) if busy else None
+    neighbours = [p["disturbance"].get("neighbour") or {} for p in parts]
+    disturbance["neighbour"] = {"busy_runs": sum(n.get("busy_runs", 0) for n in neighbours),
+                                "quiet_runs": sum(n.get("quiet_runs", 0) for n in neighbours),
+                                "effect": None, "contended": any(n.get("contended") for n in neighbours)}
     if opts.target_ci:
         disturbance["convergence"] = {
             "target_ci": opts.target_ci, "ci_rel": stats["ci_rel"], "runs": len(samples),
@@ -694,8 +760,11 @@ def measurement_flags(record):
         flags.append("unstable")
     if disturbance.get("basis") == "all" and (disturbance.get("share") or 0) > DISTURBED_FLAG_SHARE:
         flags.append("disturbed")
-    if (disturbance.get("neighbour_busy") or 0) > CONTENDED_SHARE:
+    neighbour = disturbance.get("neighbour")
+    if neighbour.get("contended") if isinstance(neighbour, dict) else (disturbance.get("neighbour_busy") or 0) > CONTENDED_SHARE:
         flags.append("contended")
+    if disturbance.get("oversubscribed"):
+        flags.append("oversubscribed")
     spread = (record.get("workers") or {}).get("median_spread")
     if spread is not None and spread > WORKER_SPREAD and "unstable" not in flags:
         flags.append("unstable")
@@ -747,10 +816,22 @@ def profile_models(opts, emit):
                             + (f", its worker processes' medians {100 * spread:.0f}% apart" if spread else "")
                             + "; close other programs, raise ITERATIONS, or pin CPU_SET away from busy cores")
         if "contended" in record["flags"]:
+            neighbour = record["disturbance"].get("neighbour") or {}
+            effect = neighbour.get("effect")
             warnings.append(f"{record['model']}: the other cores were "
-                            f"{100 * record['disturbance']['neighbour_busy']:.0f}% busy while it was timed; a busy "
-                            "neighbour slows a model through shared caches and memory (and SMT) without taking its "
-                            "core, so its figures may be high")
+                            f"{100 * (record['disturbance']['neighbour_busy'] or 0):.0f}% busy while it was timed; "
+                            + (f"its runs timed while they were busy were {100 * effect:.1f}% slower than the others"
+                               if effect is not None else "they were busy throughout, so their effect could not be "
+                               "measured")
+                            + ": a busy neighbour slows a model through shared caches and memory (and SMT) without "
+                            "taking its core, so its figures may be high")
+        if "oversubscribed" in record["flags"]:
+            over = record["disturbance"]["oversubscribed"]
+            warnings.append(f"{record['model']}: THREADS={over['threads']} on {over['cores']} core(s): the model's own "
+                            f"threads take turns on them (their run-queue wait was {100 * over['wait_share']:.1f}% of "
+                            f"the time, its own doing, not another program's), so its figures are those of "
+                            f"{over['threads']} threads sharing {over['cores']} core(s), not of a "
+                            f"{over['threads']}-core device; use THREADS<={over['cores']} or give the sandbox more cores")
         if "disturbed" in record["flags"]:
             d = record["disturbance"]
             warnings.append(f"{record['model']}: {d['runs']} of {d['of']} timed runs waited for a core "

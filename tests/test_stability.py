@@ -272,7 +272,55 @@ def test_a_busy_neighbour_core_is_measured_and_flagged():
     assert "contended" in record["flags"] and any("other cores were" in w for w in record["warnings"])
     (quiet,) = profiler.profile([example("tiny_cnn.onnx")], target(cpu_set=[cores[0]], iterations=200),
                                 store=None, retries=0)
-    assert ("contended" in quiet["flags"]) == ((quiet["disturbance"]["neighbour_busy"] or 0) > CONTENDED_SHARE)
+    assert record["disturbance"]["neighbour"]["effect"] is None  # busy throughout: no quiet runs to compare
+    neighbour = quiet["disturbance"]["neighbour"]
+    assert ("contended" in quiet["flags"]) == neighbour["contended"]
+    if neighbour["effect"] is None:
+        assert neighbour["contended"] == ((quiet["disturbance"]["neighbour_busy"] or 0) > CONTENDED_SHARE
+                                          or neighbour["busy_runs"] >= 10)
+
+
+def test_contended_means_the_busy_neighbour_moved_the_runs():
+    from profiler.harness import CONTENDED_EFFECT, neighbour_effect
+
+    rng = np.random.default_rng(0)
+    quiet = list(rng.normal(1.0, 0.01, 100))
+    same = list(rng.normal(1.0, 0.01, 100))
+    slower = list(rng.normal(1.1, 0.01, 100))
+    spans = [(0, 100, 0.1), (100, 200, 0.95)]  # the other cores idle, then busy
+    unmoved = neighbour_effect(quiet + same, None, spans, overall=0.6)
+    assert unmoved["contended"] is False and abs(unmoved["effect"]) < CONTENDED_EFFECT
+    assert unmoved["busy_runs"] == unmoved["quiet_runs"] == 100
+    moved = neighbour_effect(quiet + slower, None, spans, overall=0.6)
+    assert moved["contended"] is True and moved["effect"] == pytest.approx(0.1, abs=0.01)
+    # runs that waited for their own core are no evidence of the neighbour either way
+    waits = [0] * 100 + [0.5e6] * 100
+    assert neighbour_effect(quiet + slower, waits, spans, overall=0.6)["busy_runs"] == 0
+    # busy throughout: the effect cannot be measured, and the flag says the figure may be high
+    throughout = neighbour_effect(slower, None, [(0, 100, 0.9)], overall=0.9)
+    assert throughout["effect"] is None and throughout["contended"] is True
+
+
+def test_threads_above_the_cores_are_the_models_own_doing(models):
+    core = sorted(os.sched_getaffinity(0))[0]
+    t = profiler.Target.from_env(os.path.join(ROOT, "env.template"), backend="local", cpus=1, threads=2, warmup=3,
+                                 cpu_set=[core], iterations=60)
+    assert any("THREADS=2 is above the 1 core(s)" in w for w in t.warnings)
+    (record,) = profiler.profile([models["slow"]], t, store=None, retries=0)
+    assert "oversubscribed" in record["flags"] and "disturbed" not in record["flags"]
+    assert record["disturbance"]["basis"] == "all" and record["disturbance"]["oversubscribed"]["cores"] == 1
+    assert not any("another program shares this core" in w or "waited for a core" in w for w in record["warnings"])
+    assert any("THREADS=2 on 1 core(s)" in w for w in record["warnings"])
+
+
+def test_a_target_wider_than_the_host_says_what_to_do_instead():
+    from profiler.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        profiler.Target.from_env(os.path.join(ROOT, "env.template"), backend="local",
+                                 cpus=len(os.sched_getaffinity(0)) + 2)
+    message = str(caught.value)
+    assert "\n" not in message and "THREADS<=" in message and "--on" in message and "calibrate" in message
 
 
 def test_worker_processes_share_the_runs_and_their_spread_is_kept():
