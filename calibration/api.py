@@ -17,12 +17,21 @@ calibration.errors.CalibrationError: experiments/nb201_pi5/calibrate_example/no_
 import os
 
 from calibration.errors import CalibrationError
+from profiler.escape import printable_text as printable
 
 
 class Calibration:
     """A fitted calibration: the versioned JSON body (`data`) with methods to predict, plot and save."""
 
     def __init__(self, data, warnings=()):
+        from calibration.schema import calibration_problem
+
+        if not isinstance(data, dict):
+            raise CalibrationError(f"Calibration: expected the calibration's JSON body (a dict), not "
+                                   f"{type(data).__name__}")
+        problem = calibration_problem(data)
+        if problem:
+            raise CalibrationError(f"Calibration: not a usable calibration ({problem})")
         self.data = data
         self.warnings = list(warnings)
 
@@ -158,11 +167,17 @@ def host_records(host, store="profiles.db", runtime=None, target_name=None):
         records = [r for r in host.records() if not r.get("native_device")]
         return [r for r in records if not runtime or r.get("runtime") == runtime]
     if isinstance(host, (list, tuple)):
+        from profiler.schema import record_problem
+
         bad = next((i for i, r in enumerate(host) if not isinstance(r, dict) or not isinstance(r.get("model"), str)
                     or not isinstance(r.get("latency_ms"), dict)), None)
         if bad is not None:
             raise CalibrationError(f"host: item {bad + 1} is not a profile result record (a dict with model and "
                                    "latency_ms)")
+        for index, record in enumerate(host, start=1):
+            problem = record_problem(dict(record, status=record.get("status", "ok")))
+            if problem:
+                raise CalibrationError(f"host: item {index} ({printable(record['model'])[:60]}): {problem}")
         return [r for r in host if not runtime or r.get("runtime") == runtime]
     if host is not None and (not isinstance(host, (str, os.PathLike)) or isinstance(host, bytes)):
         raise CalibrationError(f"host: expected profile results, a Store, or a results/store path, not "
@@ -223,6 +238,13 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
 
     if method not in core.METHODS:
         raise CalibrationError(f"method {method!r}: choose from {', '.join(core.METHODS)}")
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if metrics is not None and not (isinstance(metrics, (list, tuple)) and all(isinstance(m, str) for m in metrics)):
+        raise CalibrationError(f"metrics: expected a list of metric names such as ['latency_ms'], not "
+                               f"{type(metrics).__name__}")
+    if not isinstance(store, (str, os.PathLike)) or isinstance(store, bytes):
+        raise CalibrationError(f"store: expected a store path, not {type(store).__name__}")
     if prior not in ("auto", "none") and not os.path.isfile(prior):
         raise CalibrationError(f"--prior {prior}: prior file not found")
     device_ram_mb = _ram(device_ram)

@@ -102,6 +102,9 @@ def suggest_parser():
     parser.add_argument("--host", metavar="FILE", help="the candidates' host results (`profile --json`/`--csv`)")
     parser.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite store (default ./profiles.db)")
     parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="only candidates of this runtime")
+    parser.add_argument("--precision", metavar="NAME",
+                        help="only candidates of this precision (fp32, fp16, 'int8 dynamic', 'int8 static'); "
+                             "candidates that mix runtimes or precisions are refused, since each is fitted apart")
     parser.add_argument("-k", type=int, metavar="N",
                         help="how many references to suggest (default 10, or 1 more with --have)")
     parser.add_argument("--have", metavar="FILE",
@@ -114,6 +117,8 @@ def have_names(path):
     """Model names from a device log/CSV, or the non-comment lines of a plain list."""
     from calibration.importers import DeviceLogError, detect, load
 
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise DeviceLogError(f"--have {path}: not a regular file")
     try:
         detect(path)
     except DeviceLogError:
@@ -240,7 +245,7 @@ def suggest(opts):
         for line in results.warnings:
             print(printable_text(line), file=sys.stderr)
         host = list(results)
-    picks = choose(host, k=opts.k, have=have, runtime=opts.runtime, store=opts.store)
+    picks = choose(host, k=opts.k, have=have, runtime=opts.runtime, store=opts.store, precision=opts.precision)
     new = [p for p in picks if not p["measured"]]
     if not new:
         print(f"all {len(picks)} candidates are already measured references; none left to add", file=sys.stderr)

@@ -65,6 +65,8 @@ def load_host(path=None, store=None, runtime=None, target_name=None):
     """Host records (status ok) from a `profile --json`/`--csv` export or the SQLite store (never the
     device's own measurements); with target_name, that target's records when the store has any."""
     if path:
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise CalibrationError(f"{path}: not a regular file (host results are a `profile --json`/`--csv` file)")
         if not os.path.isfile(path):
             raise CalibrationError(f"{path}: host results file not found")
         if path.endswith(".csv"):
@@ -75,14 +77,20 @@ def load_host(path=None, store=None, runtime=None, target_name=None):
                     records = [r for r in json.load(f) if r.get("status") == "ok"]
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
                 raise CalibrationError(f"{path}: not a `profile --json` export ({str(exc)[:120]})") from None
+            from profiler.escape import printable_text
+            from profiler.schema import record_problem
+
             for index, record in enumerate(records, start=1):
                 median = (record.get("latency_ms") or {}).get("median") if isinstance(record.get("latency_ms"), dict) \
                     else None
                 if not isinstance(record.get("model"), str) or not isinstance(median, (int, float)) \
                         or isinstance(median, bool) or not 0 < median <= MAX_HOST_VALUE:
-                    raise CalibrationError(f"{path}: record {index} ({str(record.get('model'))[:60]}) is not a "
-                                           f"profile result (needs model and a latency_ms.median above 0 and at "
+                    raise CalibrationError(f"{path}: record {index} ({printable_text(record.get('model'))[:60]}) is "
+                                           f"not a profile result (needs model and a latency_ms.median above 0 and at "
                                            f"most {MAX_HOST_VALUE:g})")
+                problem = record_problem(record)
+                if problem:
+                    raise CalibrationError(f"{path}: record {index} ({printable_text(record['model'])[:60]}): {problem}")
     else:
         records = [r for r in _store_records(store) if not r.get("native_device")]
         named = [r for r in records if (r.get("target") or {}).get("name") == target_name]
@@ -568,6 +576,10 @@ def save(calibration, path):
 
 
 def load(path):
+    from calibration.schema import calibration_problem
+
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise CalibrationError(f"{path}: not a regular file (a calibration is a JSON file)")
     try:
         with open(path) as f:
             data = json.load(f)
@@ -575,43 +587,21 @@ def load(path):
         raise CalibrationError(f"{path}: calibration file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CalibrationError(f"{path}: not a calibration JSON ({exc})") from None
+    except OSError as exc:
+        raise CalibrationError(f"{path}: cannot read the calibration ({exc.strerror or exc})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise CalibrationError(f"{path}: not an edge-profiler calibration (schema {data.get('schema') if isinstance(data, dict) else None!r})")
-    if data.get("version") != SCHEMA_VERSION:
-        raise CalibrationError(f"{path}: calibration schema version {data.get('version')} is not supported "
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CalibrationError(f"{path}: calibration schema version {version!r} is not a whole number; refit with "
+                               "`calibrate`")
+    if version != SCHEMA_VERSION:
+        raise CalibrationError(f"{path}: calibration schema version {version} is not supported "
                                f"(this edge-profiler reads version {SCHEMA_VERSION}); refit with `calibrate`")
-    problem = _fits_problem(data.get("fits"))
+    problem = calibration_problem(data)
     if problem:
         raise CalibrationError(f"{path}: not a usable calibration ({problem}); refit with `calibrate`")
     return data
-
-
-def _fits_problem(fits):
-    """What makes a calibration body unusable (an edited or truncated file), or None."""
-    if not isinstance(fits, list) or not fits:
-        return "no fits"
-    for i, fit in enumerate(fits, start=1):
-        if not isinstance(fit, dict):
-            return f"fit {i} is not an object"
-        for key in ("metric", "threads", "method", "model", "host_range"):
-            if key not in fit:
-                return f"fit {i} lacks {key}"
-        spec, bounds = fit["model"], fit["host_range"]
-        if not isinstance(bounds, list) or len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds):
-            return f"fit {i}: host_range is not [low, high]"
-        if not isinstance(spec, dict) or spec.get("kind") not in ("linear", "features", "relative"):
-            return f"fit {i}: unknown model kind"
-        coef = spec.get("coef")
-        if not isinstance(coef, list) or not all(isinstance(c, (int, float)) and np.isfinite(c) for c in coef):
-            return f"fit {i}: coefficients are not finite numbers"
-        if spec["kind"] != "linear" and (len(spec.get("features") or []) != len(coef)
-                                         or not set(spec.get("selected") or []) <= set(spec.get("features") or [])):
-            return f"fit {i}: features and coefficients do not match"
-        if spec["kind"] == "linear" and spec.get("method") not in LINEAR_METHODS:
-            return f"fit {i}: unknown linear method"
-        if not isinstance(spec.get("intercept", 0.0), (int, float)) or not np.isfinite(spec.get("intercept", 0.0)):
-            return f"fit {i}: intercept is not a finite number"
-    return None
 
 
 def predict_value(fit, host, record=None):

@@ -17,6 +17,12 @@ def predictor(calibration, *, force=False, warn=print, device_ram_mb=None):
         data = load(os.fspath(data))
     elif data.get("schema") is None:
         raise CalibrationError("calibration: the dict is not an edge-profiler calibration (no schema)")
+    else:
+        from calibration.schema import calibration_problem
+
+        problem = calibration_problem(data)
+        if problem:
+            raise CalibrationError(f"calibration: not a usable calibration ({problem})")
     return Predictor(data, force=force, warn=warn, device_ram_mb=device_ram_mb)
 
 

@@ -260,6 +260,8 @@ def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, en
 
 
 def _read(path):
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or device would block, a folder fail
+        raise DeviceLogError(f"{path}: not a regular file (a device log is a file)")
     try:
         with open(path, encoding="utf-8-sig") as f:  # a spreadsheet's CSV may start with a BOM
             text = f.read()

@@ -19,6 +19,7 @@ Device figures are never used: the user does not have them yet.
 """
 
 import math
+import os
 
 import numpy as np
 
@@ -160,14 +161,16 @@ def order(records, k=10, have=()):
     return ordered, why
 
 
-def suggest(host, k=None, have=None, runtime=None, store="profiles.db"):
+def suggest(host, k=None, have=None, runtime=None, store="profiles.db", precision=None):
     """The k candidates to measure on the device (default 10, or 1 more with `have`), in the order to
     measure them.
 
     host: the candidates' host profiles (anything `calibration.fit` takes as host: records,
     `profiler.Results`, a `profile --json`/`--csv` path, a Store or a store path; None reads `store`).
     have: names (or paths) of references already measured; they come first, marked measured, and
-    the k new ones follow. Returns a list of {"model", "path", "reason", "measured"} dicts.
+    the k new ones follow. runtime, precision: the group to choose in; fits are made per runtime and
+    precision, so candidates that mix them are refused with the groups named. Returns a list of
+    {"model", "path", "reason", "measured"} dicts.
     """
     from calibration.api import host_records
 
@@ -176,7 +179,17 @@ def suggest(host, k=None, have=None, runtime=None, store="profiles.db"):
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise CalibrationError(f"k: expected a whole number of references above 0, not {k!r}")
     records = [r for r in host_records(host, store, runtime) if r.get("status", "ok") == "ok"
-               and not r.get("native_device")]
+               and not r.get("native_device") and (precision is None or r.get("precision") == precision)]
+    groups = {}
+    for record in records:
+        key = (record.get("runtime") or "?", record.get("precision") or "?")
+        groups[key] = groups.get(key, 0) + 1
+    if len(groups) > 1:
+        named = ", ".join(f"{rt} {p}: {n}" for (rt, p), n in sorted(groups.items()))
+        largest = max(groups, key=groups.get)
+        raise CalibrationError(f"the candidates mix runtimes or precisions ({named}); a calibration fits each "
+                               f"runtime and precision apart, with at least 3 references each, so suggest within "
+                               f"one group: --runtime {largest[0]} --precision '{largest[1]}'")
     unique = {}
     for record in records:  # one record per file: the latest measurement of it
         unique[record.get("sha256") or record.get("path") or record["model"]] = record
@@ -184,11 +197,17 @@ def suggest(host, k=None, have=None, runtime=None, store="profiles.db"):
     records = sorted(unique.values(), key=lambda r: (str(r["model"]), str(r.get("path")), str(r.get("sha256"))))
     if len(records) < 2:
         raise CalibrationError(f"suggest needs the host profiles of at least 2 candidates, not {len(records)}")
-    have = list(have or [])
+    if isinstance(have, (str, os.PathLike)):
+        have = [have]
+    if have is not None and not (isinstance(have, (list, tuple)) and all(isinstance(h, (str, os.PathLike))
+                                                                         for h in have)):
+        raise CalibrationError(f"have: expected model names or paths (a list), not {type(have).__name__}")
+    have = list(dict.fromkeys(os.fspath(h) for h in have or []))  # a name given twice is one reference
     index, missing = [], []
     for name in have:
         hits = [i for i, r in enumerate(records) if name in (r.get("model"), r.get("path"))]
         (index.append(hits[0]) if hits else missing.append(name))
+    index = list(dict.fromkeys(index))  # a name and its path are one reference
     if missing:
         raise CalibrationError(f"--have: {', '.join(map(repr, missing[:5]))} not among the candidates' host profiles")
     chosen, why = order(records, len(index) + k, have=index)

@@ -230,6 +230,12 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     from profiler.files import utf8_names
 
     target = as_target(target)
+    if variants is not None and not (isinstance(variants, str) or (
+            isinstance(variants, (list, tuple)) and all(isinstance(v, str) for v in variants))):
+        raise ProfileError(f"variants: expected a text such as 'int8,fp16' or a list of kinds, not "
+                           f"{type(variants).__name__}")
+    if on_result is not None and not callable(on_result):
+        raise ProfileError(f"on_result: expected a function of one record, not {type(on_result).__name__}")
     if isinstance(models, (str, os.PathLike)) and not isinstance(models, bytes):
         models = [models]
     elif isinstance(models, (bytes, dict)) or not hasattr(models, "__iter__"):

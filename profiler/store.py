@@ -11,6 +11,7 @@ import sqlite3
 
 from profiler.errors import ProfileError
 from profiler.harness import RESULT_VERSION
+from profiler.schema import record_problem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -97,9 +98,13 @@ class Store:
             version = record.get("result_version", 1)
             if not isinstance(version, int) or version > RESULT_VERSION:
                 raise ValueError(f"result version {version!r} is newer than this edge-profiler reads")
-            return upgrade(record)
+            record = upgrade(record)
+            problem = record_problem(record)
+            if problem:
+                raise ValueError(problem)
+            return record
         except (ValueError, TypeError, KeyError) as exc:
-            self.skipped.append(f"row {str(key)[:12]}: {str(exc)[:80]}")
+            self.skipped.append(f"row {str(key)[:12]}: {str(exc)[:160]}")
             return None
 
     def _query(self, sql, args):

@@ -218,3 +218,36 @@ def test_the_table_of_a_tiny_model_shows_its_figures(digits):
     assert "0.0881" in row and " 0.0 " not in row
     median = row.split("ok")[1].split()[1]
     assert len(median.lstrip("0.")) >= 3, row
+
+
+def test_suggest_refuses_a_mixed_list_and_says_how_to_split(models, tmp_path):
+    import profiler
+
+    target = profiler.Target.from_env(None, backend="local", cpus=1, warmup=2, iterations=10)
+    results = profiler.profile([models["onnx"], models["dynamic"], models["slow"], models["tflite"]], target,
+                               store=None)
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps(list(results)))
+    mixed = run_cli("calibrate", "suggest", "--host", host, "-k", "3")
+    assert mixed.returncode == 2 and mixed.stderr.count("\n") == 1
+    assert "onnx fp32: 3, tflite fp32: 1" in mixed.stderr and "--runtime onnx --precision 'fp32'" in mixed.stderr
+    one = run_cli("calibrate", "suggest", "--host", host, "-k", "2", "--runtime", "onnx", "--precision", "fp32")
+    assert one.returncode == 0, one.stderr
+    assert len(one.stdout.split()) == 2 and all(p.endswith(".onnx") for p in one.stdout.split())
+
+
+def test_suggest_counts_a_reference_named_twice_once(models, tmp_path):
+    import calibration
+    import profiler
+
+    target = profiler.Target.from_env(None, backend="local", cpus=1, warmup=2, iterations=10)
+    results = list(profiler.profile([models["onnx"], models["dynamic"], models["slow"]], target, store=None))
+    picks = calibration.suggest(results, k=1, have=["tiny_cnn", "tiny_cnn", models["onnx"]])
+    assert [p["measured"] for p in picks] == [True, False]
+    assert [p["measured"] for p in calibration.suggest(results, k=1, have="tiny_cnn")] == [True, False]
+    have = tmp_path / "have.txt"
+    have.write_text("tiny_cnn\ntiny_cnn\n")
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps(results))
+    done = run_cli("calibrate", "suggest", "--host", host, "--have", have)
+    assert done.returncode == 0 and len(done.stdout.split()) == 1, done.stderr

@@ -235,3 +235,154 @@ def test_an_interrupted_run_leaves_the_store_and_every_export_with_the_same_rows
     in_store = [r["model"] for r in store.records()]
     store.close()
     assert in_json == in_csv == in_markdown == in_store == ["tiny_cnn"], (in_json, in_csv, in_markdown, in_store)
+
+
+def _edited(data, path, value):
+    """data with the field at path (keys and indices) set to value, or deleted when value is DELETE."""
+    import copy
+
+    data = copy.deepcopy(data)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return data
+
+
+DELETE = object()
+AUTO = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "calib_auto.json")
+EDITS = {  # (file, field path, value): the hand edits and older shapes that crashed `calibrate predict`
+    "interval {}": (CAL, ["fits", 0, "interval"], {}),
+    "interval partial": (CAL, ["fits", 0, "interval"], {"space": "linear", "s": 0.5}),
+    "interval string": (CAL, ["fits", 0, "interval"], "wide"),
+    "references string": (CAL, ["fits", 0, "references"], "m1,m2"),
+    "reference without device": (CAL, ["fits", 0, "references", 0, "device"], DELETE),
+    "mix string": (CAL, ["fits", 0, "mix"], "conv"),
+    "mix string values": (CAL, ["fits", 0, "mix", "conv_kxk"], "most"),
+    "precision list": (CAL, ["fits", 0, "precision"], ["fp32"]),
+    "features relabelled relative": (AUTO, ["fits", 1, "model", "kind"], "relative"),
+    "negated feature coefficients": (AUTO, ["fits", 1, "model", "coef"], "NEGATE"),
+    "coefficient 0": (CAL, ["fits", 1, "model", "coef"], [0.0]),
+    "version string": (CAL, ["version"], "1"),
+    "threads string": (CAL, ["fits", 0, "threads"], "1"),
+}
+
+
+@pytest.mark.parametrize("name", EDITS)
+def test_a_hand_edited_calibration_is_one_line_naming_its_field(tmp_path, name):
+    source, path, value = EDITS[name]
+    data = json.load(open(source))
+    if value == "NEGATE":
+        value = [-c for c in data["fits"][1]["model"]["coef"]]
+    edited = tmp_path / "calib.json"
+    edited.write_text(json.dumps(_edited(data, path, value)))
+    host = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "host.json")
+    done = run_cli("calibrate", "predict", "--calibration", edited, "--host", host)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
+    field = ".".join(str(p) for p in path[2:] if not isinstance(p, int)) if path[0] == "fits" else path[0]
+    assert field.split(".")[0] in done.stderr or "version" in done.stderr, done.stderr
+    with pytest.raises(calibration.CalibrationError):
+        calibration.Calibration(_edited(data, path, value))
+
+
+def test_a_negative_intercept_never_writes_a_negative_prediction(tmp_path):
+    data = json.load(open(CAL))
+    for fit in data["fits"]:
+        fit["model"]["intercept"] = -1e3
+    cal = calibration.Calibration(data)
+    host = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "host.json")
+    frame = cal.predict(host)
+    assert (frame["predicted_latency_ms"] > 0).all() and frame["bounded"].all()
+
+
+STORE_EDITS = {
+    "latency string": ("latency_ms", "x"),
+    "card list": ("model_card", [1]),
+    "target string": ("target", "x"),
+    "peak string": ("peak_memory_mb", "x"),
+    "median NaN": ("latency_ms", {"median": float("nan"), "iqr": 0.0, "min": 1.0, "max": 1.0, "p99": 1.0}),
+    "median negative": ("latency_ms", {"median": -3.0, "iqr": 0.0, "min": 1.0, "max": 1.0, "p99": 1.0}),
+}
+
+
+@pytest.mark.parametrize("name", STORE_EDITS)
+def test_a_store_row_of_the_wrong_type_is_skipped_and_measured_again(tmp_path, name):
+    key, value = STORE_EDITS[name]
+    store = tmp_path / "s.db"
+    profiler.profile([ONNX], target(), store=store, retries=0)
+    db = sqlite3.connect(store)
+    (row_key, text), = db.execute("SELECT key, record FROM results").fetchall()
+    db.execute("UPDATE results SET record = ? WHERE key = ?", (json.dumps(dict(json.loads(text), **{key: value})),
+                                                                row_key))
+    db.commit()
+    db.close()
+    done = run_cli("profile", "--env", "env.template", "--backend", "local", "--store", store, "--iterations", 5,
+                   "--warmup", 1, ONNX)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "unreadable row(s) of the store skipped" in done.stderr and key in done.stderr
+    assert "from the store" not in done.stderr and "nan" not in done.stdout and "-3.000" not in done.stdout
+    predicted = run_cli("calibrate", "predict", "--calibration", CAL, "--store", store)
+    assert "Traceback" not in predicted.stderr and predicted.returncode in (0, 1), predicted.stderr
+
+
+@pytest.mark.parametrize("field,value", [("model_card", [1]), ("model_card", {"macs_by_class": "conv"}),
+                                         ("sha256", [1]), ("latency_ms", {"median": "x"}), ("threads", "x")])
+def test_suggest_and_predict_refuse_host_records_of_the_wrong_type(tmp_path, field, value):
+    records = profiler.profile([ONNX, example("tiny_cnn.tflite")], target(), store=None, retries=0)
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps([dict(records[0], **{field: value}), records[1]]))
+    for args in (["suggest", "--host", host, "-k", "1"], ["predict", "--calibration", CAL, "--host", host]):
+        done = run_cli("calibrate", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and field in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1
+    with pytest.raises(calibration.CalibrationError, match=field):
+        calibration.load(CAL).predict([dict(records[0], **{field: value})])
+
+
+def test_fifos_are_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "f.json"
+    os.mkfifo(fifo)
+    host = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "host.json")
+    device = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "pi5_device.csv")
+    for program, args in (("calibrate", [fifo, "--host", host]), ("calibrate", [device, "--host", fifo]),
+                          ("calibrate", ["predict", "--calibration", fifo, "--host", host]),
+                          ("profile", ["--backend", "local", "--no-store", "--calibration", fifo, ONNX]),
+                          ("calibrate", ["suggest", "--host", host, "--have", fifo])):
+        done = run_cli(program, *args, timeout=60)
+        assert done.returncode == 2 and "not a regular file" in done.stderr, (args, done.stderr)
+        assert done.stderr.count("\n") == 1
+
+
+MORE_API_CASES = {
+    "profile(variants=5)": lambda: profiler.profile(ONNX, target(), store=None, variants=5),
+    "profile(on_result=5)": lambda: profiler.profile(ONNX, target(), store=None, on_result=5),
+    "fit(metrics=5)": lambda: calibration.fit(
+        os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "pi5_device.csv"),
+        host=os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "host.json"), metrics=5),
+    "fit(store=5)": lambda: calibration.fit("d.csv", store=5),
+    "load(folder)": lambda: calibration.load(FOLDER),
+    "Calibration({}).predict": lambda: calibration.Calibration({}).predict([]),
+    "repr(Calibration({}))": lambda: repr(calibration.Calibration({})),
+    "Calibration(None).summary()": lambda: calibration.Calibration(None).summary(),
+    "suggest(have=5)": lambda: calibration.suggest(
+        os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "host.json"), have=5),
+    "cal.predict(median 'x')": lambda: calibration.load(CAL).predict(
+        [{"model": "m", "latency_ms": {"median": "x"}}]),
+    "cal.predict(median NaN)": lambda: calibration.load(CAL).predict(
+        [{"model": "m", "latency_ms": {"median": float("nan")}}]),
+    "cal.predict(threads 'x')": lambda: calibration.load(CAL).predict(
+        [{"model": "m", "threads": "x", "latency_ms": {"median": 1.0}}]),
+    "cal.predict(model_card [1])": lambda: calibration.load(CAL).predict(
+        [{"model": "m", "model_card": [1], "latency_ms": {"median": 1.0}}]),
+}
+
+
+@pytest.mark.parametrize("name", MORE_API_CASES)
+def test_more_wrong_types_through_the_api_are_one_line_errors(name):
+    with pytest.raises(OWN) as caught:
+        MORE_API_CASES[name]()
+    assert "\n" not in str(caught.value) and str(caught.value)
