@@ -11,7 +11,8 @@ EXTRAS ?= test,torch,tf,variants
 $(BIN)/profile: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	# setuptools' notes on editable installs are for packagers, not for someone running the demo
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	$(MAKE) --no-print-directory zoo-packages
 	touch $@
 

@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+from profiler.cli import Parser
 from profiler.escape import printable_text
 
 EPILOG = """examples:
@@ -25,7 +26,7 @@ one-line error; 130 on Ctrl-C."""
 def fit_parser():
     from calibration.importers import FORMATS
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="calibrate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Learn device ≈ a·host + b from a few models measured on the real device and on this host.")
     parser.add_argument("device", nargs="*", metavar="DEVICE_LOG", help="device measurements (see below)")
@@ -67,7 +68,7 @@ def fit_parser():
 
 
 def predict_parser():
-    parser = argparse.ArgumentParser(prog="calibrate predict",
+    parser = Parser(prog="calibrate predict",
                                      description="Predict device latency and memory for host results and rank them.")
     parser.add_argument("--calibration", required=True, metavar="FILE", help="calibration JSON from `calibrate --out`")
     parser.add_argument("--host", metavar="FILE", help="host results (`profile --json`/`--csv`; default: the store)")
@@ -91,7 +92,7 @@ and the set spans the host latency range and every operator class the candidates
 
 
 def suggest_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="calibrate suggest", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SUGGEST_EPILOG,
         description="Choose which candidate models to measure on the device as calibration references.")
     parser.add_argument("models", nargs="*", metavar="MODEL",

@@ -66,6 +66,7 @@ class Results(list):
 
         from profiler.report import accuracy_score, front, ranking_latency
 
+        _front_limits(budget_ms, min_accuracy)
         scored, on_front = front(self, budget_ms, min_accuracy)
         ram = self.target.device_ram_mb if self.target is not None else None
         rows = []
@@ -88,6 +89,7 @@ class Results(list):
         path of the accuracy_front.png written there (an .svg beside it); None when no model has an accuracy."""
         from profiler.figures import accuracy_front, front_figure
 
+        _front_limits(budget_ms, min_accuracy)
         if folder is None:
             return front_figure(self, budget_ms, min_accuracy)
         if not isinstance(folder, (str, os.PathLike)):
@@ -104,6 +106,16 @@ class Results(list):
         from profiler.report import ranking
 
         return ranking(self)
+
+
+def _front_limits(budget_ms, min_accuracy):
+    """The front's filters, checked as the command checks --budget-ms and --min-accuracy."""
+    from profiler.report import front_limit_problem
+
+    for name, value in (("budget_ms", budget_ms), ("min_accuracy", min_accuracy)):
+        problem = None if value is None else front_limit_problem(name, value)
+        if problem:
+            raise ProfileError(f"{name}: {problem}")
 
 
 def check_models(paths, runtime=None):
@@ -266,7 +278,7 @@ def _profile(groups, target, runtime, store, remeasure, calibration, force, prog
     results = Results(target=target)
     notice = notice or results.notices.append
     warn = warn or results.warnings.append
-    variant_of = _add_variants(groups, variants, target, warn) if variants else {}
+    variant_of, unmade = _add_variants(groups, variants, target, warn) if variants is not None else ({}, [])
     references = {path: v["_source"] for path, v in variant_of.items()}
     if reference is not None:
         found = check_models([reference], runtime)
@@ -302,6 +314,10 @@ def _profile(groups, target, runtime, store, remeasure, calibration, force, prog
     finally:
         if opened:
             store.close()
+    for record in unmade:
+        results.append(record)
+        if on_result is not None:
+            on_result(record)
     for i, record in enumerate(results):
         results[i] = as_given(record, shown)
     for record in results:
@@ -316,25 +332,43 @@ def _profile(groups, target, runtime, store, remeasure, calibration, force, prog
 
 
 def _add_variants(groups, variants, target, warn):
-    """Adds each model's variants to its runtime's group; returns {variant path: its `variant` object}."""
+    """Adds each model's variants to its runtime's group. Returns ({variant path: its `variant`
+    object}, [error records of the variants that could not be made]): one model whose converter
+    fails costs its own variant rows, never the run."""
     from profiler.harness import model_name
     from profiler.runtimes import parse_input_shapes, runtime_for
-    from profiler.variants import VariantError, make, parse
+    from profiler.variants import VariantError, calibration_samples, make, parse
 
     try:
         names = parse(variants if isinstance(variants, str) else ",".join(map(str, variants)))
-        shapes = parse_input_shapes(target.input_shapes) if target.input_shapes else None
-        found, skipped = {}, []
-        for runtime, paths in list(groups.items()):
-            for path in list(paths):
-                for kind, out, sha in make(path, names, target.data, skipped=skipped, shapes=shapes):
-                    groups.setdefault(runtime_for(out), []).append(out)  # a TorchScript file's are ONNX
-                    found[out] = {"of": model_name(path), "kind": kind, "source_sha256": sha, "_source": path}
-        for line in skipped:
-            warn(f"warning: {line}")
-        return found
     except VariantError as exc:
         raise ProfileError(str(exc)) from None
+    shapes = parse_input_shapes(target.input_shapes) if target.input_shapes else None
+    found, skipped, failed = {}, [], []
+    for runtime, paths in list(groups.items()):
+        for path in list(paths):
+            for name in names:
+                try:
+                    made = make(path, [name], target.data, skipped=skipped, shapes=shapes)
+                except VariantError as exc:
+                    failed.append({"model": f"{model_name(path)}.{name}", "path": path, "runtime": runtime,
+                                   "status": "error", "error": str(exc), "flags": [],
+                                   "variant": {"of": model_name(path), "kind": name}})
+                    continue
+                for kind, out, sha in made:
+                    if out in found:  # int8 without data is int8-dynamic: asked for twice, made once
+                        continue
+                    groups.setdefault(runtime_for(out), []).append(out)  # a TorchScript file's are ONNX
+                    found[out] = {"of": model_name(path), "kind": kind, "source_sha256": sha, "_source": path}
+                    if kind == "int8-static":
+                        found[out]["calibration"] = calibration_samples(target.data)
+                        if found[out]["calibration"]["scored"]:
+                            warn(f"warning: {model_name(out)}: int8-static was calibrated on the first "
+                                 f"{found[out]['calibration']['samples']} samples of x_data, which are scored too; "
+                                 "add an x_calibration array to the data file to keep them apart")
+    for line in skipped:
+        warn(f"warning: {line}")
+    return found, failed
 
 
 def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result, results,

@@ -7,6 +7,32 @@ import sys
 from profiler.harness import non_negative_int
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is what --help is for)."""
+
+    def error(self, message):
+        from profiler.escape import printable_text
+
+        self.exit(2, f"{self.prog}: error: {printable_text(message)} (see {self.prog} --help)\n")
+
+
+def _front_limit(name):
+    """An argparse type for one front filter (--budget-ms, --min-accuracy), checked as the API checks it."""
+    def parse(text):
+        from profiler.report import front_limit_problem
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        problem = front_limit_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
+
 def store_wait(text):
     import math
 
@@ -82,7 +108,7 @@ OVERRIDES = [  # (option, env key, help)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="profile", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Run each model in a sandbox capped to the target device's CPUs and memory, "
                     "with the runtime the device uses, and report latency, load time and peak memory.")
@@ -117,10 +143,10 @@ def build_parser():
                      help="one of the models: with --data, every other model's outputs are compared with its "
                           "outputs (share with the same top class, max and mean absolute difference); a variant "
                           "is compared with its original without this")
-    out.add_argument("--budget-ms", type=float, metavar="MS",
+    out.add_argument("--budget-ms", type=_front_limit("budget_ms"), metavar="MS",
                      help="the accuracy front keeps models at most this slow (predicted device ms with "
                           "--calibration, else host ms)")
-    out.add_argument("--min-accuracy", type=float, metavar="SCORE",
+    out.add_argument("--min-accuracy", type=_front_limit("min_accuracy"), metavar="SCORE",
                      help="the accuracy front keeps models at least this accurate (top-1 as a fraction, e.g. 0.95)")
     out.add_argument("--retries", type=non_negative_int, default=None, metavar="N",
                      help="measure a model whose figures are unstable or disturbed again, at most N times, and "

@@ -8,29 +8,34 @@ computer benchmarks use; a model with several inputs takes one array per input n
 
 import hashlib
 import os
+import zipfile
 
-from profiler.files import sha256_of
+from profiler.files import printable, sha256_of
 from profiler.runtimes import ModelError
 
 TASKS = ("auto", "classification", "regression")
 
 
 def array_bytes(path):
-    """{array name: bytes it takes in memory} from the .npz's headers alone, without reading the data."""
-    import zipfile
-
+    """{array name: bytes it takes in memory} from the .npz's headers alone, without reading the data:
+    the larger of the array header's size and the member's declared uncompressed size, so that a
+    member that inflates past its header counts as what it would take. A member that is not a .npy
+    array is a ModelError (np.load would hand it over as raw bytes)."""
     import numpy as np
 
     sizes = {}
     with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if not member.endswith(".npy"):
+        for info in archive.infolist():
+            if info.is_dir():
                 continue
-            with archive.open(member) as f:
+            if not info.filename.endswith(".npy"):
+                raise ModelError(f"--data {os.path.basename(path)}: member {printable(info.filename)[:60]!r} is not "
+                                 f"a .npy array ({_gib(info.file_size)} uncompressed); an .npz holds arrays only")
+            with archive.open(info) as f:
                 version = np.lib.format.read_magic(f)
                 shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
                                    np.lib.format.read_array_header_2_0(f))
-            sizes[member[:-4]] = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+            sizes[info.filename[:-4]] = max(int(np.prod(shape, dtype=np.float64) * dtype.itemsize), info.file_size)
     return sizes
 
 
@@ -49,6 +54,15 @@ def available_bytes(limit=None):
     return None
 
 
+def short(text, limit):
+    """text cut at a word boundary to at most `limit` characters, with an ellipsis when cut."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else text[:limit - 1]) + "…"
+
+
 def _gib(n):
     return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MiB"
 
@@ -62,6 +76,8 @@ def load_data(path, specs, limit=None):
     name = os.path.basename(path)
     try:
         sizes = array_bytes(path)
+    except ModelError:
+        raise
     except Exception:  # not a zip of .npy files: np.load below names what it is
         sizes = {}
     room = available_bytes(limit)
@@ -74,9 +90,12 @@ def load_data(path, specs, limit=None):
         data = np.load(path, allow_pickle=False)
         if not hasattr(data, "files"):
             raise ValueError("a single array, not an .npz archive")
-        arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ModelError(f"--data {name}: not a readable .npz file ({str(exc).splitlines()[0][:120]})") from None
+        names = set(data.files)
+        wanted = ["x_data"] if len(specs) == 1 and "x_data" in names else [s.name for s in specs if s.name in names]
+        arrays = {key: data[key] for key in wanted + (["y_data"] if "y_data" in names else [])}  # only what is used
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"--data {name}: not a readable .npz file ({short(str(exc).splitlines()[0], 120)})") \
+            from None
     if len(specs) == 1 and "x_data" in arrays:
         inputs = {specs[0].name: arrays["x_data"]}
     else:
@@ -84,13 +103,15 @@ def load_data(path, specs, limit=None):
         if missing:
             wanted = "x_data" if len(specs) == 1 else "one array per input name"
             raise ModelError(f"--data {name}: needs {wanted} (the model's input is {missing[0]!r}; the file has "
-                             f"{', '.join(sorted(arrays)) or 'no arrays'})")
+                             f"{', '.join(sorted(names)) or 'no arrays'})")
         inputs = {s.name: arrays[s.name] for s in specs}
-    counts = {len(a) if a.ndim else 0 for a in inputs.values()}
     labels = arrays.get("y_data")
-    if labels is not None:
-        counts.add(len(labels) if labels.ndim else 0)
-    if len(counts) != 1 or 0 in counts:
+    named = ([("x_data", a) for a in inputs.values()] if "x_data" in arrays else list(inputs.items()))
+    for key, array in named + ([("y_data", labels)] if labels is not None else []):
+        if array.ndim == 0 or len(array) == 0:
+            raise ModelError(f"--data {name}: {key} holds no samples (shape {list(array.shape)})")
+    counts = {len(a) for a in inputs.values()} | ({len(labels)} if labels is not None else set())
+    if len(counts) != 1:
         raise ModelError(f"--data {name}: the arrays hold different numbers of samples ({sorted(counts)})")
     for key, array in list(inputs.items()) + ([("y_data", labels)] if labels is not None else []):
         if array.dtype.kind not in "fiub":
@@ -231,10 +252,11 @@ def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None, limit=
         labels = labels.reshape(-1)
         if labels.dtype.kind not in "iu" and not np.all(labels == np.round(labels)):
             raise ModelError("--data: classification needs whole-number class labels in y_data")
+        low, high = labels.min(), labels.max()  # before any cast: a uint64 label would wrap
+        if low < 0 or high >= predicted.shape[1]:
+            raise ModelError(f"--data: a label of y_data ({low}…{high}) is outside the model's {predicted.shape[1]} "
+                             "classes")
         labels = labels.astype(np.int64)
-        if labels.min() < 0 or labels.max() >= predicted.shape[1]:
-            raise ModelError(f"--data: a label of y_data ({int(labels.min())}…{int(labels.max())}) is outside the "
-                             f"model's {predicted.shape[1]} classes")
         result["metrics"] = classification_metrics(predicted, labels)
     else:
         targets = labels.reshape(n, -1).astype(np.float64)

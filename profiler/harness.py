@@ -807,18 +807,19 @@ def profile_models(opts, emit):
             record.update(status="error", error=f"{path}: {exc.strerror or exc}")
         record.setdefault("error", None)
         record["flags"] = measurement_flags(record)
+        name = f"{record['model']} ({record['runtime']})" if record.get("runtime") else record["model"]
         warnings = []
         stats = record.get("latency_ms")
         if "unstable" in record["flags"]:
             spread = (record.get("workers") or {}).get("median_spread")
-            warnings.append(f"{record['model']}: the measurement may be unstable: IQR is "
+            warnings.append(f"{name}: the measurement may be unstable: IQR is "
                             f"{100 * stats['iqr'] / stats['median']:.0f}% of the median"
                             + (f", its worker processes' medians {100 * spread:.0f}% apart" if spread else "")
                             + "; close other programs, raise ITERATIONS, or pin CPU_SET away from busy cores")
         if "contended" in record["flags"]:
             neighbour = record["disturbance"].get("neighbour") or {}
             effect = neighbour.get("effect")
-            warnings.append(f"{record['model']}: the other cores were "
+            warnings.append(f"{name}: the other cores were "
                             f"{100 * (record['disturbance']['neighbour_busy'] or 0):.0f}% busy while it was timed; "
                             + (f"its runs timed while they were busy were {100 * effect:.1f}% slower than the others"
                                if effect is not None else "they were busy throughout, so their effect could not be "
@@ -827,14 +828,14 @@ def profile_models(opts, emit):
                             "taking its core, so its figures may be high")
         if "oversubscribed" in record["flags"]:
             over = record["disturbance"]["oversubscribed"]
-            warnings.append(f"{record['model']}: THREADS={over['threads']} on {over['cores']} core(s): the model's own "
+            warnings.append(f"{name}: THREADS={over['threads']} on {over['cores']} core(s): the model's own "
                             f"threads take turns on them (their run-queue wait was {100 * over['wait_share']:.1f}% of "
                             f"the time, its own doing, not another program's), so its figures are those of "
                             f"{over['threads']} threads sharing {over['cores']} core(s), not of a "
                             f"{over['threads']}-core device; use THREADS<={over['cores']} or give the sandbox more cores")
         if "disturbed" in record["flags"]:
             d = record["disturbance"]
-            warnings.append(f"{record['model']}: {d['runs']} of {d['of']} timed runs waited for a core "
+            warnings.append(f"{name}: {d['runs']} of {d['of']} timed runs waited for a core "
                             f"({100 * d['wait_share']:.0f}% of the time); too few undisturbed runs are left, so "
                             "its figures include them: another program shares this core")
         record["warnings"] = warnings

@@ -227,6 +227,20 @@ def accuracy_score(record):
     return None
 
 
+def front_limit_problem(name, value):
+    """Why a front filter cannot work (budget_ms: a latency above 0; min_accuracy: a finite score, a
+    top-1 share at most 1), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{value!r} is not a number"
+    if not math.isfinite(value):
+        return f"{value}: not a finite number"
+    if name == "budget_ms" and value <= 0:
+        return f"{value:g}: a latency in ms above 0"
+    if name == "min_accuracy" and value > 1:
+        return f"{value:g}: a top-1 share at most 1 (e.g. 0.95), or minus an MAE"
+    return None
+
+
 def front(records, budget_ms=None, min_accuracy=None):
     """(candidates, on the front): the measured models with an accuracy score that meet the budget and
     the accuracy floor, fastest first, and those of them no other beats on both latency and accuracy."""
@@ -247,6 +261,11 @@ def front_lines(records, budget_ms=None, min_accuracy=None, device_ram_mb=None):
     """The accuracy-latency front as lines: each model on it, its accuracy, latency and memory fit."""
     scored, on_front = front(records, budget_ms, min_accuracy)
     if not scored:
+        if (budget_ms is not None or min_accuracy is not None) and front(records)[0]:
+            limits = " and ".join(text for value, text in ((budget_ms, f"--budget-ms {budget_ms:g}"),
+                                                           (min_accuracy, f"--min-accuracy {min_accuracy:g}"))
+                                  if value is not None)
+            return [f"Accuracy front: no model meets {limits} ({len(front(records)[0])} scored)"]
         return []
     basis = "predicted device latency" if on_front and on_front[0].get("prediction") else "host median latency"
     lines = [f"Accuracy against {basis}: {len(on_front)} of {len(scored)} model(s) on the front"]

@@ -45,16 +45,31 @@ def parse(text):
     return list(dict.fromkeys(names))
 
 
-def _samples(data, count=CALIBRATION_SAMPLES):
+def _calibration_array(data):
+    """(name, array) of the samples int8-static calibrates on: `x_calibration` when the data file has
+    one (samples kept apart from the scored `x_data`), else the first samples of `x_data`."""
     import numpy as np
 
+    arrays = np.load(data, allow_pickle=False)
+    name = "x_calibration" if "x_calibration" in arrays.files else "x_data"
+    if name not in arrays.files:
+        raise VariantError(f"--data {os.path.basename(data)}: int8-static calibrates on x_calibration or x_data, "
+                           "which it lacks")
+    return name, np.asarray(arrays[name], dtype=np.float32)
+
+
+def _samples(data, count=CALIBRATION_SAMPLES):
     if not data:
         return None
-    arrays = np.load(data, allow_pickle=False)
-    if "x_data" not in arrays.files:
-        raise VariantError(f"--data {os.path.basename(data)}: int8-static calibrates on x_data, which it lacks")
-    x = np.asarray(arrays["x_data"], dtype=np.float32)
+    _, x = _calibration_array(data)
     return [x[i:i + 1] for i in range(min(count, len(x)))]
+
+
+def calibration_samples(data, count=CALIBRATION_SAMPLES):
+    """What an int8-static variant was calibrated on, for its record: the array, how many samples, and
+    whether those samples are also among the scored ones (x_data)."""
+    name, x = _calibration_array(data)
+    return {"array": name, "samples": min(count, len(x)), "scored": name == "x_data"}
 
 
 def _onnx(source, kind, out, samples):
@@ -162,7 +177,9 @@ def _cached(path, kind, fmt, data, folder, shapes):
     target_folder = os.path.join(folder or cache_folder(), key)
     stem = os.path.splitext(os.path.basename(path))[0]
     suffix = "onnx" if fmt == "pt" else fmt
-    out = os.path.join(target_folder, f"{stem}.{kind}.{suffix}")
+    # A TorchScript file's ONNX export reads "<stem>.pt-onnx", so that it never shares a name with
+    # the user's own <stem>.onnx in a table.
+    out = os.path.join(target_folder, f"{stem}.{'pt-onnx' if fmt == 'pt' else kind}.{suffix}")
     if not os.path.isfile(out):
         os.makedirs(target_folder, exist_ok=True)
         partial = f"{out}.partial-{os.getpid()}.{suffix}"
@@ -182,6 +199,8 @@ def _cached(path, kind, fmt, data, folder, shapes):
         finally:
             if os.path.exists(partial):
                 os.remove(partial)
+            if not os.listdir(target_folder):  # a failed or interrupted conversion leaves no empty key
+                os.rmdir(target_folder)
     return [(kind, out, source_sha)]
 
 

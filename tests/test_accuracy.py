@@ -119,6 +119,9 @@ BAD_DATA = {
                           "y_data": y[:5]}, "NaN"),
     "counts differ": (lambda x, y: {"x_data": x[:5], "y_data": y[:4]}, "different numbers of samples"),
     "no x_data": (lambda x, y: {"images": x[:5]}, "needs x_data"),
+    "uint64 labels": (lambda x, y: {"x_data": x[:5], "y_data": np.array([0, 1, 2, 3, 2 ** 64 - 1], np.uint64)},
+                      "(0…18446744073709551615)"),
+    "no samples": (lambda x, y: {"x_data": x[:0], "y_data": y[:0]}, "x_data holds no samples"),
 }
 
 
@@ -179,9 +182,12 @@ def test_a_calibration_fitted_on_fp32_refuses_an_int8_record_without_force(tmp_p
                            "latency_ms": [0.9 * (i + 1) for i in range(6)]})
     cal = calibration.fit(device, host=references, method="ols")
     assert cal.data["precision"] == "fp32"
-    refused = cal.predict([results[1]])
-    assert "predicted_latency_ms" not in refused or refused["predicted_latency_ms"].isna().all()
+    with pytest.raises(calibration.CalibrationError, match="fitted on fp32 references, not int8 dynamic"):
+        cal.predict([results[1]])
     assert any("fitted on fp32 references, not int8 dynamic" in w and "--force" in w for w in cal.warnings)
+    mixed = cal.predict([results[0], results[1]])  # a row without a prediction says why
+    assert mixed["predicted_latency_ms"].notna().tolist() == [True, False]
+    assert "not int8 dynamic" in mixed.loc[1, "no_prediction"]
     forced = cal.predict([results[1]], force=True)
     assert forced.loc[0, "predicted_latency_ms"] > 0
     same = cal.predict([results[0]])
@@ -207,6 +213,9 @@ def test_int8_variants_are_made_profiled_and_evaluated_beside_the_original(digit
         check_against_plain(record, record["path"], digits["data"])
         fp32 = kinds[(runtime, None)]["accuracy"]["metrics"]["top1"]
         assert abs(record["accuracy"]["metrics"]["top1"] - fp32) <= 0.03, (runtime, kind)
+    for runtime in {r for r, _ in kinds}:  # calibrated on the data file's own calibration samples, never scored
+        assert kinds[(runtime, "int8-static")]["variant"]["calibration"] == {"array": "x_calibration", "samples": 100,
+                                                                             "scored": False}
     made = {r["path"]: os.path.getmtime(r["path"]) for r in results if r.get("variant")}
     again = profiler.profile(paths, target(data=digits["data"]), store=None, retries=0, variants="int8")
     assert all(os.path.getmtime(r["path"]) == made[r["path"]] for r in again if r.get("variant"))  # from the cache
@@ -225,7 +234,12 @@ def test_the_front_keeps_exactly_the_models_no_other_beats_on_both(digits, tmp_p
                   & ((table["latency_ms"] < row["latency_ms"]) | (table["accuracy"] > row["accuracy"]))).any()
         assert row["on_front"] == (not beaten)
         assert row["fits_device_ram"] == (row["peak_memory_mb"] <= 4096) and row["memory_basis"] == "host"
-    assert results.front(min_accuracy=2.0).empty and len(results.front(budget_ms=table["latency_ms"].min())) >= 1
+    best = table["accuracy"].max()
+    if best < 1:
+        assert results.front(min_accuracy=min(1.0, best + 1e-6)).empty
+    assert len(results.front(budget_ms=table["latency_ms"].min())) >= 1
+    with pytest.raises(profiler.ProfileError, match="min_accuracy: 2: a top-1 share at most 1"):
+        results.front(min_accuracy=2.0)
 
 
 def test_without_labels_a_variant_is_compared_with_its_original(digits, tmp_path, monkeypatch):
@@ -307,8 +321,8 @@ def test_references_that_mix_precisions_get_a_fit_per_precision(tmp_path):
     predicted = cal.predict([fp32, int8])
     assert predicted.loc[0, "predicted_latency_ms"] == pytest.approx(4.5 * fp32["latency_ms"]["median"], rel=1e-6)
     assert predicted.loc[1, "predicted_latency_ms"] == pytest.approx(7.0 * int8["latency_ms"]["median"], rel=1e-6)
-    refused = cal.predict([fp16])
-    assert "predicted_latency_ms" not in refused or refused["predicted_latency_ms"].isna().all()
+    with pytest.raises(calibration.CalibrationError, match="not fp16"):
+        cal.predict([fp16])
     assert any("not fp16" in w and "--force" in w for w in cal.warnings)
     assert cal.predict([fp16], force=True).loc[0, "predicted_latency_ms"] > 0
 
@@ -338,6 +352,7 @@ def test_a_torchscript_model_gets_its_variants_through_its_onnx_export(digits, t
         assert record["variant"]["of"] == original["model"] and record["accuracy"]["agreement"]["with"] == original["model"]
     assert export["accuracy"]["agreement"]["top1"] == 1.0 and export["accuracy"]["agreement"]["max_abs_diff"] < 1e-4
     assert export["accuracy"]["metrics"]["top1"] == original["accuracy"]["metrics"]["top1"]
+    assert export["model"] == "digits_cnn.pt-onnx" and int8["model"] == "digits_cnn.pt-onnx.int8-static"
     assert abs(int8["accuracy"]["metrics"]["top1"] - original["accuracy"]["metrics"]["top1"]) <= 0.03
 
 

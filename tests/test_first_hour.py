@@ -251,3 +251,45 @@ def test_suggest_counts_a_reference_named_twice_once(models, tmp_path):
     host.write_text(json.dumps(results))
     done = run_cli("calibrate", "suggest", "--host", host, "--have", have)
     assert done.returncode == 0 and len(done.stdout.split()) == 1, done.stderr
+
+
+def test_the_digits_example_prints_no_tensorflow_log(tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, EDGE_PROFILER_EXPORT_CACHE="0")
+    done = subprocess.run([sys.executable, "-m", "experiments.examples.digits", str(tmp_path)], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "digits_cnn.tflite").is_file()
+    assert "absl" not in done.stderr and "oneDNN" not in done.stderr and "cpu_feature_guard" not in done.stderr
+
+
+def test_one_bad_model_among_variants_costs_only_its_own_rows(models, tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--retries", 0, "--variants",
+                   "int8,int8-dynamic", "--json", out, models["corrupt"], models["onnx"], env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    rows = {(r["model"], r["status"]) for r in json.loads(out.read_text())}
+    # int8 without data is int8-dynamic: asked for twice, made and measured once
+    assert ("tiny_cnn", "ok") in rows and ("tiny_cnn.int8-dynamic", "ok") in rows
+    assert sum(1 for name, _ in rows if name.startswith("tiny_cnn.int8")) == 1
+    assert ("corrupt", "error") in rows and ("corrupt.int8", "error") in rows
+    cache = tmp_path / "cache" / "edge-profiler"
+    assert not [d for d, subs, files in os.walk(cache) if not subs and not files]  # no empty key folder left
+    empty = run_cli("profile", "--backend", "local", "--no-store", "--variants", "", models["onnx"])
+    assert empty.returncode == 2 and "--variants" in empty.stderr and empty.stderr.count("\n") == 1
+
+
+def test_variants_and_warnings_never_read_the_same(digits, tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    done = run_cli("profile", "--backend", "local", "--no-store", "--iterations", 5, "--retries", 0, "--variants",
+                   "onnx", "--json", out, digits["onnx"], digits["torchscript"], env=env)
+    assert done.returncode == 0, done.stderr
+    rows = [(r["model"], r["runtime"]) for r in json.loads(out.read_text())]
+    assert len(rows) == len(set(rows)) and ("digits_cnn.pt-onnx", "onnx") in rows
+    for line in done.stderr.splitlines():
+        if line.startswith("WARNING: digits_cnn"):
+            assert line.split(":")[1].strip().endswith(")")  # the model named with its runtime

@@ -386,3 +386,26 @@ def test_more_wrong_types_through_the_api_are_one_line_errors(name):
     with pytest.raises(OWN) as caught:
         MORE_API_CASES[name]()
     assert "\n" not in str(caught.value) and str(caught.value)
+
+
+def test_an_npz_member_that_is_not_an_array_is_bad_data_before_it_is_read(digits, tmp_path):
+    # a zip bomb: a small file whose extra member inflates far past the cap; np.load would hand it
+    # over as bytes, read whole
+    import zipfile
+
+    import numpy as np
+
+    arrays = np.load(digits["data"])
+    bomb = tmp_path / "bomb.npz"
+    np.savez(bomb, x_data=arrays["x_data"][:20], y_data=arrays["y_data"][:20])
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("junk", "w", force_zip64=True) as member:
+            zeros = bytes(1 << 24)
+            for _ in range(25):  # 400 MiB uncompressed, well under 1 MiB on disk
+                member.write(zeros)
+    assert bomb.stat().st_size < 2 * 2 ** 20
+    done = run_cli("profile", "--backend", "local", "--memory", "300m", "--no-store", "--iterations", 5,
+                   "--retries", 0, "--data", bomb, "--json", tmp_path / "r.json", digits["onnx"])
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (record,) = json.load(open(tmp_path / "r.json"))
+    assert record["status"] == "error" and "'junk' is not a .npy array (400 MiB uncompressed)" in record["error"]

@@ -14,7 +14,8 @@ every format.
 
 writes digits_cnn.onnx, digits_cnn.pt, digits_cnn.tflite, digits_mlp.onnx, digits_mlp.tflite (the
 TFLite files if TensorFlow is installed) and digits_test.npz (x_data: 719 held-out float32 images
-scaled to [0, 1], one per row; y_data: their int64 labels).
+scaled to [0, 1], one per row; y_data: their int64 labels; x_calibration: 100 training images that
+an int8-static variant calibrates on, so that no scored image was seen by the quantizer).
 """
 
 import os
@@ -114,9 +115,8 @@ def write_cnn_torchscript(net, path):
 def write_cnn_tflite(net, path):
     """The same weights as a Keras model (NHWC; flattened in torch's channel-first order), converted to
     TFLite (needs TensorFlow; None without it)."""
-    try:
-        import tensorflow as tf
-    except ImportError:
+    tf = _tensorflow()
+    if tf is None:
         return None
     layers = tf.keras.layers
     first, second, linear = net[1], net[3], net[6]
@@ -153,9 +153,8 @@ def write_onnx(model, path):
 
 def write_tflite(model, path):
     """The same weights as a Keras model, converted to TFLite (needs TensorFlow; None without it)."""
-    try:
-        import tensorflow as tf
-    except ImportError:
+    tf = _tensorflow()
+    if tf is None:
         return None
     (w1, w2), (b1, b2) = model.coefs_, model.intercepts_
     keras = tf.keras.Sequential([tf.keras.Input((w1.shape[0],), batch_size=1),
@@ -167,6 +166,18 @@ def write_tflite(model, path):
     return path
 
 
+def _tensorflow():
+    """TensorFlow, imported without its start-up log on the terminal; None when it is not installed."""
+    from profiler.files import silenced
+
+    try:
+        with silenced():
+            import tensorflow as tf
+    except ImportError:
+        return None
+    return tf
+
+
 def _convert(tf, keras, path):
     from profiler.files import silenced
 
@@ -176,8 +187,14 @@ def _convert(tf, keras, path):
         f.write(data)
 
 
-def write_data(x_test, y_test, path):
-    np.savez(path, x_data=x_test, y_data=y_test)
+CALIBRATION = 100  # training images an int8-static variant calibrates on, never scored
+
+
+def write_data(x_test, y_test, path, x_calibration=None):
+    arrays = {"x_data": x_test, "y_data": y_test}
+    if x_calibration is not None:
+        arrays["x_calibration"] = x_calibration
+    np.savez(path, **arrays)
     return path
 
 
@@ -203,7 +220,8 @@ def build(folder, tflite=True, torchscript=False, mlp=False):
         return made
     x_train, x_test, y_train, y_test = split()
     net = train_cnn(x_train, y_train)
-    made.update(onnx=write_cnn_onnx(net, made["onnx"]), data=write_data(x_test, y_test, made["data"]))
+    made.update(onnx=write_cnn_onnx(net, made["onnx"]), data=write_data(x_test, y_test, made["data"],
+                                                                      x_train[:CALIBRATION]))
     if tflite:
         made["tflite"] = write_cnn_tflite(net, made["tflite"])
     if torchscript:
