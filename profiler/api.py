@@ -60,8 +60,9 @@ class Results(list):
     def front(self, budget_ms=None, min_accuracy=None):
         """The accuracy-latency front as a DataFrame: every model with an accuracy (within the budget and
         floor, if given), fastest first, `on_front` where no other is both faster and more accurate;
-        latency is the predicted device figure when there is one, else the host median; `fits_device_ram`
-        compares the predicted peak, else the host peak (`memory_basis` says which) with DEVICE_RAM."""
+        latency is the predicted device figure when there is one, else the measured median (on the host,
+        or on the device with --on); `fits_device_ram` compares the predicted peak, else the measured peak
+        (`latency_basis`, `memory_basis`: predicted, device or host) with DEVICE_RAM."""
         import pandas as pd
 
         from profiler.report import accuracy_score, front, ranking_latency
@@ -75,9 +76,11 @@ class Results(list):
             peak = predicted if predicted is not None else r.get("peak_memory_mb")
             rows.append({"model": r["model"], "runtime": r.get("runtime"), "precision": r.get("precision"),
                          "variant": (r.get("variant") or {}).get("kind"), "latency_ms": ranking_latency(r),
-                         "latency_basis": "predicted" if (r.get("prediction") or {}).get("latency_ms") else "host",
+                         "latency_basis": "predicted" if (r.get("prediction") or {}).get("latency_ms") else
+                         "device" if r.get("native_device") else "host",
                          "accuracy": accuracy_score(r), "task": r["accuracy"]["task"], "peak_memory_mb": peak,
-                         "memory_basis": "predicted" if predicted is not None else "host",
+                         "memory_basis": "predicted" if predicted is not None else
+                         "device" if r.get("native_device") else "host",
                          "fits_device_ram": None if ram is None or peak is None else peak <= ram,
                          "flags": ",".join(r.get("flags") or []), "on_front": any(r is f for f in on_front)})
         return pd.DataFrame(rows, columns=["model", "runtime", "precision", "variant", "latency_ms", "latency_basis",

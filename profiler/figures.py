@@ -83,8 +83,9 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
                     textcoords="offset points", fontweight="bold" if any(r is f for f in on_front) else "normal")
     if budget_ms is not None:
         ax.axvline(budget_ms, color="grey", ls="--", lw=1, label=f"budget {budget_ms:g} ms")
-    ax.set_xlabel(("predicted device latency" if predicted else "median latency on this host") +
-                  " (ms); bars: 95% interval")
+    native = all(r.get("native_device") for r in scored)
+    ax.set_xlabel(("predicted device latency" if predicted else "median latency measured on the device" if native
+                   else "median latency on this host") + " (ms); bars: 95% interval")
     ax.set_ylabel("MAE (lower is better)" if regression else "top-1 accuracy (%)")
     if regression:
         ax.invert_yaxis()

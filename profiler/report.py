@@ -168,8 +168,10 @@ def ranking_groups(records):
     """[(basis, records fastest first)]: predicted device latencies and host medians are two kinds of
     figure, never ranked against each other; the predicted group comes first."""
     ok = [r for r in records if r["status"] == "ok" and r.get("latency_ms")]
+    measured = [r for r in ok if not _predicted(r)]
     groups = [("predicted device latency", [r for r in ok if _predicted(r)]),
-              ("median latency on this host", [r for r in ok if not _predicted(r)])]
+              ("median latency measured on the device" if measured and all(r.get("native_device") for r in measured)
+               else "median latency on this host", measured)]
     return [(basis, sorted(group, key=ranking_latency)) for basis, group in groups if group]
 
 
@@ -267,13 +269,16 @@ def front_lines(records, budget_ms=None, min_accuracy=None, device_ram_mb=None):
                                   if value is not None)
             return [f"Accuracy front: no model meets {limits} ({len(front(records)[0])} scored)"]
         return []
-    basis = "predicted device latency" if on_front and on_front[0].get("prediction") else "host median latency"
+    basis = ("predicted device latency" if on_front and on_front[0].get("prediction") else
+             "device median latency" if on_front and all(r.get("native_device") for r in scored) else
+             "host median latency")
     lines = [f"Accuracy against {basis}: {len(on_front)} of {len(scored)} model(s) on the front"]
     for r in on_front:
         memory = ""
         if device_ram_mb and r.get("peak_memory_mb") is not None:
             predicted = ((r.get("prediction") or {}).get("peak_memory_mb") or {}).get("value")
-            peak, which = (predicted, "predicted") if predicted is not None else (r["peak_memory_mb"], "host peak")
+            peak, which = ((predicted, "predicted") if predicted is not None else
+                           (r["peak_memory_mb"], "device peak" if r.get("native_device") else "host peak"))
             memory = f", {which} {peak:.0f} MiB {'fits' if peak <= device_ram_mb else 'does NOT fit'} DEVICE_RAM"
         lines.append(f"  {printable_text(r['model'])} ({r.get('runtime')}, {r.get('precision') or '?'}): "
                      f"{accuracy_text(r.get('accuracy'))}, {_ms(ranking_latency(r))} ms{memory}")

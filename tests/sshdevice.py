@@ -110,8 +110,11 @@ class Device:
                     f"Host edge-blackhole\n  HostName 192.0.2.1\n  User {USER}\n  IdentityFile {d}/user_key\n"
                     f"  UserKnownHostsFile {d}/known_hosts\n  ConnectTimeout 2\n")
         self.config = f"{d}/ssh_config"
+        from profiler.harness import die_with_parent
+
         self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", f"{d}/sshd_config"],
-                                     stdout=subprocess.DEVNULL, stderr=open(f"{d}/sshd.log", "w"))
+                                     stdout=subprocess.DEVNULL, stderr=open(f"{d}/sshd.log", "w"),
+                                     preexec_fn=die_with_parent)  # never outlives this process
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -137,10 +140,29 @@ class Device:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-if __name__ == "__main__":  # start one by hand: python -m tests.sshdevice
+def main():
+    """Start one by hand, for trying `profile --on` against a real device on this machine. Stops on
+    Ctrl-C, SIGTERM or SIGHUP, in the foreground or in the background (where a shell has SIGINT
+    ignored), and its sshd with it."""
+    import signal
+
     device = Device()
-    print(f"ssh -F {device.config} edge-device   (Ctrl-C stops it)", file=sys.stderr)
-    try:
-        device.sshd.wait()
-    except KeyboardInterrupt:
-        device.stop()
+    received = []
+
+    def stop(signum, frame):  # the main thread is in sshd.wait(): end sshd, and that wait returns
+        received.append(signum)
+        device.sshd.terminate()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    print(f"a device on 127.0.0.1:{device.port}; measure on it with\n"
+          f"  profile --env env.template --on edge-device --ssh-config {device.config} "
+          f"--ssh-python {device.python} MODEL.onnx\n"
+          f"or log in with: ssh -F {device.config} edge-device   (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    device.sshd.wait()
+    device.stop()
+    sys.exit(128 + received[0] if received else 1)
+
+
+if __name__ == "__main__":  # python -m tests.sshdevice
+    main()

@@ -86,10 +86,22 @@ def test_connection_failures_are_one_line(ssh_device, models, tmp_path, host, me
 
 
 def test_a_device_without_the_runtime_names_the_pip_install(ssh_device, models, tmp_path):
-    done, _ = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", python=ssh_device.bare_python)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (f"profile: error: edge-device: onnxruntime missing on the device; run there: "
+    done, records = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", python=ssh_device.bare_python)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert [r["status"] for r in records] == ["error"]
+    assert records[0]["error"] == (f"edge-device: onnxruntime missing on the device; run there: "
                                    f"{ssh_device.bare_python} -m pip install onnxruntime")
+
+
+def test_models_whose_runtime_the_device_has_run_and_the_others_are_rows(ssh_device, models, tmp_path):
+    # the device has onnxruntime and no LiteRT
+    done, records = on_device(ssh_device, tmp_path, models["onnx"], models["tflite"], "--no-store",
+                              "--iterations", 5)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    rows = {r["runtime"]: r for r in records}
+    assert rows["onnx"]["status"] == "ok" and rows["onnx"]["native_device"]
+    assert rows["tflite"]["status"] == "error" and rows["tflite"]["error"].endswith(
+        f"-m pip install ai-edge-litert")
 
 
 def test_stray_lines_that_look_like_json_on_the_device_are_not_records(ssh_device, models, tmp_path):
@@ -168,8 +180,12 @@ def test_accuracy_is_evaluated_on_the_device_and_a_symlinked_model_is_sent_as_it
     made = digits
     link = tmp_path / "linked.onnx"
     os.symlink(os.path.relpath(made["onnx"], tmp_path), link)  # a relative link: the device gets the file
-    done, (record,) = on_device(ssh_device, tmp_path, link, "--no-store", "--iterations", 10, "--data", made["data"])
+    done, (record,) = on_device(ssh_device, tmp_path, link, "--no-store", "--iterations", 10, "--data", made["data"],
+                                "--device-ram", "4g")
     assert done.returncode == 0, done.stderr
+    # device figures are named as such, never as the host's
+    assert "Accuracy against device median latency" in done.stdout and "device peak" in done.stdout
+    assert "host" not in done.stdout.split("Accuracy against")[1]
     assert record["status"] == "ok" and record["backend"] == "ssh"
     import numpy as np
     import onnxruntime as ort
@@ -179,3 +195,40 @@ def test_accuracy_is_evaluated_on_the_device_and_a_symlinked_model_is_sent_as_it
     predicted = np.array([session.run(None, {"input": row[None]})[0][0].argmax() for row in arrays["x_data"]])
     assert round(record["accuracy"]["metrics"]["top1"] * len(predicted)) == int(np.sum(predicted == arrays["y_data"]))
     assert ssh_device.folders() == [] and ssh_device.processes() == []
+
+
+def test_the_hand_started_device_prints_what_to_run_and_stops_on_a_signal_in_the_background(ssh_device):
+    def started():
+        # as `python -m tests.sshdevice &` from a script: SIGINT ignored, as shells do for background jobs
+        child = subprocess.Popen([sys.executable, "-m", "tests.sshdevice"], cwd=ROOT, stderr=subprocess.PIPE,
+                                 text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        lines = [child.stderr.readline() for _ in range(3)]
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", lines[0]).group(1))
+        return child, "".join(lines), port
+
+    def listening(port):
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    child, text, port = started()
+    assert "--ssh-python " in text and "--ssh-config " in text and "--on edge-device" in text
+    assert listening(port)
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=30) != 0
+    deadline = time.monotonic() + 10
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not listening(port)  # its sshd stopped with it
+    child, text, port = started()
+    child.kill()  # even a SIGKILL, which no handler sees, takes its sshd along
+    child.wait(timeout=30)
+    shutil.rmtree(os.path.dirname(re.search(r"--ssh-config (\S+)", text).group(1)))  # what no handler could remove
+    deadline = time.monotonic() + 10
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not listening(port)

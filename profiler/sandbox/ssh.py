@@ -19,7 +19,9 @@ import subprocess
 import tarfile
 
 from profiler.files import pid_alive, private_folder, sweep_dead_folders
-from profiler.sandbox.base import LABEL, Backend, SandboxError, harness_args, harness_files, harness_record
+from profiler.runtimes import runtime_for
+from profiler.sandbox.base import (LABEL, Backend, SandboxError, failure_record, harness_args, harness_files,
+                                   harness_record)
 
 CONTROL_PREFIX = f"{LABEL}-ssh-"  # + pid + "-…": the local folder of one run's ssh control socket
 
@@ -101,6 +103,7 @@ class SshBackend(Backend):
         self.python = target.ssh_python
         self._running = {}  # remote folder -> local ssh process, for cancel()
         self.device = None
+        self.missing = {}  # runtime -> its package, where the preflight found it missing on the device
 
     # ------------------------------------------------------------ plumbing
 
@@ -151,9 +154,12 @@ class SshBackend(Backend):
         if not facts:
             raise SandboxError(f"{self.host}: {self.python} on the device failed: "
                                f"{(err.strip().splitlines() or ['no output'])[-1][:200]}") from None
-        if facts["missing"]:
+        if "numpy" in facts["missing"]:  # the harness itself needs it: nothing could run
             raise SandboxError(f"{self.host}: {', '.join(facts['missing'])} missing on the device; run there: "
                                f"{self.python} -m pip install {' '.join(facts['missing'])}")
+        # A missing runtime costs its own models' rows (error, with the install line), not the run.
+        self.missing = {runtime: RUNTIME_PACKAGES[runtime][1] for runtime in runtimes
+                        if RUNTIME_PACKAGES[runtime][1] in facts["missing"]}
         for package, version in facts["versions"].items():
             mine = host_versions.get(package)
             if mine and version != mine and package != "numpy":
@@ -186,6 +192,18 @@ class SshBackend(Backend):
             pass
 
     # ------------------------------------------------------------ running
+
+    def run(self, target, paths, on_result, runtime=None):
+        runtime = runtime or runtime_for(paths[0])
+        package = self.missing.get(runtime)
+        if package is None:
+            return super().run(target, paths, on_result, runtime)
+        enforced = {"cpus": False, "memory": False, "sandboxed": False, "how": f"native on {self.host} over SSH"}
+        for path in paths:
+            record = failure_record(path, runtime, "error", f"{self.host}: {package} missing on the device; run "
+                                                            f"there: {self.python} -m pip install {package}")
+            record["native_device"] = {"ssh_host": self.host}
+            on_result(self._decorate(record, target, enforced))
 
     def _run_batch(self, target, paths, runtime, emit, enforced):
         enforced.update(cpus=False, memory=False, sandboxed=False,
