@@ -39,9 +39,14 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value):
-    """A string that a spreadsheet would run as a formula gets a leading apostrophe (OWASP's rule)."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
+    """A string that a spreadsheet would run as a formula gets a leading apostrophe (OWASP's rule);
+    control characters other than a newline (ESC, BEL: a terminal that shows the file runs them) are
+    shown as \\xNN."""
+    if isinstance(value, str):
+        if not value.replace("\n", "").isprintable():
+            value = "\n".join(printable_text(part) for part in value.split("\n"))
+        if value.startswith(FORMULA_START):
+            return "'" + value
     return value
 
 

@@ -4,6 +4,7 @@ intervals; CSV cells that a spreadsheet would run as formulas are neutralised.""
 
 import csv
 import json
+import math
 
 from profiler.escape import csv_cell
 from profiler.files import write_atomic
@@ -62,8 +63,20 @@ def flatten(record):
     return {key: csv_cell(value) for key, value in row.items()}
 
 
+def json_safe(value):
+    """value with every NaN or infinity as null: JSON has no such numbers (Python would write NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json(path, records):
-    write_atomic(path, lambda f: json.dump(records, f, indent=1))
+    """Standard JSON (allow_nan=False): a figure that is not a number is null."""
+    write_atomic(path, lambda f: json.dump(json_safe(records), f, indent=1, allow_nan=False))
 
 
 def write_csv(path, records):

@@ -9,6 +9,7 @@ import tempfile
 import time
 
 import profiler
+from profiler.escape import printable_text
 from profiler.files import write_atomic
 from profiler.report import _caps, _macs, accuracy_text, ranking, ranking_groups, ranking_latency
 
@@ -54,7 +55,8 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 
 
 def _e(value):
-    return html.escape("" if value is None else str(value))
+    """Text as HTML: markup taken literally, control characters (ESC, BEL, newlines) shown as \\xNN."""
+    return html.escape(printable_text("" if value is None else str(value)))
 
 
 def _num(value, digits=3):

@@ -85,7 +85,7 @@ def test_names_are_escaped_for_terminal_markdown_csv_and_figures(tmp_path):
                    "--csv", out["csv"], "--markdown", out["markdown"], "--html", out["html"], "--plot",
                    tmp_path / "figures", *paths)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    for text in (done.stdout, done.stderr, out["markdown"].read_text()):
+    for text in (done.stdout, done.stderr, out["markdown"].read_text(), out["html"].read_text(), out["csv"].read_text()):
         assert "\x1b" not in text and "\x07" not in text
     table = [line for line in done.stdout.splitlines() if line.startswith(("=cmd", "a\\nb"))]
     assert len(table) == 2  # a newline in a name stays inside its row
@@ -102,6 +102,7 @@ def test_names_are_escaped_for_terminal_markdown_csv_and_figures(tmp_path):
     body = markdown[2:2 + len(names)]
     assert len(body) == len(names) and all(pipes(line) == pipes(markdown[0]) for line in body), body
     assert not any("<svg" in line or "`x`" in line for line in markdown)
+    assert not any(re.search(r"(?<!\\)\$", line) for line in markdown)  # no $…$ for GitHub to render as math
     page = out["html"].read_text()
     assert "<svg onload" not in page and "&lt;svg onload=alert(1)&gt;" in page
     assert os.path.isfile(tmp_path / "figures" / "latency_distribution.svg")
@@ -409,3 +410,20 @@ def test_an_npz_member_that_is_not_an_array_is_bad_data_before_it_is_read(digits
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     (record,) = json.load(open(tmp_path / "r.json"))
     assert record["status"] == "error" and "'junk' is not a .npy array (400 MiB uncompressed)" in record["error"]
+
+
+def test_calibrate_predict_json_is_standard_json(tmp_path):
+    host = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "host.json")
+    records = json.load(open(host))
+    records[0]["cgroup"] = {"peak_mb": float("nan"), "throttling": float("inf")}  # figures a host could not read
+    edited = tmp_path / "host.json"
+    edited.write_text(json.dumps(records))
+    out = tmp_path / "predicted.json"
+    done = run_cli("calibrate", "predict", "--calibration", CAL, "--host", edited, "--json", out)
+    assert done.returncode == 0, done.stderr
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    written = json.loads(out.read_text(), parse_constant=refuse)
+    assert written[0]["cgroup"] == {"peak_mb": None, "throttling": None}
