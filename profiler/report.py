@@ -203,8 +203,12 @@ def ranking(records):
     for index, (basis, ok) in enumerate(groups):
         if len(ok) < 2:
             if len(groups) > 1:
-                lines += ([""] if lines else []) + [f"Only {name(ok[0])} has a {basis} figure; it is not ranked "
-                                                    "against the others"]
+                only = ok[0]
+                text = (f"Only {name(only)} has a predicted device latency ({_ms(key(only))} ms); it is not ranked "
+                        "against the host figures of the others" if basis.startswith("predicted") else
+                        f"Only {name(only)} has no device prediction: its {basis} ({_ms(key(only))} ms) is not "
+                        "ranked against the predicted figures")
+                lines += ([""] if lines else []) + [text]
             continue
         apart = (" (no device prediction for these: not comparable with the ranking above)"
                  if index and lines else " (no device prediction for the models below)" if len(groups) > 1 and

@@ -293,3 +293,51 @@ def test_variants_and_warnings_never_read_the_same(digits, tmp_path):
     for line in done.stderr.splitlines():
         if line.startswith("WARNING: digits_cnn"):
             assert line.split(":")[1].strip().endswith(")")  # the model named with its runtime
+
+
+def test_the_package_metadata_raises_no_setuptools_deprecation():
+    # `make demo` installs the package first: its metadata must not print setuptools' deprecation blocks
+    import warnings
+
+    from setuptools.config import pyprojecttoml
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pyprojecttoml.apply_configuration(Distribution(), os.path.join(ROOT, "pyproject.toml"))
+    assert not [w for w in caught if "Deprecation" in w.category.__name__], [str(w.message)[:200] for w in caught]
+
+
+@pytest.mark.parametrize("method", ["ols", "robust", "loglinear", "relative", "features"])
+def test_no_method_and_no_interval_kind_returns_a_figure_at_or_below_zero(method):
+    import calibration
+
+    host = json.load(open(os.path.join(EXAMPLE, "host.json")))
+    cal = calibration.fit(os.path.join(EXAMPLE, "pi5_device.csv"), host=host, method=method, metrics=["latency_ms"])
+    probes = []
+    for scale in (1e-4, 1e-2, 1.0, 1e2):  # far below, below, inside and above the references
+        for card_scale in (0.0, 1.0, 50.0):
+            record = json.loads(json.dumps(host[0]))
+            record["model"] = f"probe_{scale}_{card_scale}"
+            record["latency_ms"] = dict(record["latency_ms"], median=record["latency_ms"]["median"] * scale)
+            card = record.get("model_card") or {}
+            for key in ("macs_by_class",):
+                if card.get(key):
+                    card[key] = {k: v * card_scale for k, v in card[key].items()}
+            probes.append(record)
+    frame = cal.predict(probes)
+    assert frame["predicted_latency_ms"].notna().all()
+    assert (frame["predicted_latency_ms_low"] > 0).all() and (frame["predicted_latency_ms"] > 0).all()
+    assert (frame["predicted_latency_ms_low"] <= frame["predicted_latency_ms"]).all()
+    assert (frame["predicted_latency_ms"] <= frame["predicted_latency_ms_high"]).all()
+    # a fit edited to give a negative figure everywhere falls back to the nearest reference's ratio
+    data = json.loads(json.dumps(cal.data))
+    fit = data["fits"][0]
+    if fit["model"]["kind"] == "linear" and fit["method"] != "loglinear":
+        fit["model"]["intercept"] = -1e6
+    elif fit["model"]["kind"] == "features":
+        fit["model"]["intercept"] = -1e6
+    else:
+        return  # relative and loglinear fits are positive by construction (non-negative weights, exp)
+    bounded = calibration.Calibration(data).predict(probes)
+    assert (bounded["predicted_latency_ms"] > 0).all() and bounded["bounded"].all()

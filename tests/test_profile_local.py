@@ -105,7 +105,7 @@ def test_csv_and_markdown_export(models, tmp_path):
     body = [line.split(" | ") for line in lines[2:4]]
     assert [(cells[1], cells[2]) for cells in body] == [("onnx", "ok"), ("tflite", "ok")]
     assert {line.count(" | ") for line in (lines[2], lines[3])} == {lines[0].count(" | ")}
-    assert lines[5] == "Ranking by median latency:" and "× slower: tiny_cnn" in lines[8]
+    assert lines[5] == "Ranking by median latency on this host:" and "× slower: tiny_cnn" in lines[8]
 
 
 BAD = [
