@@ -6,20 +6,27 @@ BIN    := $(VENV)/bin
 # variants: the converters of profile --variants
 EXTRAS ?= test,torch,tf,variants
 
-.PHONY: demo test bench docker-base fixtures clean zoo-packages
+.PHONY: demo test bench docker-base fixtures clean zoo-packages convert-packages
 
 $(BIN)/profile: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	# setuptools' notes on editable installs are for packagers, not for someone running the demo
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
-	$(MAKE) --no-print-directory zoo-packages
+	$(MAKE) --no-print-directory zoo-packages convert-packages
 	touch $@
 
 # The mmb networks (experiments/zoo/mmb.py): pytorchcv and tf2cv declare a CUDA torchvision and
 # Keras 2 a second TensorFlow, none of which they need here, so they go in without dependencies.
 zoo-packages:
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps pytorchcv==0.0.74 tf2cv==0.0.18 tf-keras==2.21.0
+
+# ONNX -> TFLite (profile --variants tflite): onnx2tf pins exact TensorFlow, onnx and onnxruntime releases
+# that it does not need for the conversions made here, so it and the modules it imports go in without
+# dependencies, beside the project's own versions (tests/test_convert.py checks what it makes).
+convert-packages:
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps onnx2tf==1.29.24 onnx-graphsurgeon==0.6.1 \
+	    sng4onnx==2.0.1 psutil==7.2.2
 
 demo: $(BIN)/profile
 	$(BIN)/profile --env env.template --store $(VENV)/demo.db \

@@ -76,8 +76,10 @@ def warnings(calibration):
         extension = EXTENSION.get(gap["device"][0], gap["device"][0])
         out.append(f"WARNING: the references ran on the device as {device} but were profiled on this host as "
                    f"{gap['host']}; the two runtimes differ per operator, so predictions are looser than a "
-                   f"same-format fit. Profile the {device} files on the host (`profile --env ENV model.{extension}`) "
-                   "and calibrate on those" + ("; the relative model starts from the prior learned for this pair of "
+                   f"same-format fit. Profile the {device} files on the host (`profile --env ENV model.{extension}`"
+                   + (f", or convert yours: `profile --env ENV --variants tflite model.{EXTENSION.get(gap['host'])}`"
+                      if gap["device"] == ["tflite"] and gap["host"] in ("onnx", "torch") else "")
+                   + ") and calibrate on those" + ("; the relative model starts from the prior learned for this pair of "
                                                "formats" if any("->" in ((f.get("prior") or {}).get("runtime") or "")
                                                                 for f in calibration["fits"]) else ""))
     if calibration.get("unmatched"):

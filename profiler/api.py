@@ -340,7 +340,7 @@ def _add_variants(groups, variants, target, warn):
     fails costs its own variant rows, never the run."""
     from profiler.harness import model_name
     from profiler.runtimes import parse_input_shapes, runtime_for
-    from profiler.variants import VariantError, calibration_samples, make, parse
+    from profiler.variants import VariantError, calibration_samples, conversion_check, make, parse
 
     try:
         names = parse(variants if isinstance(variants, str) else ",".join(map(str, variants)))
@@ -363,7 +363,10 @@ def _add_variants(groups, variants, target, warn):
                         continue
                     groups.setdefault(runtime_for(out), []).append(out)  # a TorchScript file's are ONNX
                     found[out] = {"of": model_name(path), "kind": kind, "source_sha256": sha, "_source": path}
-                    if kind == "int8-static":
+                    check = conversion_check(out)
+                    if check is not None:  # a change of format, checked against its source when made
+                        found[out]["conversion"] = check
+                    if kind.endswith("int8-static"):
                         found[out]["calibration"] = calibration_samples(target.data)
                         if found[out]["calibration"]["scored"]:
                             warn(f"warning: {model_name(out)}: int8-static was calibrated on the first "

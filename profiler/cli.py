@@ -136,9 +136,11 @@ def build_parser():
                      help="measure again models the store already holds for this target (default: reuse them)")
     out.add_argument("--variants", metavar="LIST",
                      help="also profile variants of each model: int8 (static, calibrated on --data, or dynamic "
-                          "without it), int8-dynamic, int8-static, fp16; a TorchScript file is exported to ONNX "
-                          "first (variant onnx); made with torch's, onnxruntime's and ai-edge-quantizer's own tools "
-                          "into a cache folder (the variants extra)")
+                          "without it), int8-dynamic, int8-static, fp16; tflite (the device's format, from ONNX or "
+                          "TorchScript, through onnx2tf, checked against the source) and tflite-int8, "
+                          "tflite-fp16, ... (variants of that TFLite file); a TorchScript file is exported to ONNX "
+                          "first (variant onnx); made with torch's, onnxruntime's, onnx2tf's and ai-edge-quantizer's "
+                          "own tools into a cache folder (the variants extra; `make convert-packages` for tflite)")
     out.add_argument("--reference", metavar="MODEL",
                      help="one of the models: with --data, every other model's outputs are compared with its "
                           "outputs (share with the same top class, max and mean absolute difference); a variant "

@@ -6,6 +6,10 @@
   tflite  int8-dynamic  ai-edge-quantizer, dynamic_wi8_afp32
           int8-static   ai-edge-quantizer, static_wi8_ai8, calibrated on --data samples
           fp16          ai-edge-quantizer, float casting: fp16 weights, float32 compute
+  onnx    tflite        the device's format: onnx2tf, after onnxruntime's own constant folding (shapes
+                        computed at run time become constants), NHWC as a Keras-made file is; checked
+                        against the source before it is kept (outputs and MACs)
+          tflite-<kind> a TFLite variant (int8, int8-dynamic, int8-static, fp16) of that converted file
   pt      onnx          torch.onnx.export of the TorchScript module at its input shapes (fp32), always
                         made when a TorchScript file gets variants; the ONNX kinds are made from it
 `int8` is int8-static when there is data to calibrate on, else int8-dynamic. Files go to a cache
@@ -13,12 +17,19 @@ folder keyed by the source's sha256, the variant and the calibration data's sha2
 written next to the user's file. The converters are the optional `variants` extra.
 """
 
+import json
 import os
 
 from profiler.files import sha256_of, silenced
 
-KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16"), "tflite": ("int8-dynamic", "int8-static", "fp16"),
-         "pt": ("onnx", "int8-dynamic", "int8-static", "fp16")}
+KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16", "tflite"),
+         "tflite": ("int8-dynamic", "int8-static", "fp16"),
+         "pt": ("onnx", "int8-dynamic", "int8-static", "fp16", "tflite")}
+CONVERSIONS = {("pt", "onnx"): "pt-onnx", ("onnx", "tflite"): "onnx-tflite"}  # kinds that change the format
+AGREEMENT_RTOL = 1e-3  # a converted model's outputs within this share of the source's largest output
+AGREEMENT_TOP1 = 0.99
+MACS_RTOL = 0.01
+CONVERT_EXTRA = "make convert-packages (onnx2tf and what it imports; TensorFlow: the tf extra)"
 TORCHSCRIPT = (".pt", ".pth")
 CALIBRATION_SAMPLES = 100
 FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
@@ -38,7 +49,8 @@ def cache_folder():
 def parse(text):
     """'int8,fp16' -> ['int8', 'fp16']; an unknown name is a VariantError."""
     names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
-    known = {"int8", "int8-dynamic", "int8-static", "fp16", "onnx"}
+    known = {"int8", "int8-dynamic", "int8-static", "fp16", "onnx", "tflite", "tflite-int8", "tflite-int8-dynamic",
+             "tflite-int8-static", "tflite-fp16"}
     bad = [n for n in names if n not in known]
     if bad or not names:
         raise VariantError(f"--variants {text}: choose from {', '.join(sorted(known))} (comma-separated)")
@@ -152,6 +164,14 @@ def make(path, names, data=None, folder=None, skipped=None, shapes=None):
         for kind, out, _ in make(exported, [n for n in names if n != "onnx"], data, folder, skipped):
             made.append((kind, out, source_sha))
         return made
+    converted = [n for n in names if n == "tflite" or n.startswith("tflite-")]
+    if fmt == "onnx" and converted:  # the device's format first, then its TFLite variants
+        (kind, tflite, source_sha), = _cached(path, "tflite", "onnx", data, folder, shapes)
+        made.append((kind, tflite, source_sha))
+        for kind, out, _ in make(tflite, [n[len("tflite-"):] for n in converted if n != "tflite"], data, folder,
+                                 skipped):
+            made.append((f"tflite-{kind}", out, source_sha))
+        names = [n for n in names if n not in converted]
     for name in names:
         kind = ("int8-static" if data else "int8-dynamic") if name == "int8" else name
         if kind not in KINDS[fmt]:
@@ -166,8 +186,6 @@ def make(path, names, data=None, folder=None, skipped=None, shapes=None):
 
 def _cached(path, kind, fmt, data, folder, shapes):
     """[(kind, the variant's path, the source's sha256)], made unless the cache holds it."""
-    import json
-
     source_sha = sha256_of(path)
     key = source_sha[:16] + (f"-{sha256_of(data)[:12]}" if kind == "int8-static" else "")
     if fmt == "pt" and shapes:  # the export depends on the input shapes it was given
@@ -176,10 +194,11 @@ def _cached(path, kind, fmt, data, folder, shapes):
         key += "-" + hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:8]
     target_folder = os.path.join(folder or cache_folder(), key)
     stem = os.path.splitext(os.path.basename(path))[0]
-    suffix = "onnx" if fmt == "pt" else fmt
-    # A TorchScript file's ONNX export reads "<stem>.pt-onnx", so that it never shares a name with
-    # the user's own <stem>.onnx in a table.
-    out = os.path.join(target_folder, f"{stem}.{'pt-onnx' if fmt == 'pt' else kind}.{suffix}")
+    conversion = CONVERSIONS.get((fmt, kind))
+    suffix = kind if conversion else fmt
+    # A conversion reads "<stem>.pt-onnx" or "<stem>.onnx-tflite", so that it never shares a name with
+    # the user's own <stem>.onnx or <stem>.tflite in a table.
+    out = os.path.join(target_folder, f"{stem}.{conversion or kind}.{suffix}")
     if not os.path.isfile(out):
         os.makedirs(target_folder, exist_ok=True)
         partial = f"{out}.partial-{os.getpid()}.{suffix}"
@@ -188,8 +207,15 @@ def _cached(path, kind, fmt, data, folder, shapes):
             with silenced():  # the converters print progress and banners of their own
                 if fmt == "pt":
                     _torchscript(path, partial, shapes)
+                elif conversion:
+                    _onnx_to_tflite(path, partial, data)
                 else:
                     (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
+            if conversion == "onnx-tflite":  # kept only if it computes what its source computes
+                check = check_conversion(path, partial, data)
+                from profiler.files import write_atomic
+
+                write_atomic(out + ".check.json", lambda f: json.dump(check, f))
             os.replace(partial, out)
         except VariantError:
             raise
@@ -199,9 +225,115 @@ def _cached(path, kind, fmt, data, folder, shapes):
         finally:
             if os.path.exists(partial):
                 os.remove(partial)
+            if not os.path.exists(out) and os.path.exists(out + ".check.json"):
+                os.remove(out + ".check.json")
             if not os.listdir(target_folder):  # a failed or interrupted conversion leaves no empty key
                 os.rmdir(target_folder)
     return [(kind, out, source_sha)]
+
+
+def _onnx_to_tflite(source, out, data=None):
+    """ONNX to TFLite with onnx2tf, after onnxruntime's basic graph optimisation has folded the
+    shapes computed at run time into constants (onnx2tf cannot follow a Shape → Slice → Reshape
+    chain). Runs in a private working folder: onnx2tf looks there for a sample image array before
+    it would download one, and one made here (seeded) stands in for it."""
+    import contextlib
+    import glob
+    import tempfile
+
+    import numpy as np
+
+    try:
+        import onnx2tf
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise VariantError(f"ONNX to TFLite needs onnx2tf ({exc.name} is missing): {CONVERT_EXTRA}") from None
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-convert-") as work:
+        folded = os.path.join(work, "model.onnx")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # ONNX ops only
+        options.optimized_model_filepath = folded
+        options.log_severity_level = 3
+        ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+        np.save(os.path.join(work, "calibration_image_sample_data_20x128x128x3_float32.npy"), sample)
+        with contextlib.chdir(work):
+            onnx2tf.convert(input_onnx_file_path=folded, output_folder_path=os.path.join(work, "out"),
+                            non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
+        made = glob.glob(os.path.join(work, "out", "*_float32.tflite"))
+        if not made:
+            raise VariantError(f"{source}: onnx2tf wrote no float32 TFLite file")
+        os.replace(made[0], out)
+
+
+def _feeds(specs, samples):
+    """{input name: one sample} per sample; samples (x_data rows) feed a one-input model, else seeded
+    random inputs of the source's shapes."""
+    import numpy as np
+
+    if samples is not None and len(specs) == 1:
+        return [{specs[0].name: np.asarray(row, np.float32)[None]} for row in samples]
+    rng = np.random.default_rng(0)
+    return [{s.name: rng.random([d or 1 for d in s.shape], dtype=np.float32) for s in specs} for _ in range(16)]
+
+
+def check_conversion(source, converted, data=None):
+    """How closely a converted TFLite file computes what its ONNX source computes: outputs on up to
+    100 `--data` samples (seeded random inputs without data; a 4-D input is fed NHWC to the
+    converted file, as it takes it) and the cards' MACs. A VariantError when the function changed:
+    outputs further apart than AGREEMENT_RTOL of the largest output, the same top class on fewer
+    than AGREEMENT_TOP1 of the samples, or MACs more than MACS_RTOL apart."""
+    import numpy as np
+
+    from profiler.analysis import model_card
+    from profiler.runtimes import onnx_adapter, tflite_adapter
+
+    session = onnx_adapter.load(source, 1)
+    specs = onnx_adapter.describe(session)
+    samples = None
+    if data:  # the scored samples: the ones the converted file is judged on
+        with np.load(data, allow_pickle=False) as arrays:
+            samples = arrays["x_data"][:CALIBRATION_SAMPLES] if "x_data" in arrays.files else None
+    interp = tflite_adapter.load(converted, 1)
+    names = [d["name"] for d in interp.get_input_details()]
+    reference, outputs = [], []
+    for feed in _feeds(specs, samples):
+        reference.append(np.asarray(onnx_adapter.outputs(session, feed)[0], np.float64).reshape(-1))
+        nhwc = {}
+        for (name, array), target in zip(feed.items(), names):
+            nhwc[target] = array.transpose(0, 2, 3, 1) if array.ndim == 4 else array
+        outputs.append(np.asarray(tflite_adapter.outputs(interp, nhwc)[0], np.float64).reshape(-1))
+    reference, outputs = np.stack(reference), np.stack(outputs)
+    if reference.shape != outputs.shape:
+        raise VariantError(f"{source}: the converted TFLite file outputs {list(outputs.shape[1:])} values per "
+                           f"sample, the source {list(reference.shape[1:])}")
+    scale = max(1e-12, float(np.abs(reference).max()))
+    diff = float(np.abs(outputs - reference).max())
+    check = {"samples": len(reference), "inputs": "data" if samples is not None else "random",
+             "max_abs_diff": diff, "relative": diff / scale}
+    if reference.shape[1] > 1:
+        check["top1"] = float(np.mean(reference.argmax(1) == outputs.argmax(1)))
+    source_macs, converted_macs = model_card(source).get("macs"), model_card(converted).get("macs")
+    check["macs"] = {"source": source_macs, "converted": converted_macs}
+    problems = []
+    if check["relative"] > AGREEMENT_RTOL:
+        problems.append(f"outputs up to {diff:.3g} apart ({100 * check['relative']:.2g}% of the largest)")
+    if check.get("top1") is not None and check["top1"] < AGREEMENT_TOP1:
+        problems.append(f"the same top class on {100 * check['top1']:.1f}% of {len(reference)} samples")
+    if source_macs and converted_macs is not None and abs(converted_macs - source_macs) > MACS_RTOL * source_macs:
+        problems.append(f"MACs {converted_macs:,} against the source's {source_macs:,}")
+    if problems:
+        raise VariantError(f"{source}: the converted TFLite file changes the function: {'; '.join(problems)}")
+    return check
+
+
+def conversion_check(path):
+    """The check a converted file passed when it was made (None for other variants)."""
+    try:
+        with open(path + ".check.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _torchscript(source, out, shapes):
