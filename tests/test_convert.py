@@ -88,3 +88,17 @@ def test_a_conversion_that_fails_is_an_error_row_and_leaves_nothing_in_the_cache
                  if ".partial-" in f or f.endswith(".check.json") and not os.path.exists(os.path.join(d, f)[:-11])]
     assert leftovers == []
     assert not [d for d, subs, files in os.walk(tmp_path / "cache") if not subs and not files]
+
+
+def test_a_nas_bench_201_cell_gets_its_tflite_file_through_the_conversion(tmp_path):
+    from experiments.zoo.__main__ import export
+
+    from profiler.analysis import model_card
+
+    name = "nb201:|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|skip_connect~2|"
+    written = export(name, ["onnx", "tflite"], str(tmp_path))
+    onnx_card, tflite_card = model_card(written["onnx"]), model_card(written["tflite"])
+    assert onnx_card["macs"] == tflite_card["macs"] > 0
+    assert tflite_card["ops"]["CONV_2D"] == onnx_card["ops"]["Conv"]
+    (record,) = profiler.profile([written["tflite"]], target(), store=None, retries=0)
+    assert record["status"] == "ok" and record["runtime"] == "tflite"

@@ -14,8 +14,11 @@ from experiments.zoo import cache, keras_models
 # What each format's file depends on besides the model's name (experiments.zoo.cache keys).
 TORCH_SOURCES = ("experiments.zoo", "experiments.zoo.image", "experiments.zoo.video", "experiments.zoo.nb201",
                  "profiler.runtimes.torch_adapter")
+# A network without a Keras re-definition (NAS-Bench-201 cells, the 3D networks, ...) reaches TFLite
+# from its ONNX export through the tool's own conversion (profile --variants tflite: onnx2tf, checked).
 EXPORTERS = {"onnx": (TORCH_SOURCES, ("torch", "onnx")), "pt": (TORCH_SOURCES, ("torch",)),
-             "tflite": (("experiments.zoo.keras_models",), ("tensorflow", "numpy"))}
+             "tflite": (("experiments.zoo.keras_models", "profiler.variants") + TORCH_SOURCES,
+                        ("tensorflow", "numpy", "torch", "onnx", "onnx2tf", "onnxruntime"))}
 EXPORTERS["tflite_int8"] = EXPORTERS["tflite"]
 
 
@@ -40,14 +43,32 @@ def export(name, formats, out, int8=False):
                 zoo.export_onnx(model, shape, tmp)
             elif fmt == "pt":
                 zoo.export_torchscript(model, shape, tmp)
-            else:
+            elif keras_models.has_keras_model(name):
                 keras_models.export_tflite(name, tmp, int8=False)
+            else:
+                converted_tflite(name, tmp)
 
         written[fmt] = cache.make(cache_key(name, fmt), os.path.join(out, f"{stem}.{fmt}"), write)
     if int8 and "tflite" in formats:
         written["tflite_int8"] = cache.make(cache_key(name, "tflite_int8"), os.path.join(out, f"{stem}_int8.tflite"),
                                             lambda tmp: keras_models.export_tflite(name, tmp, int8=True))
     return written
+
+
+def converted_tflite(name, path):
+    """TFLite of a network the zoo defines in torch only: its ONNX export converted and checked
+    against it (profiler.variants: onnx2tf after onnxruntime's constant folding)."""
+    import tempfile
+
+    from profiler.variants import _onnx_to_tflite, check_conversion
+
+    model, shape = zoo.build(name)
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-zoo-") as work:
+        onnx_path = os.path.join(work, "model.onnx")
+        zoo.export_onnx(model, shape, onnx_path)
+        _onnx_to_tflite(onnx_path, path)
+        check_conversion(onnx_path, path)
+    return path
 
 
 def main(argv=None):

@@ -29,6 +29,11 @@ def _squeezenet(tf, classes=1000):
     return tf.keras.Model(inputs, outputs, name="squeezenet1_1")
 
 
+def has_keras_model(name):
+    """Whether the zoo has a Keras re-definition of this network (else TFLite comes by conversion)."""
+    return (name.startswith("mobilenet_v2_") and "3d" not in name) or name in ("inception_v3", "squeezenet1_1")
+
+
 def keras_model(name):
     import tensorflow as tf
 
