@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # torch: the one CPU build (see pyproject.toml); tf makes TFLite models for tests and experiments;
-# variants: the converters of profile --variants
-EXTRAS ?= test,torch,tf,variants
+# variants: the converters of profile --variants; openvino: the fourth runtime
+EXTRAS ?= test,torch,tf,variants,openvino
 
 .PHONY: demo test bench docker-base fixtures clean zoo-packages convert-packages
 

@@ -5,6 +5,7 @@ import os
 import sys
 
 from profiler.cli import Parser
+from profiler.runtimes import RUNTIMES
 from profiler.escape import printable_text
 
 EPILOG = """examples:
@@ -12,11 +13,14 @@ EPILOG = """examples:
   calibrate mobilenet.log squeezenet.log resnet.log --store profiles.db --out calib.json
   calibrate perf.txt --format ort_perf_test --model resnet18 --threads 2 --host host.json
   calibrate jtop.csv --model resnet18 --threads 4 --device-ram 4g --host host.json
+  calibrate resnet18.txt mobilenet.txt squeezenet.txt --host host.json  # benchmark_app output, one per model
   calibrate predict --calibration calib.json --host new_models.json
 
 Device inputs: a CSV with model, threads and metric columns whose suffix gives the unit
 (_us _ms _s _kb _mb _mib _bytes), the harness's own --csv/--json output, LiteRT/TFLite
-benchmark_model logs, onnxruntime_perf_test output or a jetson-stats (jtop) CSV.
+benchmark_model logs, onnxruntime_perf_test output, OpenVINO benchmark_app output (run with
+-hint none -nstreams 1 -nthreads N -nireq 1 -api sync, as profile measures) or a jetson-stats
+(jtop) CSV.
 
 Exit status (as in `profile`): 0 on success; 1 when `calibrate predict` predicted nothing (a
 runtime or thread-count mismatch; --force applies the fit anyway); 2 for bad input, with a
@@ -41,7 +45,7 @@ def fit_parser():
     parser.add_argument("--device-ram", metavar="SIZE", help="the device's RAM, e.g. 4g (jtop RAM is a fraction of it)")
     parser.add_argument("--start", metavar="TIME", help="jtop logs: first timestamp of the run, e.g. '2026-11-20 10:20:01'")
     parser.add_argument("--end", metavar="TIME", help="jtop logs: last timestamp of the run")
-    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="use only host profiles of this runtime")
+    parser.add_argument("--runtime", choices=RUNTIMES, help="use only host profiles of this runtime")
     parser.add_argument("--method", choices=["auto", "ols", "robust", "loglinear", "relative", "features"],
                         default="auto",
                         help="auto (default: the lowest leave-one-out error of ols, loglinear, relative and "
@@ -102,7 +106,7 @@ def suggest_parser():
                         "defaults)")
     parser.add_argument("--host", metavar="FILE", help="the candidates' host results (`profile --json`/`--csv`)")
     parser.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite store (default ./profiles.db)")
-    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="only candidates of this runtime")
+    parser.add_argument("--runtime", choices=RUNTIMES, help="only candidates of this runtime")
     parser.add_argument("--precision", metavar="NAME",
                         help="only candidates of this precision (fp32, fp16, 'int8 dynamic', 'int8 static'); "
                              "candidates that mix runtimes or precisions are refused, since each is fitted apart")

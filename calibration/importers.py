@@ -33,7 +33,7 @@ def runtime_name(text):
     """'tflite-2.10', 'LiteRT', 'onnxruntime 1.20', 'pytorch-mobile' -> tflite / onnx / torch; None if unknown."""
     text = str(text or "").strip().lower()
     for prefix, runtime in (("tflite", "tflite"), ("litert", "tflite"), ("tensorflow lite", "tflite"),
-                            ("onnx", "onnx"), ("torch", "torch"), ("pytorch", "torch")):
+                            ("onnx", "onnx"), ("torch", "torch"), ("pytorch", "torch"), ("openvino", "openvino")):
         if text.startswith(prefix):
             return runtime
     return None
@@ -234,6 +234,32 @@ def read_ort_perf_test(path, model=None, threads=None):
     return [DeviceMeasurement(model, threads, metrics, source=path, runtime="onnx")]
 
 
+def read_benchmark_app(path, model=None, threads=None):
+    """OpenVINO's benchmark_app report: the median latency (µs or ms), the compile time as load_ms,
+    the process's peak memory at the end of compilation, and the thread count it ran with
+    (INFERENCE_NUM_THREADS). It names no model file: --model does, else the log's file name."""
+    text = _read(path)
+    median = re.search(r"^\[ INFO \]\s+Median:\s+" + _NUM + r"\s*(us|ms|s)\b", text, re.MULTILINE)
+    if not median:
+        raise DeviceLogError(f"{path}: not benchmark_app output (no 'Median:' latency line)")
+    factor = {"us": 1e-3, "ms": 1.0, "s": 1e3}[median.group(2)]
+    metrics = {"latency_ms": float(median.group(1)) * factor}
+    compiled = re.search(r"Compile model took\s+" + _NUM + r"\s*ms", text)
+    if compiled:
+        metrics["load_ms"] = float(compiled.group(1))
+    peak = re.search(r"End of compilation memory usage: Peak\s+" + _NUM + r"\s*KB", text)
+    if peak:
+        metrics["peak_memory_mb"] = float(peak.group(1)) / 1024
+    found = re.search(r"INFERENCE_NUM_THREADS:\s*(\d+)", text)
+    threads = threads if threads is not None else (int(found.group(1)) if found and int(found.group(1)) > 0 else None)
+    # benchmark_app names no model file: --model, else the log's own name (resnet18.txt: resnet18)
+    model = model or os.path.splitext(os.path.basename(path))[0]
+    if threads is None:
+        raise DeviceLogError(f"{path}: benchmark_app output gives no thread count (run it with -nthreads N, "
+                             "or give --threads)")
+    return [DeviceMeasurement(model, threads, metrics, source=path, runtime="openvino")]
+
+
 def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, end=None):
     reader = csv.DictReader(io.StringIO(_read(path)))
     if not reader.fieldnames or "RAM" not in reader.fieldnames:
@@ -277,6 +303,8 @@ def _read(path):
 def detect(path):
     """Pick the importer from the content, not only the extension."""
     head = _read(path)[:4096]
+    if head.lstrip().startswith("[Step ") and ("OpenVINO" in head or "Parsing and validating input" in head):
+        return "benchmark_app"
     if head.lstrip().startswith(("[", "{")):
         return "harness"
     if "count=" in head and ("Graph:" in head or "Num threads" in head or "Inference timings" in head):
@@ -292,7 +320,7 @@ def detect(path):
                        f"benchmark_model, onnxruntime_perf_test or jtop)")
 
 
-FORMATS = ("auto", "csv", "harness", "benchmark_model", "ort_perf_test", "jtop")
+FORMATS = ("auto", "csv", "harness", "benchmark_model", "ort_perf_test", "benchmark_app", "jtop")
 
 
 def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None, start=None, end=None):
@@ -307,6 +335,8 @@ def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None, start=N
         return read_benchmark_model(path, model, threads)
     if fmt == "ort_perf_test":
         return read_ort_perf_test(path, model, threads)
+    if fmt == "benchmark_app":
+        return read_benchmark_app(path, model, threads)
     if fmt == "jtop":
         return read_jtop(path, model, threads, device_ram_mb, start, end)
     raise DeviceLogError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")

@@ -5,6 +5,7 @@ import os
 import sys
 
 from profiler.harness import non_negative_int
+from profiler.runtimes import RUNTIMES
 
 
 class Parser(argparse.ArgumentParser):
@@ -114,7 +115,7 @@ def build_parser():
                     "with the runtime the device uses, and report latency, load time and peak memory.")
     parser.add_argument("models", nargs="+", metavar="MODEL", help=".tflite, .onnx, .pt/.pth (TorchScript) or .pt2")
     parser.add_argument("--env", metavar="FILE", help="target device settings (python-dotenv format)")
-    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="override the runtime chosen by extension")
+    parser.add_argument("--runtime", choices=RUNTIMES, help="override the runtime chosen by extension")
     for option, key, text in OVERRIDES:
         parser.add_argument(option, dest=key, metavar=key, help=text)
     out = parser.add_argument_group("output")

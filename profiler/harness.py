@@ -28,7 +28,8 @@ if __package__ in (None, ""):  # run as a file on a device: make the package imp
 
 from profiler import __version__
 from profiler.files import check_writable, printable, sha256_of, write_atomic
-from profiler.runtimes import ModelError, adapter, make_inputs, parse_input_shapes, resolve_shapes, runtime_for
+from profiler.runtimes import (RUNTIMES, ModelError, adapter, make_inputs, parse_input_shapes, resolve_shapes,
+                               runtime_for)
 
 RESULT_VERSION = 1  # bump when a field changes meaning; profiler.store upgrades old rows
 UNSTABLE_IQR_RATIO = 0.10
@@ -880,7 +881,7 @@ def build_parser():
         epilog="example (on a Raspberry Pi): python -m profiler.harness a.tflite b.tflite "
                "--threads 4 --csv pi5.csv")
     parser.add_argument("models", nargs="*", help="model files (.onnx, .tflite, .pt, .pth, .pt2)")
-    parser.add_argument("--runtime", choices=["onnx", "tflite", "torch"], help="override the runtime picked by extension")
+    parser.add_argument("--runtime", choices=RUNTIMES, help="override the runtime picked by extension")
     parser.add_argument("--threads", type=positive_int, default=1, help="runtime thread count (default 1)")
     parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs (default 10)")
     parser.add_argument("--iterations", type=positive_int, default=100, help="timed runs (default 100)")

@@ -22,10 +22,12 @@ import os
 
 from profiler.files import sha256_of, silenced
 
-KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16", "tflite"),
+KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16", "tflite", "openvino"),
          "tflite": ("int8-dynamic", "int8-static", "fp16"),
-         "pt": ("onnx", "int8-dynamic", "int8-static", "fp16", "tflite")}
-CONVERSIONS = {("pt", "onnx"): "pt-onnx", ("onnx", "tflite"): "onnx-tflite"}  # kinds that change the format
+         "pt": ("onnx", "int8-dynamic", "int8-static", "fp16", "tflite", "openvino")}
+# kinds that change the format: (source format, kind) -> the variant's name and its file's extension
+CONVERSIONS = {("pt", "onnx"): ("pt-onnx", "onnx"), ("onnx", "tflite"): ("onnx-tflite", "tflite"),
+               ("onnx", "openvino"): ("onnx-openvino", "xml")}
 AGREEMENT_RTOL = 1e-3  # a converted model's outputs within this share of the source's largest output
 AGREEMENT_TOP1 = 0.99
 MACS_RTOL = 0.01
@@ -50,7 +52,7 @@ def parse(text):
     """'int8,fp16' -> ['int8', 'fp16']; an unknown name is a VariantError."""
     names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
     known = {"int8", "int8-dynamic", "int8-static", "fp16", "onnx", "tflite", "tflite-int8", "tflite-int8-dynamic",
-             "tflite-int8-static", "tflite-fp16"}
+             "tflite-int8-static", "tflite-fp16", "openvino"}
     bad = [n for n in names if n not in known]
     if bad or not names:
         raise VariantError(f"--variants {text}: choose from {', '.join(sorted(known))} (comma-separated)")
@@ -194,8 +196,7 @@ def _cached(path, kind, fmt, data, folder, shapes):
         key += "-" + hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:8]
     target_folder = os.path.join(folder or cache_folder(), key)
     stem = os.path.splitext(os.path.basename(path))[0]
-    conversion = CONVERSIONS.get((fmt, kind))
-    suffix = kind if conversion else fmt
+    conversion, suffix = CONVERSIONS.get((fmt, kind), (None, fmt))
     # A conversion reads "<stem>.pt-onnx" or "<stem>.onnx-tflite", so that it never shares a name with
     # the user's own <stem>.onnx or <stem>.tflite in a table.
     out = os.path.join(target_folder, f"{stem}.{conversion or kind}.{suffix}")
@@ -207,15 +208,19 @@ def _cached(path, kind, fmt, data, folder, shapes):
             with silenced():  # the converters print progress and banners of their own
                 if fmt == "pt":
                     _torchscript(path, partial, shapes)
-                elif conversion:
+                elif conversion == "onnx-tflite":
                     _onnx_to_tflite(path, partial, data)
+                elif conversion == "onnx-openvino":
+                    _onnx_to_openvino(path, partial)
                 else:
                     (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
-            if conversion == "onnx-tflite":  # kept only if it computes what its source computes
+            if conversion in ("onnx-tflite", "onnx-openvino"):  # kept only if it computes what its source does
                 check = check_conversion(path, partial, data)
                 from profiler.files import write_atomic
 
                 write_atomic(out + ".check.json", lambda f: json.dump(check, f))
+            if suffix == "xml":  # an IR's weights move with it, named after it
+                os.replace(os.path.splitext(partial)[0] + ".bin", os.path.splitext(out)[0] + ".bin")
             os.replace(partial, out)
         except VariantError:
             raise
@@ -223,8 +228,9 @@ def _cached(path, kind, fmt, data, folder, shapes):
             text = " ".join(str(exc).split())[:200] or type(exc).__name__
             raise VariantError(f"{path}: could not make the {kind} variant ({text})") from None
         finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+            for leftover in (partial, os.path.splitext(partial)[0] + ".bin"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
             if not os.path.exists(out) and os.path.exists(out + ".check.json"):
                 os.remove(out + ".check.json")
             if not os.listdir(target_folder):  # a failed or interrupted conversion leaves no empty key
@@ -266,6 +272,15 @@ def _onnx_to_tflite(source, out, data=None):
         os.replace(made[0], out)
 
 
+def _onnx_to_openvino(source, out):
+    """ONNX to an OpenVINO IR with OpenVINO's own convert_model, weights kept in fp32."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise VariantError("OpenVINO variants need openvino: pip install 'edge-profiler[openvino]'") from None
+    ov.save_model(ov.convert_model(source), out, compress_to_fp16=False)
+
+
 def _feeds(specs, samples):
     """{input name: one sample} per sample; samples (x_data rows) feed a one-input model, else seeded
     random inputs of the source's shapes."""
@@ -278,15 +293,15 @@ def _feeds(specs, samples):
 
 
 def check_conversion(source, converted, data=None):
-    """How closely a converted TFLite file computes what its ONNX source computes: outputs on up to
-    100 `--data` samples (seeded random inputs without data; a 4-D input is fed NHWC to the
-    converted file, as it takes it) and the cards' MACs. A VariantError when the function changed:
+    """How closely a converted file (TFLite, OpenVINO IR) computes what its ONNX source computes:
+    outputs on up to 100 `--data` samples (seeded random inputs without data; a 4-D input is fed NHWC
+    to a converted file that takes it so) and the cards' MACs. A VariantError when the function changed:
     outputs further apart than AGREEMENT_RTOL of the largest output, the same top class on fewer
     than AGREEMENT_TOP1 of the samples, or MACs more than MACS_RTOL apart."""
     import numpy as np
 
     from profiler.analysis import model_card
-    from profiler.runtimes import onnx_adapter, tflite_adapter
+    from profiler.runtimes import adapter, onnx_adapter, runtime_for
 
     session = onnx_adapter.load(source, 1)
     specs = onnx_adapter.describe(session)
@@ -294,19 +309,22 @@ def check_conversion(source, converted, data=None):
     if data:  # the scored samples: the ones the converted file is judged on
         with np.load(data, allow_pickle=False) as arrays:
             samples = arrays["x_data"][:CALIBRATION_SAMPLES] if "x_data" in arrays.files else None
-    interp = tflite_adapter.load(converted, 1)
-    names = [d["name"] for d in interp.get_input_details()]
+    runtime = adapter(runtime_for(converted))
+    other = runtime.load(converted, 1)
+    other_specs = runtime.describe(other)
     reference, outputs = [], []
     for feed in _feeds(specs, samples):
         reference.append(np.asarray(onnx_adapter.outputs(session, feed)[0], np.float64).reshape(-1))
-        nhwc = {}
-        for (name, array), target in zip(feed.items(), names):
-            nhwc[target] = array.transpose(0, 2, 3, 1) if array.ndim == 4 else array
-        outputs.append(np.asarray(tflite_adapter.outputs(interp, nhwc)[0], np.float64).reshape(-1))
+        fed = {}
+        for (name, array), spec in zip(feed.items(), other_specs):
+            nhwc = array.ndim == 4 and spec.shape and list(spec.shape[1:]) == [array.shape[i] for i in (2, 3, 1)] \
+                and list(spec.shape[1:]) != list(array.shape[1:])
+            fed[spec.name] = array.transpose(0, 2, 3, 1) if nhwc else array
+        outputs.append(np.asarray(runtime.outputs(other, fed)[0], np.float64).reshape(-1))
     reference, outputs = np.stack(reference), np.stack(outputs)
     if reference.shape != outputs.shape:
-        raise VariantError(f"{source}: the converted TFLite file outputs {list(outputs.shape[1:])} values per "
-                           f"sample, the source {list(reference.shape[1:])}")
+        raise VariantError(f"{source}: the converted file outputs {list(outputs.shape[1:])} values per sample, "
+                           f"the source {list(reference.shape[1:])}")
     scale = max(1e-12, float(np.abs(reference).max()))
     diff = float(np.abs(outputs - reference).max())
     check = {"samples": len(reference), "inputs": "data" if samples is not None else "random",
@@ -323,7 +341,8 @@ def check_conversion(source, converted, data=None):
     if source_macs and converted_macs is not None and abs(converted_macs - source_macs) > MACS_RTOL * source_macs:
         problems.append(f"MACs {converted_macs:,} against the source's {source_macs:,}")
     if problems:
-        raise VariantError(f"{source}: the converted TFLite file changes the function: {'; '.join(problems)}")
+        raise VariantError(f"{source}: the converted {os.path.splitext(converted)[1].lstrip('.')} file changes the "
+                           f"function: {'; '.join(problems)}")
     return check
 
 

@@ -18,8 +18,9 @@ EXTENSIONS = {
     ".pt": "torch",
     ".pth": "torch",
     ".pt2": "torch",
+    ".xml": "openvino",  # an OpenVINO IR: its weights in the .bin beside it
 }
-RUNTIMES = ("onnx", "tflite", "torch")
+RUNTIMES = ("onnx", "tflite", "torch", "openvino")
 
 
 class ModelError(Exception):

@@ -86,6 +86,35 @@ def harness_record(line, keys=("model", "status")):
     return None
 
 
+def onnx_external_data(path):
+    """The external-data files an ONNX model names (relative to its folder), to mount beside it."""
+    if not path.lower().endswith(".onnx"):
+        return []
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors
+
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # not loadable: the harness reports it
+        return []
+    names = set()
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+            if location and not os.path.isabs(location) and ".." not in location.split("/"):
+                names.add(location)
+    return sorted(n for n in names if os.path.isfile(os.path.join(os.path.dirname(path), n)))
+
+
+def companion_files(path):
+    """The files a model file needs beside it, by name relative to its folder: an ONNX model's
+    external-data files, an OpenVINO IR's .bin weights."""
+    if path.lower().endswith(".xml"):
+        weights = os.path.splitext(os.path.basename(path))[0] + ".bin"
+        return [weights] if os.path.isfile(os.path.join(os.path.dirname(path), weights)) else []
+    return onnx_external_data(path)
+
+
 def failure_record(path, runtime, status, error):
     """A row for a model whose sandbox died before the harness could report it."""
     from profiler.harness import model_name, sha256_of

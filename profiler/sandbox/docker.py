@@ -21,8 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 import profiler
 from profiler.config import DEFAULT_BASE_IMAGE
 from profiler.files import private_folder, sweep_dead_folders
-from profiler.sandbox.base import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, harness_args, harness_files,
-                                   harness_record, pick_cores)
+from profiler.sandbox.base import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, companion_files, harness_args,
+                                   harness_files, harness_record, pick_cores)
 
 OFFLINE_BASE = "edge-profiler/base:offline"
 OFFLINE_SCRIPT = "containers/build-offline-base.sh"
@@ -33,7 +33,8 @@ PIDS_LIMIT = 512
 TMPFS = "size=64m,mode=1777"
 
 # Distributions each image needs, pinned to the versions installed on this host.
-RUNTIME_PACKAGES = {"onnx": ["onnxruntime"], "tflite": ["ai-edge-litert", "tflite-runtime"], "torch": ["torch"]}
+RUNTIME_PACKAGES = {"onnx": ["onnxruntime"], "tflite": ["ai-edge-litert", "tflite-runtime"], "torch": ["torch"],
+                    "openvino": ["openvino"]}
 
 
 def client(timeout=30):
@@ -63,26 +64,6 @@ def unstage(stage):
     if stage[0]:
         shutil.rmtree(stage[0], ignore_errors=True)
         stage[0] = None
-
-
-def onnx_external_data(path):
-    """The external-data files an ONNX model names (relative to its folder), to mount beside it."""
-    if not path.lower().endswith(".onnx"):
-        return []
-    try:
-        import onnx
-        from onnx.external_data_helper import _get_all_tensors
-
-        model = onnx.load(path, load_external_data=False)
-    except Exception:  # not loadable: the harness reports it
-        return []
-    names = set()
-    for tensor in _get_all_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next((e.value for e in tensor.external_data if e.key == "location"), None)
-            if location and not os.path.isabs(location) and ".." not in location.split("/"):
-                names.add(location)
-    return sorted(n for n in names if os.path.isfile(os.path.join(os.path.dirname(path), n)))
 
 
 def engine_problem():
@@ -284,7 +265,7 @@ class DockerBackend(Backend):
             where = f"/models/{i}/{os.path.basename(path)}"
             bind(where, path)
             inside.append(where)
-            for extra in onnx_external_data(path):  # weights beside the graph (every ONNX model over 2 GB)
+            for extra in companion_files(path):  # weights beside the graph (ONNX external data, an IR's .bin)
                 bind(f"/models/{i}/{extra}", os.path.join(os.path.dirname(path), extra))
         if target.data:  # the evaluation data, read-only beside the models
             bind(f"/data/{os.path.basename(target.data)}", os.path.abspath(target.data))

@@ -20,13 +20,13 @@ import tarfile
 
 from profiler.files import pid_alive, private_folder, sweep_dead_folders
 from profiler.runtimes import runtime_for
-from profiler.sandbox.base import (LABEL, Backend, SandboxError, failure_record, harness_args, harness_files,
-                                   harness_record)
+from profiler.sandbox.base import (LABEL, Backend, SandboxError, companion_files, failure_record, harness_args,
+                                   harness_files, harness_record)
 
 CONTROL_PREFIX = f"{LABEL}-ssh-"  # + pid + "-…": the local folder of one run's ssh control socket
 
 RUNTIME_PACKAGES = {"onnx": ("onnxruntime", "onnxruntime"), "tflite": ("ai_edge_litert", "ai-edge-litert"),
-                    "torch": ("torch", "torch")}
+                    "torch": ("torch", "torch"), "openvino": ("openvino", "openvino")}
 PREFLIGHT = r'''
 import json, platform, sys
 out = {"python": platform.python_version(), "machine": platform.machine(), "missing": [], "versions": {}}
@@ -178,6 +178,8 @@ class SshBackend(Backend):
                 tar.add(os.path.join(package, rel), arcname=os.path.join("profiler", rel))
             for i, path in enumerate(paths):
                 tar.add(os.path.realpath(path), arcname=f"models/{i}/{os.path.basename(path)}")
+                for extra in companion_files(path):  # an IR's .bin, an ONNX model's external data
+                    tar.add(os.path.realpath(os.path.join(os.path.dirname(path), extra)), arcname=f"models/{i}/{extra}")
             if data:
                 tar.add(os.path.realpath(data), arcname=f"data/{os.path.basename(data)}")
         return buffer.getvalue()
