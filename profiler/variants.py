@@ -10,6 +10,8 @@
                         computed at run time become constants), NHWC as a Keras-made file is; checked
                         against the source before it is kept (outputs and MACs)
           tflite-<kind> a TFLite variant (int8, int8-dynamic, int8-static, fp16) of that converted file
+  onnx    openvino      an OpenVINO IR through OpenVINO's convert_model (fp32 weights), checked likewise
+          openvino-int8 that IR quantized by NNCF's post-training quantization on --data samples
   pt      onnx          torch.onnx.export of the TorchScript module at its input shapes (fp32), always
                         made when a TorchScript file gets variants; the ONNX kinds are made from it
 `int8` is int8-static when there is data to calibrate on, else int8-dynamic. Files go to a cache
@@ -24,6 +26,7 @@ from profiler.files import sha256_of, silenced
 
 KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16", "tflite", "openvino"),
          "tflite": ("int8-dynamic", "int8-static", "fp16"),
+         "xml": ("int8-static",),
          "pt": ("onnx", "int8-dynamic", "int8-static", "fp16", "tflite", "openvino")}
 # kinds that change the format: (source format, kind) -> the variant's name and its file's extension
 CONVERSIONS = {("pt", "onnx"): ("pt-onnx", "onnx"), ("onnx", "tflite"): ("onnx-tflite", "tflite"),
@@ -52,7 +55,7 @@ def parse(text):
     """'int8,fp16' -> ['int8', 'fp16']; an unknown name is a VariantError."""
     names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
     known = {"int8", "int8-dynamic", "int8-static", "fp16", "onnx", "tflite", "tflite-int8", "tflite-int8-dynamic",
-             "tflite-int8-static", "tflite-fp16", "openvino"}
+             "tflite-int8-static", "tflite-fp16", "openvino", "openvino-int8"}
     bad = [n for n in names if n not in known]
     if bad or not names:
         raise VariantError(f"--variants {text}: choose from {', '.join(sorted(known))} (comma-separated)")
@@ -166,13 +169,15 @@ def make(path, names, data=None, folder=None, skipped=None, shapes=None):
         for kind, out, _ in make(exported, [n for n in names if n != "onnx"], data, folder, skipped):
             made.append((kind, out, source_sha))
         return made
-    converted = [n for n in names if n == "tflite" or n.startswith("tflite-")]
-    if fmt == "onnx" and converted:  # the device's format first, then its TFLite variants
-        (kind, tflite, source_sha), = _cached(path, "tflite", "onnx", data, folder, shapes)
-        made.append((kind, tflite, source_sha))
-        for kind, out, _ in make(tflite, [n[len("tflite-"):] for n in converted if n != "tflite"], data, folder,
+    for target in ("tflite", "openvino") if fmt == "onnx" else ():  # another format first, then its variants
+        converted = [n for n in names if n == target or n.startswith(target + "-")]
+        if not converted:
+            continue
+        (kind, other, source_sha), = _cached(path, target, "onnx", data, folder, shapes)
+        made.append((kind, other, source_sha))
+        for kind, out, _ in make(other, [n[len(target) + 1:] for n in converted if n != target], data, folder,
                                  skipped):
-            made.append((f"tflite-{kind}", out, source_sha))
+            made.append((f"{target}-{kind}", out, source_sha))
         names = [n for n in names if n not in converted]
     for name in names:
         kind = ("int8-static" if data else "int8-dynamic") if name == "int8" else name
@@ -212,6 +217,8 @@ def _cached(path, kind, fmt, data, folder, shapes):
                     _onnx_to_tflite(path, partial, data)
                 elif conversion == "onnx-openvino":
                     _onnx_to_openvino(path, partial)
+                elif fmt == "xml":
+                    _openvino_int8(path, partial, samples)
                 else:
                     (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
             if conversion in ("onnx-tflite", "onnx-openvino"):  # kept only if it computes what its source does
@@ -279,6 +286,19 @@ def _onnx_to_openvino(source, out):
     except ImportError:
         raise VariantError("OpenVINO variants need openvino: pip install 'edge-profiler[openvino]'") from None
     ov.save_model(ov.convert_model(source), out, compress_to_fp16=False)
+
+
+def _openvino_int8(source, out, samples):
+    """An IR quantized to int8 by NNCF's post-training quantization, calibrated on --data samples."""
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise VariantError(f"OpenVINO int8 needs nncf ({exc.name} is missing): pip install "
+                           "'edge-profiler[openvino]'") from None
+    model = ov.Core().read_model(source)
+    quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples))
+    ov.save_model(quantized, out, compress_to_fp16=False)
 
 
 def _feeds(specs, samples):

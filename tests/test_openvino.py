@@ -56,8 +56,12 @@ def test_an_ir_runs_in_docker_with_its_weights_beside_it(docker_backend, tmp_pat
 def test_onnx_becomes_an_ir_variant_checked_against_its_source(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     results = profiler.profile([digits["onnx"]], target(data=digits["data"]), store=None, retries=0,
-                               variants="openvino")
+                               variants="openvino,openvino-int8")
     rows = {r["model"]: r for r in results}
+    int8 = rows["digits_cnn.onnx-openvino.int8-static"]  # NNCF on the data's calibration samples
+    assert int8["status"] == "ok" and int8["precision"] == "int8 static", int8.get("error")
+    assert int8["variant"]["calibration"] == {"array": "x_calibration", "samples": 100, "scored": False}
+    assert int8["accuracy"]["agreement"]["top1"] >= 0.97
     converted = rows["digits_cnn.onnx-openvino"]
     assert converted["status"] == "ok" and converted["runtime"] == "openvino"
     check = converted["variant"]["conversion"]
