@@ -87,6 +87,13 @@ OVERRIDES = [  # (option, env key, help)
                              "their medians' spread flags a host whose speed drifts (default 1)"),
     ("--time-budget", "TIME_BUDGET_S", "seconds of timed runs per model --target-ci may spend (default 10)"),
     ("--batch", "BATCH", "batch size (default 1)"),
+    ("--delegate", "DELEGATE", "TFLite: xnnpack (default), none (builtin kernels, no delegate), reference, or a "
+                               "delegate library with its options, e.g. libarmnnDelegate.so:backends=CpuAcc or "
+                               "libedgetpu.so.1 (on the device, with --on)"),
+    ("--execution-providers", "EXECUTION_PROVIDERS", "ONNX Runtime providers in order of preference, e.g. "
+                                                     "TensorrtExecutionProvider,CUDAExecutionProvider,"
+                                                     "CPUExecutionProvider (default CPU); an unavailable one is "
+                                                     "an error, never a silent fallback"),
     ("--timeout", "TIMEOUT_S", "seconds per model before it counts as timeout (default 600)"),
     ("--input-shapes", "INPUT_SHAPES", "pin dynamic dims, e.g. input:1x3x224x224"),
     ("--seed", "SEED", "seed for the random inputs (default 0)"),

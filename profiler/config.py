@@ -34,6 +34,8 @@ class TargetDevice:
     device_ram_mb: Optional[float] = None
     op_profile_runs: int = 0  # >0: also time per operator class with the runtime's profiler (ONNX)
     sample_memory: bool = False  # resident memory after every timed run (mean_rss_mb)
+    delegate: Optional[str] = None  # TFLite: none, xnnpack (the default), reference, or a delegate library
+    execution_providers: Optional[List[str]] = None  # ONNX Runtime, in order of preference (default CPU)
     data: Optional[str] = None  # an .npz evaluated after the timed runs (accuracy)
     task: str = "auto"  # what its y_data holds: auto, classification, regression
     data_sha256: Optional[str] = None
@@ -64,7 +66,10 @@ class TargetDevice:
                 "input_shapes": self.input_shapes, "target_ci": self.target_ci, "workers": self.workers,
                 "time_budget_s": self.time_budget_s if self.target_ci else None,
                 "op_profile_runs": self.op_profile_runs, "data_sha256": self.data_sha256,
-                "task": self.task if self.data else None}
+                "task": self.task if self.data else None,
+                # what runs the model, named only when set, so that earlier stores keep their keys
+                **({"delegate": self.delegate} if self.delegate else {}),
+                **({"execution_providers": self.execution_providers} if self.execution_providers else {})}
 
     def as_dict(self):
         data = asdict(self)
@@ -244,7 +249,8 @@ def _docker_args(text, values, warnings):
 KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
         "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
         "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS"}
+        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS", "DELEGATE",
+        "EXECUTION_PROVIDERS"}
 MAX_RUNS = 10 ** 7  # ITERATIONS and WARMUP: far above any useful count, and below what a sandbox can run in a week
 MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
@@ -442,4 +448,22 @@ def build_target(values, warnings, host_cores=None):
         t.sample_memory = flag in ("1", "true", "yes")
     if get("DEVICE_RAM") not in (None, ""):
         t.device_ram_mb = parse_size_mb("DEVICE_RAM", get("DEVICE_RAM"))
+    if get("DELEGATE") not in (None, ""):
+        t.delegate = str(get("DELEGATE")).strip()
+        if t.delegate.lower() in ("none", "xnnpack", "reference"):
+            t.delegate = t.delegate.lower()
+        else:
+            from profiler.runtimes import ModelError, delegate_library
+
+            try:
+                delegate_library(t.delegate)
+            except ModelError as exc:
+                raise ConfigError(str(exc)) from None
+    if get("EXECUTION_PROVIDERS") not in (None, ""):
+        providers = [p.strip() for p in str(get("EXECUTION_PROVIDERS")).split(",") if p.strip()]
+        bad = [p for p in providers if not p.isidentifier() or not p.endswith("ExecutionProvider")]
+        if not providers or bad:
+            raise ConfigError(f"EXECUTION_PROVIDERS={get('EXECUTION_PROVIDERS')}: ONNX Runtime provider names, "
+                              "comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider")
+        t.execution_providers = providers
     return t

@@ -445,8 +445,9 @@ def measure(path, runtime, opts, cgroup):
     idle_rss_mb = round(proc_status_mb("VmRSS"), 3)
     idle_cgroup_mb = _mb(cgroup.usage_bytes()) if opts.cgroup else None
     t0 = time.perf_counter_ns()
-    session = rt.load(path, opts.threads)
+    session = rt.load(path, opts.threads, **load_options(runtime, opts))
     load_ms = (time.perf_counter_ns() - t0) / 1e6
+    setup = rt.info(session) if hasattr(rt, "info") else None
     specs = rt.describe(session)
     shapes = resolve_shapes(specs, opts.batch, parse_input_shapes(opts.input_shapes), os.path.basename(path))
     run = rt.runner(session, make_inputs(specs, shapes, opts.seed))
@@ -519,6 +520,7 @@ def measure(path, runtime, opts, cgroup):
                                  classify_op)
 
     result = {
+        "runtime_setup": setup,
         "op_time_ms": op_time_ms, "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
         "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
         "samples_wait_ms": [round(w / 1e6, 5) for w in wait_ns] if opts.keep_samples else None,
@@ -622,6 +624,15 @@ def die_with_parent():
 
 
 WORKER_SPREAD = 0.10  # worker medians further apart than this share of the median: flagged `unstable`
+
+
+def load_options(runtime, opts):
+    """The adapter's own settings: the TFLite delegate, ONNX Runtime's execution providers."""
+    if runtime == "tflite" and getattr(opts, "delegate", None):
+        return {"delegate": opts.delegate}
+    if runtime == "onnx" and getattr(opts, "execution_providers", None):
+        return {"providers": opts.execution_providers.split(",")}
+    return {}
 
 
 def run_model(path, runtime, opts, cgroup):
@@ -888,6 +899,11 @@ def build_parser():
     parser.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
     parser.add_argument("--input-shapes", default="", help="pin dynamic dims, e.g. input:1x3x224x224")
+    parser.add_argument("--delegate", default=None,
+                        help="TFLite: xnnpack (default), none, reference, or a delegate library with options, "
+                             "e.g. libarmnnDelegate.so:backends=CpuAcc")
+    parser.add_argument("--execution-providers", default=None, metavar="LIST",
+                        help="ONNX Runtime providers in order of preference (default CPUExecutionProvider)")
     parser.add_argument("--target-ci", type=float, default=0.0, metavar="FRACTION",
                         help="after ITERATIONS, keep timing until the median's 95%% interval is within "
                              "±FRACTION of it (0.01: ±1%%) or --time-budget is spent (0: fixed count)")

@@ -39,7 +39,8 @@ def check_output(path, option):
 OVERRIDE_KEYS = ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS",
                  "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM", "OP_PROFILE", "JOBS",
                  "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-                 "SSH_CONFIG", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS")
+                 "SSH_CONFIG", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS", "DELEGATE",
+                 "EXECUTION_PROVIDERS")
 
 
 def profile(opts, notice):

@@ -232,3 +232,16 @@ def test_the_hand_started_device_prints_what_to_run_and_stops_on_a_signal_in_the
     while listening(port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not listening(port)
+
+
+def test_an_execution_provider_the_device_lacks_is_one_line(ssh_device, models, tmp_path):
+    done, records = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", "--iterations", 5,
+                              "--execution-providers", "CUDAExecutionProvider,CPUExecutionProvider")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (record,) = records
+    assert record["status"] == "error" and "\n" not in record["error"]
+    assert record["error"].startswith("EXECUTION_PROVIDERS: CUDAExecutionProvider not available in this "
+                                      "onnxruntime build")
+    done, (ok,) = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", "--iterations", 5,
+                            "--execution-providers", "CPUExecutionProvider")
+    assert ok["status"] == "ok" and ok["runtime_setup"] == {"providers": ["CPUExecutionProvider"]}

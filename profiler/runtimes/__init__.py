@@ -46,6 +46,24 @@ def runtime_for(path, override=None):
     return EXTENSIONS[ext]
 
 
+def delegate_library(text):
+    """'libarmnnDelegate.so:backends=CpuAcc;logging-severity=info' -> ('libarmnnDelegate.so',
+    {'backends': 'CpuAcc', 'logging-severity': 'info'}); a ModelError when it names no .so file."""
+    import re
+
+    found = re.fullmatch(r"(?P<library>.+?\.so(?:\.\d+)*)(?::(?P<options>.*))?", text.strip())
+    if not found:
+        raise ModelError(f"DELEGATE={text}: none, xnnpack, reference, or a delegate library (.so) with options "
+                         "as key=value;key=value after a colon")
+    options = {}
+    for item in filter(None, (part.strip() for part in (found.group("options") or "").split(";"))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ModelError(f"DELEGATE option {item!r}: write key=value pairs separated by ';'")
+        options[key.strip()] = value.strip()
+    return found.group("library"), options
+
+
 def adapter(runtime):
     return importlib.import_module(f"{__name__}.{runtime}_adapter")
 

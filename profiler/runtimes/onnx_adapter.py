@@ -17,7 +17,14 @@ def version():
     return ort.__version__
 
 
-def load(path, threads, profile_path=None):
+def load(path, threads, profile_path=None, providers=None):
+    """providers: execution providers in order of preference (EXECUTION_PROVIDERS), default the CPU
+    one; one that this onnxruntime build does not have is a ModelError, never a silent fallback."""
+    providers = list(providers or ["CPUExecutionProvider"])
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise ModelError(f"EXECUTION_PROVIDERS: {', '.join(missing)} not available in this onnxruntime build "
+                         f"(available: {', '.join(ort.get_available_providers())})")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -27,9 +34,14 @@ def load(path, threads, profile_path=None):
         options.enable_profiling = True
         options.profile_file_prefix = profile_path
     try:
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, options, providers=providers)
     except Exception as exc:  # onnxruntime raises several private exception types
         raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
+
+
+def info(session):
+    """What ran the model: the execution providers the session really uses."""
+    return {"providers": session.get_providers()}
 
 
 def describe(session):

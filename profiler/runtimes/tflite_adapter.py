@@ -1,6 +1,6 @@
 """LiteRT (ai-edge-litert), falling back to the older tflite_runtime package."""
 
-from . import InputSpec, ModelError
+from . import InputSpec, ModelError, delegate_library
 
 try:
     from ai_edge_litert import interpreter as _interpreter
@@ -21,14 +21,101 @@ def version():
         return getattr(_interpreter, "__version__", "unknown")
 
 
-def load(path, threads):
+EDGETPU_OP = b"edgetpu-custom-op"
+
+
+def load(path, threads, delegate=None):
+    """delegate: None or 'xnnpack' (the runtime's default, XNNPACK), 'none' (the builtin kernels, no
+    delegate), 'reference' (the reference kernels), or a delegate library path with its options
+    ('libarmnnDelegate.so:backends=CpuAcc;logging-severity=info', 'libedgetpu.so.1'), loaded with
+    the runtime's own load_delegate. A model the default delegate cannot prepare runs on the builtin
+    kernels, and info() says so."""
+    resolver = {None: _interpreter.OpResolverType.AUTO, "xnnpack": _interpreter.OpResolverType.AUTO,
+                "none": _interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                "reference": _interpreter.OpResolverType.BUILTIN_REF}
+    delegates, fallback = [], None
+    if delegate not in resolver:
+        library, options = delegate_library(delegate)
+        try:
+            delegates = [_interpreter.load_delegate(library, options)]
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"DELEGATE={delegate}: the delegate library cannot be loaded here "
+                             f"({' '.join(str(exc).split())[:160]})") from None
+    kind = resolver.get(delegate, _interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     try:
-        interp = _interpreter.Interpreter(model_path=path, num_threads=threads)
-        interp.allocate_tensors()
+        interp = _make(path, threads, kind, delegates)
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable TFLite model ({message})") from None
+        message = _first_line(exc)
+        if _edgetpu(path) and not delegates:
+            raise ModelError(f"{path}: an Edge TPU model (compiled for the accelerator); measure it on the device "
+                             "with --on and DELEGATE=libedgetpu.so.1") from None
+        if delegate in (None, "xnnpack") and ("XNNPACK" in message or "Delegate" in message):
+            # the phones run such a file; the builtin kernels run it here, and the record says so
+            fallback = message
+            try:
+                interp = _make(path, threads, resolver["none"], [])
+            except Exception as again:
+                raise ModelError(f"{path}: not a loadable TFLite model ({_first_line(again)})") from None
+        else:
+            raise ModelError(f"{path}: not a loadable TFLite model ({message})") from None
+    interp._edge_profiler_setup = {"delegate_asked": delegate or "xnnpack", "xnnpack_failed": fallback,
+                                   "library": delegate if delegates else None}
     return interp
+
+
+def _make(path, threads, kind, delegates):
+    interp = _interpreter.Interpreter(model_path=path, num_threads=threads, experimental_delegates=delegates or None,
+                                      experimental_op_resolver_type=kind)
+    interp.allocate_tensors()
+    return interp
+
+
+def _first_line(exc):
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _edgetpu(path):
+    try:
+        with open(path, "rb") as f:
+            return EDGETPU_OP in f.read()
+    except OSError:
+        return False
+
+
+def delegated_nodes(interp):
+    """(nodes of the model, nodes a delegate took, delegate kernels): a node is taken when no tensor
+    that the run needs is its output unless a delegate kernel produces that tensor instead."""
+    ops = interp._get_ops_details()
+    kernels = [op for op in ops if op["op_name"] == "DELEGATE"]
+    nodes = [op for op in ops if op["op_name"] != "DELEGATE"]
+    if not kernels:
+        return len(nodes), 0, 0
+    by_delegate = {int(t) for op in kernels for t in op["outputs"]}
+    producer = {int(t): op["index"] for op in nodes for t in op["outputs"]}
+    needed = [int(d["index"]) for d in interp.get_output_details()] + [int(t) for op in kernels for t in op["inputs"]]
+    executed, seen = set(), set()
+    while needed:
+        tensor = needed.pop()
+        if tensor in seen or tensor in by_delegate or tensor not in producer:
+            continue
+        seen.add(tensor)
+        index = producer[tensor]
+        if index not in executed:
+            executed.add(index)
+            needed += [int(t) for t in next(op for op in nodes if op["index"] == index)["inputs"] if t >= 0]
+    return len(nodes), len(nodes) - len(executed), len(kernels)
+
+
+def info(interp):
+    """What ran the model: the delegate and how many of the model's nodes it took."""
+    setup = getattr(interp, "_edge_profiler_setup", {})
+    total, taken, kernels = delegated_nodes(interp)
+    asked = setup.get("delegate_asked", "xnnpack")
+    name = ("xnnpack" if asked == "xnnpack" and kernels else "none" if asked == "xnnpack" else asked)
+    found = {"delegate": name, "nodes": total, "delegated_nodes": taken, "delegate_kernels": kernels}
+    if setup.get("xnnpack_failed"):
+        found["fallback"] = f"XNNPACK could not prepare the model ({setup['xnnpack_failed']}); builtin kernels ran"
+    return found
 
 
 def describe(interp):

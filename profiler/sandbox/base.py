@@ -59,6 +59,10 @@ def harness_args(target, paths, cgroup, runtime=None, data=None):
         pass
     if target.sample_memory:
         args.append("--sample-memory")
+    if target.delegate:
+        args += ["--delegate", target.delegate]
+    if target.execution_providers:
+        args += ["--execution-providers", ",".join(target.execution_providers)]
     if target.op_profile_runs:
         args += ["--op-profile", str(target.op_profile_runs)]
     if cgroup:
