@@ -87,6 +87,8 @@ OVERRIDES = [  # (option, env key, help)
                              "their medians' spread flags a host whose speed drifts (default 1)"),
     ("--time-budget", "TIME_BUDGET_S", "seconds of timed runs per model --target-ci may spend (default 10)"),
     ("--batch", "BATCH", "batch size (default 1)"),
+    ("--cool-down-c", "COOL_DOWN_C", "before each model, wait (at most 300 s) until the board's hottest sensor "
+                                     "reads at most this many °C, as the public Pi benchmarks do (e.g. 55)"),
     ("--delegate", "DELEGATE", "TFLite: xnnpack (default), none (builtin kernels, no delegate), reference, or a "
                                "delegate library with its options, e.g. libarmnnDelegate.so:backends=CpuAcc or "
                                "libedgetpu.so.1 (on the device, with --on)"),

@@ -34,6 +34,7 @@ class TargetDevice:
     device_ram_mb: Optional[float] = None
     op_profile_runs: int = 0  # >0: also time per operator class with the runtime's profiler (ONNX)
     sample_memory: bool = False  # resident memory after every timed run (mean_rss_mb)
+    cool_down_c: float = 0.0  # >0: before each model, wait until the hottest sensor reads at most this (°C)
     delegate: Optional[str] = None  # TFLite: none, xnnpack (the default), reference, or a delegate library
     execution_providers: Optional[List[str]] = None  # ONNX Runtime, in order of preference (default CPU)
     data: Optional[str] = None  # an .npz evaluated after the timed runs (accuracy)
@@ -69,6 +70,7 @@ class TargetDevice:
                 "task": self.task if self.data else None,
                 # what runs the model, named only when set, so that earlier stores keep their keys
                 **({"delegate": self.delegate} if self.delegate else {}),
+                **({"cool_down_c": self.cool_down_c} if self.cool_down_c else {}),
                 **({"execution_providers": self.execution_providers} if self.execution_providers else {})}
 
     def as_dict(self):
@@ -250,7 +252,7 @@ KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP",
         "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
         "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
         "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS", "DELEGATE",
-        "EXECUTION_PROVIDERS"}
+        "EXECUTION_PROVIDERS", "COOL_DOWN_C"}
 MAX_RUNS = 10 ** 7  # ITERATIONS and WARMUP: far above any useful count, and below what a sandbox can run in a week
 MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}
@@ -448,6 +450,8 @@ def build_target(values, warnings, host_cores=None):
         t.sample_memory = flag in ("1", "true", "yes")
     if get("DEVICE_RAM") not in (None, ""):
         t.device_ram_mb = parse_size_mb("DEVICE_RAM", get("DEVICE_RAM"))
+    if get("COOL_DOWN_C") not in (None, ""):
+        t.cool_down_c = _number("COOL_DOWN_C", get("COOL_DOWN_C"), float, 1, maximum=150)
     if get("DELEGATE") not in (None, ""):
         t.delegate = str(get("DELEGATE")).strip()
         if t.delegate.lower() in ("none", "xnnpack", "reference"):

@@ -284,14 +284,17 @@ class NeighbourBlocks:
     """How busy the other cores were in consecutive blocks of timed runs (each at least
     NEIGHBOUR_BLOCK_S long), read between runs: spans of (first run, end run, busy share)."""
 
-    def __init__(self):
+    def __init__(self, also=None):
         self.spans, self.first, self.before = [], 0, cpu_times()
         self.started = time.monotonic()
+        self.also = also  # another reading taken at the same moments (the cores' clocks)
 
     def tick(self, done, last=False):
         if done <= self.first or (not last and time.monotonic() - self.started < NEIGHBOUR_BLOCK_S):
             return
         after = cpu_times()
+        if self.also is not None:
+            self.also()
         busy = neighbour_busy(self.before, after)
         if busy is not None:
             self.spans.append((self.first, done, busy))
@@ -464,7 +467,10 @@ def measure(path, runtime, opts, cgroup):
     statm = os.open("/proc/self/statm", os.O_RDONLY) if rss_samples is not None else None
     page = os.sysconf("SC_PAGE_SIZE")
     clock = time.perf_counter_ns
-    blocks = NeighbourBlocks()
+    from profiler.telemetry import Watch
+
+    watch = Watch()
+    blocks = NeighbourBlocks(watch.tick)
     budget_end = time.monotonic() + opts.time_budget if opts.target_ci else None
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the loop would land on one unlucky sample
@@ -495,6 +501,7 @@ def measure(path, runtime, opts, cgroup):
         waits.close()
     samples_ms = [t / 1e6 for t in timings]
     blocks.tick(len(timings), last=True)
+    telemetry = watch.finish(len(timings))
     cores = len(os.sched_getaffinity(0))
     if opts.threads > cores:
         # The model's own threads wait for each other: no neighbour is to blame and no run is
@@ -520,7 +527,7 @@ def measure(path, runtime, opts, cgroup):
                                  classify_op)
 
     result = {
-        "runtime_setup": setup,
+        "runtime_setup": setup, "telemetry": telemetry,
         "op_time_ms": op_time_ms, "input_shapes": shapes, "load_ms": round(load_ms, 4), "first_inference_ms": round(first_ms, 4),
         "latency_ms": stats, "samples_ms": [round(s, 5) for s in samples_ms] if opts.keep_samples else None,
         "samples_wait_ms": [round(w / 1e6, 5) for w in wait_ns] if opts.keep_samples else None,
@@ -777,6 +784,8 @@ def measurement_flags(record):
         flags.append("contended")
     if disturbance.get("oversubscribed"):
         flags.append("oversubscribed")
+    if ((record.get("telemetry") or {}).get("throttled")):
+        flags.append("throttled")
     spread = (record.get("workers") or {}).get("median_spread")
     if spread is not None and spread > WORKER_SPREAD and "unstable" not in flags:
         flags.append("unstable")
@@ -802,6 +811,10 @@ def profile_models(opts, emit):
                   "threads": opts.threads, "batch": opts.batch, "seed": opts.seed,
                   "warmup": opts.warmup, "iterations": opts.iterations,
                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_info(), "seen_inside": inside}
+        if getattr(opts, "cool_down_c", 0):
+            from profiler.telemetry import cool_down
+
+            record["cool_down"] = cool_down(opts.cool_down_c) or "unavailable"
         try:
             runtime = runtime_for(path, opts.runtime)
             record["runtime"] = runtime
@@ -838,6 +851,9 @@ def profile_models(opts, emit):
                                "measured")
                             + ": a busy neighbour slows a model through shared caches and memory (and SMT) without "
                             "taking its core, so its figures may be high")
+        if "throttled" in record["flags"]:
+            warnings.append(f"{name}: throttled while it was timed: {'; '.join(record['telemetry']['throttled'])}; "
+                            "its figures are those of a slower machine (let the board cool, COOL_DOWN_C=55)")
         if "oversubscribed" in record["flags"]:
             over = record["disturbance"]["oversubscribed"]
             warnings.append(f"{name}: THREADS={over['threads']} on {over['cores']} core(s): the model's own "
@@ -899,6 +915,8 @@ def build_parser():
     parser.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
     parser.add_argument("--input-shapes", default="", help="pin dynamic dims, e.g. input:1x3x224x224")
+    parser.add_argument("--cool-down-c", type=float, default=0.0, metavar="C",
+                        help="before each model, wait (at most 300 s) until the hottest sensor reads at most C °C")
     parser.add_argument("--delegate", default=None,
                         help="TFLite: xnnpack (default), none, reference, or a delegate library with options, "
                              "e.g. libarmnnDelegate.so:backends=CpuAcc")

@@ -40,7 +40,7 @@ OVERRIDE_KEYS = ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", 
                  "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM", "OP_PROFILE", "JOBS",
                  "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
                  "SSH_CONFIG", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS", "DELEGATE",
-                 "EXECUTION_PROVIDERS")
+                 "EXECUTION_PROVIDERS", "COOL_DOWN_C")
 
 
 def profile(opts, notice):

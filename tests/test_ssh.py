@@ -245,3 +245,6 @@ def test_an_execution_provider_the_device_lacks_is_one_line(ssh_device, models, 
     done, (ok,) = on_device(ssh_device, tmp_path, models["onnx"], "--no-store", "--iterations", 5,
                             "--execution-providers", "CPUExecutionProvider")
     assert ok["status"] == "ok" and ok["runtime_setup"] == {"providers": ["CPUExecutionProvider"]}
+    # deployment: copying the harness and the model onto the device, beside the load and first inference
+    assert ok["deployment"]["copy_ms"] > 0 and ok["deployment"]["bytes"] > os.path.getsize(models["onnx"])
+    assert ok["load_ms"] > 0 and ok["first_inference_ms"] > 0

@@ -30,7 +30,7 @@ def harness_files():
     """The standalone harness: what a sandbox image or a device needs of this package (numpy and a runtime
     besides); returns (package folder, paths relative to it)."""
     package = os.path.dirname(os.path.abspath(profiler.__file__))
-    files = ["__init__.py", "harness.py", "files.py", "evaluate.py"]
+    files = ["__init__.py", "harness.py", "files.py", "evaluate.py", "telemetry.py"]
     files += [os.path.join("runtimes", n) for n in sorted(os.listdir(os.path.join(package, "runtimes"))) if n.endswith(".py")]
     return package, files
 
@@ -61,6 +61,8 @@ def harness_args(target, paths, cgroup, runtime=None, data=None):
         args.append("--sample-memory")
     if target.delegate:
         args += ["--delegate", target.delegate]
+    if target.cool_down_c:
+        args += ["--cool-down-c", f"{target.cool_down_c:g}"]
     if target.execution_providers:
         args += ["--execution-providers", ",".join(target.execution_providers)]
     if target.op_profile_runs:

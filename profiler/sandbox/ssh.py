@@ -17,6 +17,7 @@ import shlex
 import socket
 import subprocess
 import tarfile
+import time
 
 from profiler.files import pid_alive, private_folder, sweep_dead_folders
 from profiler.runtimes import runtime_for
@@ -104,6 +105,7 @@ class SshBackend(Backend):
         self._running = {}  # remote folder -> local ssh process, for cancel()
         self.device = None
         self.missing = {}  # runtime -> its package, where the preflight found it missing on the device
+        self.deployment = None  # the last batch's copy onto the device
 
     # ------------------------------------------------------------ plumbing
 
@@ -223,8 +225,13 @@ class SshBackend(Backend):
         inside = [f"{folder}/models/{i}/{os.path.basename(p)}" for i, p in enumerate(paths)]
         by_inside = dict(zip(inside, paths))
         try:
+            bundle = self._bundle(paths, target.data)
+            started = time.perf_counter()
             copy = subprocess.run([*self.base, self.host, f"tar -C {shlex.quote(folder)} -xf -"],
-                                  input=self._bundle(paths, target.data), capture_output=True, timeout=3600)
+                                  input=bundle, capture_output=True, timeout=3600)
+            # deployment: the harness, models and data onto the device, once for the batch
+            self.deployment = {"copy_ms": round((time.perf_counter() - started) * 1000, 1), "bytes": len(bundle),
+                               "models": len(paths)}
             if copy.returncode != 0:
                 raise SandboxError(f"{self.host}: copying the harness and models failed: "
                                    f"{(copy.stderr.decode(errors='replace').strip().splitlines() or ['?'])[-1]}")
@@ -258,6 +265,7 @@ class SshBackend(Backend):
                         record["path"] = here
                         done_paths.add(here)
                     record["native_device"] = {"ssh_host": self.host}
+                    record["deployment"] = dict(self.deployment or {})
                     emit(record)
                     remaining = [p for p in by_inside.values() if p not in done_paths]
                     in_flight = remaining[0] if remaining else None
