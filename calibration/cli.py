@@ -18,7 +18,8 @@ EPILOG = """examples:
 
 Device inputs: a CSV with model, threads and metric columns whose suffix gives the unit
 (_us _ms _s _kb _mb _mib _bytes), the harness's own --csv/--json output, LiteRT/TFLite
-benchmark_model logs, onnxruntime_perf_test output, OpenVINO benchmark_app output (run with
+benchmark_model logs, onnxruntime_perf_test output, TensorRT trtexec output (a GPU row), OpenVINO
+benchmark_app output (run with
 -hint none -nstreams 1 -nthreads N -nireq 1 -api sync, as profile measures) or a jetson-stats
 (jtop) CSV.
 

@@ -171,6 +171,9 @@ def fit_one(names, x, y, method):
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
     model = fitters.LinearCalibration(method=method).fit(x[:, None], y)
+    if not model.a > 0:  # a device figure that does not grow with the host's maps nothing
+        raise ValueError(f"the {method} slope is {model.a:.3g}: across these references the device figures do not "
+                         "grow with the host figures (check that device and host rows are the same models)")
     pred = model.predict(x[:, None])
     r2 = M.r2(y, pred)
     fit = {"n": n, "method": method, "model": model.to_dict(), "a": model.a, "b": model.b,
@@ -546,6 +549,11 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
         raise CalibrationError(f"matched host profiles mix runtimes {', '.join(runtimes)}; choose one with --runtime")
     target = next((r.get("target") for _, r in pairs if r.get("target")), None)
     device_runtimes = sorted({getattr(row, "runtime", None) for row, _ in pairs} - {None})
+    accelerators = sorted({getattr(row, "accelerator", None) or "cpu" for row, _ in pairs})
+    if len(accelerators) > 1:
+        raise CalibrationError(f"the device rows mix {' and '.join(accelerators)}: one calibration maps host "
+                               "profiles to one kind of processor; calibrate each apart")
+    accelerator = None if accelerators == ["cpu"] else accelerators[0]
     gap = None
     if runtimes and device_runtimes and device_runtimes != runtimes:
         gap = {"host": runtimes[0], "device": device_runtimes}
@@ -564,6 +572,8 @@ def build(device_rows, host_records, method="ols", metrics=None, device_ram_mb=N
         "unmatched": [{"model": r.model, "threads": r.threads, "source": r.source} for r in unmatched],
         "unsteady": {"models": unsteady, "left_out": bool(skip_unsteady and unsteady)},
         "format_gap": gap,
+        # the device rows ran on an accelerator while the host profiles ran on the CPU: said, never implied
+        "accelerator": accelerator,
     }
 
 

@@ -27,6 +27,7 @@ class DeviceMeasurement:
     source: str = ""
     sha256: str = None
     runtime: str = None  # the format the device ran (tflite, onnx, torch), where the log says
+    accelerator: str = None  # what ran it when not the CPU (e.g. "gpu (TensorRT)"), where the log says
 
 
 def runtime_name(text):
@@ -260,6 +261,31 @@ def read_benchmark_app(path, model=None, threads=None):
     return [DeviceMeasurement(model, threads, metrics, source=path, runtime="openvino")]
 
 
+def read_trtexec(path, model=None, threads=None):
+    """TensorRT's trtexec performance summary: the end-to-end latency median (host to device, compute,
+    device to host) as latency_ms and the GPU compute time median as gpu_compute_ms; the model from
+    its "Model:" option line, else --model, else the log's file name. A GPU row: `calibrate` says so
+    when it maps CPU host profiles to it."""
+    text = _read(path)
+
+    def median(label):
+        found = re.search(r"\]\s*" + label + r":\s*min = [^\n]*?median = " + _NUM + r"\s*ms", text)
+        return float(found.group(1)) if found else None
+
+    latency, compute = median("Latency"), median("GPU Compute Time")
+    if latency is None:
+        raise DeviceLogError(f"{path}: not trtexec output (no 'Latency: … median = … ms' line of its performance "
+                             "summary)")
+    metrics = {"latency_ms": latency}
+    if compute is not None:
+        metrics["gpu_compute_ms"] = compute
+    named = re.search(r"\]\s*(?:Model|ONNX|Loading engine|Engine):\s*(\S+)", text)
+    model = model or (os.path.splitext(os.path.basename(named.group(1)))[0] if named else
+                      os.path.splitext(os.path.basename(path))[0])
+    return [DeviceMeasurement(model, threads or 1, metrics, source=path, runtime="tensorrt",
+                              accelerator="gpu (TensorRT)")]
+
+
 def read_jtop(path, model=None, threads=None, device_ram_mb=None, start=None, end=None):
     reader = csv.DictReader(io.StringIO(_read(path)))
     if not reader.fieldnames or "RAM" not in reader.fieldnames:
@@ -302,9 +328,12 @@ def _read(path):
 
 def detect(path):
     """Pick the importer from the content, not only the extension."""
-    head = _read(path)[:4096]
+    text = _read(path)
+    head = text[:4096]
     if head.lstrip().startswith("[Step ") and ("OpenVINO" in head or "Parsing and validating input" in head):
         return "benchmark_app"
+    if "&&&& RUNNING TensorRT" in head or ("=== Performance summary ===" in text and "GPU Compute Time" in text):
+        return "trtexec"
     if head.lstrip().startswith(("[", "{")):
         return "harness"
     if "count=" in head and ("Graph:" in head or "Num threads" in head or "Inference timings" in head):
@@ -320,7 +349,7 @@ def detect(path):
                        f"benchmark_model, onnxruntime_perf_test or jtop)")
 
 
-FORMATS = ("auto", "csv", "harness", "benchmark_model", "ort_perf_test", "benchmark_app", "jtop")
+FORMATS = ("auto", "csv", "harness", "benchmark_model", "ort_perf_test", "benchmark_app", "trtexec", "jtop")
 
 
 def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None, start=None, end=None):
@@ -337,6 +366,8 @@ def load(path, fmt="auto", model=None, threads=None, device_ram_mb=None, start=N
         return read_ort_perf_test(path, model, threads)
     if fmt == "benchmark_app":
         return read_benchmark_app(path, model, threads)
+    if fmt == "trtexec":
+        return read_trtexec(path, model, threads)
     if fmt == "jtop":
         return read_jtop(path, model, threads, device_ram_mb, start, end)
     raise DeviceLogError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")

@@ -82,6 +82,10 @@ def warnings(calibration):
                    + ") and calibrate on those" + ("; the relative model starts from the prior learned for this pair of "
                                                "formats" if any("->" in ((f.get("prior") or {}).get("runtime") or "")
                                                                 for f in calibration["fits"]) else ""))
+    if calibration.get("accelerator"):
+        out.append(f"WARNING: the device rows ran on {calibration['accelerator']} and the host profiles on this "
+                   "host's CPU: this calibration maps CPU figures to an accelerator, whose cost per operator "
+                   "differs from a CPU's; check its leave-one-out error before trusting it")
     if calibration.get("unmatched"):
         names = ", ".join(f"{u['model']}@{u['threads']}t" for u in calibration["unmatched"])
         out.append(f"WARNING: {len(calibration['unmatched'])} device row(s) matched no host profile and were "

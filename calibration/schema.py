@@ -66,6 +66,7 @@ CALIBRATION = {
         "device_ram_mb": nullable(POSITIVE),
         "target": nullable({"type": "object"}),
         "fits": {"type": "array", "minItems": 1, "items": FIT},
+        "accelerator": nullable(STRING),
         "unmatched": {"type": "array"},
     },
 }

@@ -76,3 +76,36 @@ def test_an_edge_tpu_model_on_a_host_without_the_accelerator_says_how_to_measure
     assert record["status"] == "error"
     assert record["error"].endswith("an Edge TPU model (compiled for the accelerator); measure it on the device with "
                                     "--on and DELEGATE=libedgetpu.so.1")
+
+
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+def test_trtexec_output_is_a_gpu_row_and_a_cpu_to_gpu_calibration_says_so(tmp_path, models):
+    from calibration.importers import detect, load
+
+    log = os.path.join(FIXTURES, "trtexec_resnet18.log")
+    assert detect(log) == "trtexec"
+    (row,) = load(log)
+    assert (row.model, row.threads, row.runtime, row.accelerator) == ("resnet18", 1, "tensorrt", "gpu (TensorRT)")
+    assert row.metrics == {"latency_ms": 1.93, "gpu_compute_ms": 1.82}
+    # three GPU rows against this host's CPU profiles of the same names: fitted, and said
+    results = profiler.profile([example("tiny_cnn.onnx"), models["slow"], models["dynamic"]], target(), store=None,
+                               retries=0)
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps(list(results)))
+    logs = []
+    for record, median in zip(results, (1.9, 7.5, 2.1)):
+        text = open(log).read().replace("resnet18", record["model"]).replace("median = 1.93 ms", f"median = {median} ms")
+        path = tmp_path / f"{record['model']}.log"
+        path.write_text(text)
+        logs.append(path)
+    done = run_cli("calibrate", *logs, "--host", host, "--method", "ols", "--metric", "latency_ms",
+                   "--out", tmp_path / "cal.json")
+    assert done.returncode == 0, done.stderr
+    assert "the device rows ran on gpu (TensorRT) and the host profiles on this host's CPU" in done.stderr
+    assert json.loads((tmp_path / "cal.json").read_text())["accelerator"] == "gpu (TensorRT)"
+    cpu_row = tmp_path / "cpu.csv"  # one of the three measured on the device's CPU instead
+    cpu_row.write_text(f"model,threads,latency_ms\n{results[1]['model']},1,30.0\n")
+    refused = run_cli("calibrate", logs[0], logs[2], cpu_row, "--host", host)
+    assert refused.returncode == 2 and "the device rows mix cpu and gpu (TensorRT)" in refused.stderr
