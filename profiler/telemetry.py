@@ -1,6 +1,7 @@
 """The physical state of the machine that measures, where it exposes it: temperatures (thermal zones,
 hwmon), the measuring cores' clocks and governor (cpufreq), a Raspberry Pi's throttling bits and
-PMIC power (`vcgencmd`), and package energy (RAPL, powercap). Part of the worker package: standard
+PMIC power (`vcgencmd`), a Jetson's power rails (INA3221 through hwmon), and package energy (RAPL,
+powercap). Part of the worker package: standard
 library only, read from `root` (the real `/` unless a test points elsewhere). A figure a system does
 not expose is the text "unavailable", never a zero."""
 
@@ -97,6 +98,27 @@ def rapl_energy_uj(root="/"):
     return found
 
 
+def ina3221_power_w(root="/"):
+    """A Jetson's input power in W from its INA3221 monitors (hwmon: in<N>_input mV and curr<N>_input
+    mA per rail, in<N>_label naming it): the VDD_IN rail where one is labelled so (the board's whole
+    input), else the sum of the rails; None without such a monitor."""
+    hwmon = os.path.join(root, "sys/class/hwmon")
+    rails = {}
+    for name in sorted(os.listdir(hwmon)) if os.path.isdir(hwmon) else []:
+        if (_read(root, f"/sys/class/hwmon/{name}/name") or "") != "ina3221":
+            continue
+        for channel in range(1, 4):
+            volts = _number(_read(root, f"/sys/class/hwmon/{name}/in{channel}_input"))
+            amps = _number(_read(root, f"/sys/class/hwmon/{name}/curr{channel}_input"))
+            if volts is not None and amps is not None:
+                label = _read(root, f"/sys/class/hwmon/{name}/in{channel}_label") or f"{name}/{channel}"
+                rails[label] = volts * amps / 1e6
+    if not rails:
+        return None
+    total = next((w for label, w in rails.items() if label.upper().startswith("VDD_IN")), None)
+    return round(total if total is not None else sum(rails.values()), 4)
+
+
 def _vcgencmd(command, *args):
     try:
         done = subprocess.run([command, *args], capture_output=True, text=True, timeout=5)
@@ -161,7 +183,7 @@ class Watch:
         self.cores = sorted(cores if cores is not None else os.sched_getaffinity(0))
         self.vcgencmd = shutil.which("vcgencmd")
         self.limits, self.governor = clock_limits(root, self.cores)
-        self.samples, self.pi_clocks, self.power = [], [], []
+        self.samples, self.pi_clocks, self.power, self.rails = [], [], [], []
         self.temperature_before = hottest(root, self.vcgencmd)
         self.throttled_before = parse_throttled(_vcgencmd(self.vcgencmd, "get_throttled")) if self.vcgencmd else None
         self.energy_before = rapl_energy_uj(root)
@@ -169,8 +191,12 @@ class Watch:
         self.last_slow = 0.0
 
     def tick(self):
-        """Between timed runs: the cores' clocks (a file read each); a Pi's clock and PMIC at most twice a second."""
+        """Between timed runs: the cores' clocks and a Jetson's rails (file reads); a Pi's clock and
+        PMIC (a command each) at most twice a second."""
         self.samples.extend(clocks(self.root, self.cores).values())
+        jetson = ina3221_power_w(self.root)
+        if jetson is not None:
+            self.rails.append(jetson)
         if self.vcgencmd and time.monotonic() - self.last_slow >= 0.5:
             self.last_slow = time.monotonic()
             clock = parse_clock(_vcgencmd(self.vcgencmd, "measure_clock", "arm"))
@@ -214,6 +240,11 @@ class Watch:
             record["energy"] = {"source": "rapl", "mean_power_w": round(joules / seconds, 3) if seconds > 0 else None,
                                 "energy_mj_per_inference": round(1000 * joules / runs, 4),
                                 "note": "the whole package, every process on it"}
+        elif self.rails and runs:
+            mean_w = statistics.fmean(self.rails)
+            record["energy"] = {"source": "ina3221", "mean_power_w": round(mean_w, 3),
+                                "energy_mj_per_inference": round(1000 * mean_w * seconds / runs, 4),
+                                "note": "the board's input rail (VDD_IN), or its rails summed"}
         elif self.power and runs:
             mean_w = statistics.fmean(self.power)
             record["energy"] = {"source": "vcgencmd pmic_read_adc", "mean_power_w": round(mean_w, 3),

@@ -42,15 +42,18 @@ def test_an_ir_is_profiled_and_evaluated_like_its_onnx_source(digits, tmp_path):
 
 
 @pytest.mark.docker
-def test_an_ir_runs_in_docker_with_its_weights_beside_it(docker_backend, tmp_path):
-    ir = to_ir(example("tiny_cnn.onnx"), str(tmp_path))
+def test_one_onnx_model_with_onnxruntime_and_openvino_in_one_docker_command(docker_backend, tmp_path):
     out = tmp_path / "r.json"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     done = run_cli("profile", "--backend", "docker", "--no-store", "--iterations", 10, "--memory", "512m",
-                   "--json", out, ir, timeout=900)
+                   "--variants", "openvino", "--json", out, example("tiny_cnn.onnx"), timeout=900, env=env)
     assert done.returncode == 0, done.stderr
-    (record,) = json.loads(out.read_text())
-    assert record["status"] == "ok" and record["backend"] == "docker" and record["runtime"] == "openvino"
-    assert record["enforced"]["memory"] and record["model_card"]["macs"] == model_card(example("tiny_cnn.onnx"))["macs"]
+    rows = {r["runtime"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"onnx", "openvino"}
+    for runtime, record in rows.items():  # the IR's weights reached the container beside it
+        assert record["status"] == "ok" and record["backend"] == "docker" and record["enforced"]["memory"]
+        assert record["runtime_version"] and record["model_card"]["macs"] == model_card(example("tiny_cnn.onnx"))["macs"]
+    assert rows["openvino"]["runtime_package"] == "openvino" and rows["onnx"]["runtime_package"] == "onnxruntime"
 
 
 def test_onnx_becomes_an_ir_variant_checked_against_its_source(digits, tmp_path, monkeypatch):

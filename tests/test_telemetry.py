@@ -112,3 +112,20 @@ def test_cool_down_waits_for_the_board_and_says_when_there_is_no_sensor(tmp_path
     waited = telemetry.cool_down(55, root=str(hot), max_wait_s=0.3, poll_s=0.1)
     assert waited["reached"] is False and waited["waited_s"] >= 0.3
     assert telemetry.cool_down(55, root=str(tmp_path / "nothing")) is None
+
+
+def test_a_jetsons_ina3221_rails_give_its_input_power(tmp_path):
+    chip = tmp_path / "sys/class/hwmon/hwmon1"
+    chip.mkdir(parents=True)
+    (chip / "name").write_text("ina3221\n")
+    for channel, (label, millivolts, milliamps) in enumerate([("VDD_IN", 5000, 1200), ("VDD_CPU_GPU_CV", 5000, 400),
+                                                              ("VDD_SOC", 5000, 300)], start=1):
+        (chip / f"in{channel}_label").write_text(label + "\n")
+        (chip / f"in{channel}_input").write_text(f"{millivolts}\n")
+        (chip / f"curr{channel}_input").write_text(f"{milliamps}\n")
+    assert telemetry.ina3221_power_w(str(tmp_path)) == 6.0  # VDD_IN alone: the board's whole input
+    watch = telemetry.Watch(root=str(tmp_path), cores=[0])
+    watch.tick()
+    energy = watch.finish(runs=1000)["energy"]
+    assert energy["source"] == "ina3221" and energy["mean_power_w"] == 6.0
+    assert telemetry.ina3221_power_w(str(tmp_path / "none")) is None
