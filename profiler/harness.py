@@ -225,20 +225,37 @@ def median_ci_rel(samples):
     return (high - low) / 2 / median if median > 0 else float("inf")
 
 
-def robust_stats(samples_ms, waits_ms, source):
-    """(latency stats, disturbance summary): the figures from the undisturbed runs when enough are left."""
+RECOVERED_CI_WIDEN = 2.0  # a recovered median's interval: wider, since a switched-out run loses its cache
+
+
+def robust_stats(samples_ms, waits_ms, source, single_thread=False):
+    """(latency stats, disturbance summary): the figures from the undisturbed runs when enough are
+    left; else, for a single-threaded run, from each run's time on a CPU (wall minus the run-queue
+    wait: what a free core would have given, up to the cache a switch-out costs), basis `on_cpu`;
+    else from every run, basis `all`."""
     if waits_ms is None or source is None:
         stats = latency_stats(samples_ms)
         return stats, {"source": None, "runs": None, "of": len(samples_ms), "basis": "all"}
     bad = [disturbed_run(t, w) for t, w in zip(samples_ms, waits_ms)]
     clean = [t for t, b in zip(samples_ms, bad) if not b]
-    basis = "undisturbed" if len(clean) >= min_clean(len(samples_ms)) else "all"
-    stats = latency_stats(clean if basis == "undisturbed" else samples_ms)
+    basis = "undisturbed" if len(clean) >= min_clean(len(samples_ms)) else "on_cpu" if single_thread else "all"
+    if basis == "on_cpu":
+        on_cpu = [max(t - w, 1e-6) for t, w in zip(samples_ms, waits_ms)]
+        stats = latency_stats(on_cpu)
+        half_low, half_high = stats["median"] - stats["ci_low"], stats["ci_high"] - stats["median"]
+        stats["ci_low"] = round(max(min(on_cpu), stats["median"] - RECOVERED_CI_WIDEN * half_low), 6)
+        stats["ci_high"] = round(stats["median"] + RECOVERED_CI_WIDEN * half_high, 6)
+        stats["ci_rel"] = round((stats["ci_high"] - stats["ci_low"]) / 2 / stats["median"], 6)
+        wall_stats = latency_stats(samples_ms)
+    else:
+        stats = latency_stats(clean if basis == "undisturbed" else samples_ms)
     wall = sum(samples_ms)
     disturbance = {"source": source, "runs": sum(bad), "of": len(samples_ms),
                    "share": round(sum(bad) / len(samples_ms), 4), "wait_ms": round(sum(waits_ms), 4),
                    "wait_share": round(sum(waits_ms) / wall, 4) if wall > 0 else 0.0, "basis": basis,
                    "runs_used": len(clean) if basis == "undisturbed" else len(samples_ms)}
+    if basis == "on_cpu":
+        disturbance["wall"] = {k: wall_stats[k] for k in ("median", "mean", "p99", "ci_low", "ci_high")}
     return stats, disturbance
 
 
@@ -510,7 +527,8 @@ def measure(path, runtime, opts, cgroup):
         disturbance["oversubscribed"] = {"threads": opts.threads, "cores": cores,
                                          "wait_share": round(sum(wait_ns) / max(1, sum(timings)), 4)}
     else:
-        stats, disturbance = robust_stats(samples_ms, [w / 1e6 for w in wait_ns], waits.source)
+        stats, disturbance = robust_stats(samples_ms, [w / 1e6 for w in wait_ns], waits.source,
+                                          single_thread=opts.threads == 1)
     disturbance["neighbour_busy"] = neighbour_busy(neighbours_before, cpu_times())
     disturbance["neighbour"] = neighbour_effect(samples_ms, None if opts.threads > cores else wait_ns, blocks.spans,
                                                 disturbance["neighbour_busy"])
@@ -676,7 +694,8 @@ def pool_workers(parts, opts):
         stats, disturbance = robust_stats(samples, None, None)
         disturbance["oversubscribed"] = parts[0]["disturbance"]["oversubscribed"]
     else:
-        stats, disturbance = robust_stats(samples, waits, parts[0]["disturbance"].get("source"))
+        stats, disturbance = robust_stats(samples, waits, parts[0]["disturbance"].get("source"),
+                                          single_thread=opts.threads == 1)
     busy = [p["disturbance"].get("neighbour_busy") for p in parts if p["disturbance"].get("neighbour_busy") is not None]
     disturbance["neighbour_busy"] = round(sum(busy) / len(busy), 3) if busy else None
     neighbours = [p["disturbance"].get("neighbour") or {} for p in parts]
@@ -779,6 +798,8 @@ def measurement_flags(record):
         flags.append("unstable")
     if disturbance.get("basis") == "all" and (disturbance.get("share") or 0) > DISTURBED_FLAG_SHARE:
         flags.append("disturbed")
+    if disturbance.get("basis") == "on_cpu":
+        flags.append("recovered")
     neighbour = disturbance.get("neighbour")
     if neighbour.get("contended") if isinstance(neighbour, dict) else (disturbance.get("neighbour_busy") or 0) > CONTENDED_SHARE:
         flags.append("contended")
@@ -865,7 +886,15 @@ def profile_models(opts, emit):
             d = record["disturbance"]
             warnings.append(f"{name}: {d['runs']} of {d['of']} timed runs waited for a core "
                             f"({100 * d['wait_share']:.0f}% of the time); too few undisturbed runs are left, so "
-                            "its figures include them: another program shares this core")
+                            "its figures include them: another program shares this core"
+                            + (f"; with {opts.threads} threads one waiting thread stalls the others, so the time on "
+                               "a CPU cannot stand in for them" if opts.threads > 1 else ""))
+        if "recovered" in record["flags"]:
+            d = record["disturbance"]
+            warnings.append(f"{name}: {d['runs']} of {d['of']} timed runs waited for a core; its figures are each "
+                            f"run's time on a CPU (wall minus the wait), recovered: wall median "
+                            f"{d['wall']['median']:.4g} ms, on a CPU {record['latency_ms']['median']:.4g} ms "
+                            "(another program shares this core)")
         record["warnings"] = warnings
         emit(record)
 

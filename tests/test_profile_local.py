@@ -111,7 +111,7 @@ def test_csv_and_markdown_export(models, tmp_path):
 BAD = [
     (["missing.onnx"], "missing.onnx: model file not found"),
     (["experiments"], "experiments: is a folder, not a model file"),
-    (["env.template"], "env.template: unknown model extension '.template' (known: .onnx, .pt, .pt2, .pth, .tflite)"),
+    (["env.template"], "env.template: unknown model extension '.template' (known: .onnx, .pt, .pt2, .pth, .tflite, .xml)"),
 ]
 
 

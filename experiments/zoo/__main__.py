@@ -63,11 +63,14 @@ def converted_tflite(name, path):
     from profiler.variants import _onnx_to_tflite, check_conversion
 
     model, shape = zoo.build(name)
+    import shutil
+
     with tempfile.TemporaryDirectory(prefix="edge-profiler-zoo-") as work:
-        onnx_path = os.path.join(work, "model.onnx")
+        onnx_path, tflite_path = os.path.join(work, "model.onnx"), os.path.join(work, "model.tflite")
         zoo.export_onnx(model, shape, onnx_path)
-        _onnx_to_tflite(onnx_path, path)
-        check_conversion(onnx_path, path)
+        _onnx_to_tflite(onnx_path, tflite_path)
+        check_conversion(onnx_path, tflite_path)
+        shutil.copyfile(tflite_path, path)  # path may be the cache's temporary name
     return path
 
 
