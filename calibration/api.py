@@ -62,16 +62,20 @@ class Calibration:
             rows.append(row)
         return pd.DataFrame(rows, columns=columns)
 
-    def annotate(self, records, *, force=False, device_ram=None):
+    def annotate(self, records, *, force=False, device_ram=None, device_threads=None):
         """The records with `prediction` added (device value, 95% interval, flags); warnings go to self.warnings."""
         from calibration.core import Predictor
 
-        predictor = Predictor(self.data, force=force, warn=self.warnings.append, device_ram_mb=_ram(device_ram))
+        if device_threads is not None and (isinstance(device_threads, bool) or not isinstance(device_threads, int)
+                                           or device_threads < 1):
+            raise CalibrationError(f"device_threads={device_threads!r}: a whole number of threads above 0")
+        predictor = Predictor(self.data, force=force, warn=self.warnings.append, device_ram_mb=_ram(device_ram),
+                              device_threads=device_threads)
         records = [predictor.annotate(dict(r)) for r in host_records(records)]
         self.warnings += predictor.mix_advice(records)
         return records
 
-    def predict(self, results, *, force=False, device_ram=None):
+    def predict(self, results, *, force=False, device_ram=None, device_threads=None):
         """A DataFrame of predicted device figures, one row per model of `results` (records, `Results`,
         a `profile --json` path or a `Store`): model, predicted_<metric>, its _low/_high 95% interval,
         the extrapolation flag, the operator-mix flag, `bounded` (a fit that would have crossed zero
@@ -79,7 +83,7 @@ class Calibration:
         predicted."""
         import pandas as pd
 
-        records = self.annotate(results, force=force, device_ram=device_ram)
+        records = self.annotate(results, force=force, device_ram=device_ram, device_threads=device_threads)
         if not any(r.get("prediction") for r in records):
             reasons = sorted({r.get("no_prediction") or f"status {r.get('status')}" for r in records})
             raise CalibrationError("no prediction for any of the " + f"{len(records)} record(s): "

@@ -80,6 +80,9 @@ def predict_parser():
     parser.add_argument("--store", metavar="PATH", default="profiles.db", help="SQLite store (default ./profiles.db)")
     parser.add_argument("--device-ram", metavar="SIZE", help="mark models whose predicted peak memory exceeds this")
     parser.add_argument("--force", action="store_true", help="predict even for another runtime or thread count")
+    parser.add_argument("--device-threads", type=int, metavar="N",
+                        help="the device thread count to predict, when the calibration maps the host profiles' "
+                             "thread count to several")
     parser.add_argument("--json", metavar="FILE", help="write the annotated results here")
     return parser
 
@@ -212,7 +215,8 @@ def predict(opts):
     if opts.json:
         check_writable(opts.json)
     calibration = api.load(opts.calibration)
-    records = calibration.annotate(core.load_host(opts.host, opts.store), force=opts.force, device_ram=opts.device_ram)
+    records = calibration.annotate(core.load_host(opts.host, opts.store), force=opts.force, device_ram=opts.device_ram,
+                                   device_threads=opts.device_threads)
     for line in calibration.warnings:
         print(printable_text(line), file=sys.stderr)
     for line in report.predictions(records):

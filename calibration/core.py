@@ -146,17 +146,29 @@ def _host_csv(path):
     return records
 
 
+def record_threads(record):
+    return int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)
+
+
 def match(device_rows, host_records):
-    """Pair each device row with a host record: sha256 first, else file stem (case-insensitive), and threads."""
+    """Pair each device row with a host record: sha256 first, else file stem (case-insensitive), and
+    threads. A device row with no host profile at its thread count is paired with the same model's
+    host profile at another count (the nearest below it, else the nearest above): a laptop cannot
+    always give a device's threads, and the fit then maps the host's count to the device's."""
     by_sha, by_name = {}, {}
     for record in sorted(host_records, key=lambda r: r.get("started_at") or ""):  # latest wins
-        threads = int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)
+        threads = record_threads(record)
         if record.get("sha256"):
             by_sha[(record["sha256"], threads)] = record
         by_name[(record["model"].lower(), threads)] = record
     pairs, unmatched = [], []
     for row in device_rows:
         record = (row.sha256 and by_sha.get((row.sha256, row.threads))) or by_name.get((row.model.lower(), row.threads))
+        if not record:
+            others = [(t, r) for (sha, t), r in by_sha.items() if row.sha256 and sha == row.sha256] or \
+                     [(t, r) for (name, t), r in by_name.items() if name == row.model.lower()]
+            if others:
+                record = min(others, key=lambda item: (item[0] > row.threads, abs(item[0] - row.threads)))[1]
         if record:
             pairs.append((row, record))
         else:
@@ -447,7 +459,9 @@ def _fit_group(names, records, x, y, method, prior="auto", nested_loo=True):
 def fit_label(fit):
     """How a fit is named in lines and figures: its metric, thread count and, when the references mix
     precisions, the precision it was fitted on."""
-    return f"{fit['metric']} at {fit['threads']} threads" + (f", {fit['precision']}" if fit.get("precision") else "")
+    return (f"{fit['metric']} at {fit['threads']} threads"
+            + (f" from host profiles at {fit['host_threads']}" if fit.get("host_threads") else "")
+            + (f", {fit['precision']}" if fit.get("precision") else ""))
 
 
 def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False, short=None, force=False):
@@ -464,18 +478,20 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False,
             if host is None:
                 continue
             precision = (record.get("precision") or "unknown") if by_precision else ""
-            groups[(metric, host_metric, row.threads, precision)].append((row.model, record, host, device))
+            groups[(metric, host_metric, row.threads, record_threads(record), precision)].append(
+                (row.model, record, host, device))
     if not groups:
         raise CalibrationError("no metric could be paired with a host figure")
     fits = []
     if by_precision and short is not None:
         few = {key for key, items in groups.items() if len(items) < MIN_INTERVALS}  # a fit with intervals
         if len(few) < len(groups):
-            short += [{"metric": m, "threads": t, "precision": p, "n": len(groups[(m, h, t, p)])}
-                      for m, h, t, p in sorted(few)]
+            short += [{"metric": m, "threads": t, "precision": p, "n": len(groups[(m, h, t, ht, p)])}
+                      for m, h, t, ht, p in sorted(few)]
             groups = {key: items for key, items in groups.items() if key not in few}
-    for (metric, host_metric, threads, precision), items in sorted(groups.items()):
-        where = fit_label({"metric": metric, "threads": threads, "precision": precision})
+    for (metric, host_metric, threads, host_threads, precision), items in sorted(groups.items()):
+        where = fit_label({"metric": metric, "threads": threads, "precision": precision,
+                           **({"host_threads": host_threads} if host_threads != threads else {})})
         if len(items) < MIN_FIT:
             raise CalibrationError(f"{where}: {len(items)} matched model; a fit needs at "
                                    f"least {MIN_FIT} (and {MIN_INTERVALS} for intervals and LOOCV)")
@@ -496,7 +512,9 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False,
         if metric == "latency_ms":
             fit["next_reference"] = next_reference(list(names), list(records), x, y, fit["method"], prior)
         fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit,
-                     **({"precision": precision} if precision else {})})
+                     **({"precision": precision} if precision else {}),
+                     # device threads from host profiles at another count: said in the fit and its predictions
+                     **({"host_threads": host_threads} if host_threads != threads else {})})
     return fits
 
 
@@ -749,8 +767,9 @@ class Predictor:
         return any(name.startswith("op_ms:") for fit in self.calibration["fits"]
                    for name in fit["model"].get("selected", []))
 
-    def __init__(self, calibration, force=False, warn=print, device_ram_mb=None):
+    def __init__(self, calibration, force=False, warn=print, device_ram_mb=None, device_threads=None):
         self.calibration, self.force, self.warn = calibration, force, warn
+        self.device_threads = device_threads
         self.device_ram_mb = device_ram_mb or calibration.get("device_ram_mb")
         self.warned = set()
 
@@ -758,7 +777,22 @@ class Predictor:
         fits = [f for f in self.calibration["fits"] if f["metric"] == metric]
         if self.calibration.get("per_precision") and any(f.get("precision") == precision for f in fits):
             fits = [f for f in fits if f.get("precision") == precision]
-        exact = [f for f in fits if f["threads"] == threads]
+        # the fits made from host profiles at this thread count, for whichever device count they map to
+        exact = [f for f in fits if f.get("host_threads", f["threads"]) == threads]
+        if self.device_threads is not None:
+            exact = [f for f in exact if f["threads"] == self.device_threads]
+        if len(exact) > 1:
+            same = [f for f in exact if f["threads"] == threads]
+            if same:
+                exact = same
+            else:
+                key = ("device threads", metric, threads)
+                if key not in self.warned:
+                    self.warned.add(key)
+                    self.warn(f"warning: the calibration maps {threads}-thread host profiles to "
+                              f"{', '.join(str(f['threads']) for f in exact)} device threads; choose one with "
+                              "--device-threads")
+                return None
         if exact or not fits:
             return exact[0] if exact else None
         key = ("threads", metric, threads)
@@ -821,13 +855,16 @@ class Predictor:
             if fit and _positive(host):
                 try:
                     prediction[metric] = predict_value(fit, host, record)
+                    if fit.get("host_threads"):
+                        prediction[metric].update(device_threads=fit["threads"], host_threads=fit["host_threads"])
                 except CalibrationError as exc:
                     self.warn(f"warning: no {metric} prediction: {exc}")
                     why.append(f"{metric}: {exc}")
             elif fit:
                 why.append(f"{metric}: no positive host figure")
-        if not any(f["metric"] in ("latency_ms", "peak_memory_mb", "energy_mj") and f["threads"] == threads
-                   for f in self.calibration["fits"]) and not prediction:
+        if not any(f["metric"] in ("latency_ms", "peak_memory_mb", "energy_mj")
+                   and f.get("host_threads", f["threads"]) == threads for f in self.calibration["fits"]) \
+                and not prediction:
             have = sorted({f["threads"] for f in self.calibration["fits"]})
             why.insert(0, f"the calibration has fits for {', '.join(map(str, have))} thread(s), not {threads} "
                           "(--force takes the nearest)")

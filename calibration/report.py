@@ -82,6 +82,11 @@ def warnings(calibration):
                    + ") and calibrate on those" + ("; the relative model starts from the prior learned for this pair of "
                                                "formats" if any("->" in ((f.get("prior") or {}).get("runtime") or "")
                                                                 for f in calibration["fits"]) else ""))
+    for fit in calibration["fits"]:
+        if fit.get("host_threads"):
+            out.append(f"WARNING: {fit_label(fit)}: no host profile at {fit['threads']} threads, so the device's "
+                       f"{fit['threads']}-thread figures are fitted to {fit['host_threads']}-thread host figures; "
+                       "how each model scales across threads is then the fit's to learn, from its references")
     if calibration.get("accelerator"):
         out.append(f"WARNING: the device rows ran on {calibration['accelerator']} and the host profiles on this "
                    "host's CPU: this calibration maps CPU figures to an accelerator, whose cost per operator "

@@ -33,6 +33,7 @@ FIT = {
     "required": ["metric", "threads", "method", "model", "host_range", "n"],
     "properties": {
         "metric": STRING, "host_metric": STRING, "threads": {"type": "integer", "minimum": 1},
+        "host_threads": {"type": "integer", "minimum": 1},
         "n": {"type": "integer", "minimum": 2},
         "method": {"enum": ["ols", "robust", "loglinear", "features", "relative"]},
         "model": {"type": "object", "required": ["kind"],

@@ -341,3 +341,29 @@ def test_no_method_and_no_interval_kind_returns_a_figure_at_or_below_zero(method
         return  # relative and loglinear fits are positive by construction (non-negative weights, exp)
     bounded = calibration.Calibration(data).predict(probes)
     assert (bounded["predicted_latency_ms"] > 0).all() and bounded["bounded"].all()
+
+
+def test_device_rows_at_four_threads_calibrate_from_one_thread_host_profiles(models, digits, tmp_path):
+    import calibration
+    import profiler
+
+    target = profiler.Target.from_env(None, backend="local", cpus=1, threads=1, warmup=2, iterations=20)
+    paths = [models["onnx"], models["dynamic"], models["slow"], digits["onnx"]]
+    results = list(profiler.profile(paths, target, store=None, retries=0))
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps(results))
+    device = tmp_path / "pi4.csv"  # the device's own rows, at 4 threads: 3x the host's figure, plus a constant
+    device.write_text("model,threads,latency_ms\n" + "".join(
+        f"{r['model']},4,{3 * r['latency_ms']['median'] + 0.05}\n" for r in results))
+    done = run_cli("calibrate", device, "--host", host, "--method", "ols", "--metric", "latency_ms",
+                   "--out", tmp_path / "cal.json")
+    assert done.returncode == 0, done.stderr
+    assert "no host profile at 4 threads, so the device's 4-thread figures are fitted to 1-thread host" in done.stderr
+    (fit,) = json.loads((tmp_path / "cal.json").read_text())["fits"]
+    assert (fit["threads"], fit["host_threads"]) == (4, 1) and fit["a"] == pytest.approx(3, rel=1e-6)
+    frame = calibration.load(tmp_path / "cal.json").predict(results)
+    assert frame["predicted_latency_ms"].notna().all()
+    cal = calibration.load(tmp_path / "cal.json")
+    (annotated,) = cal.annotate(results[:1])
+    assert annotated["prediction"]["latency_ms"]["device_threads"] == 4
+    assert annotated["prediction"]["latency_ms"]["host_threads"] == 1
