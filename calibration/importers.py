@@ -180,6 +180,11 @@ def harness_rows(records, path):
         metrics = {"latency_ms": median}
         if record.get("peak_memory_mb") is not None:
             metrics["peak_memory_mb"] = _number(record["peak_memory_mb"], f"{where}: peak_memory_mb", positive=True)
+        energy = (record.get("telemetry") or {}).get("energy") if isinstance(record.get("telemetry"), dict) else None
+        if isinstance(energy, dict) and energy.get("energy_mj_per_inference") is not None:
+            # measured on the device by its own sensor (PMIC, INA3221 rails, RAPL): energy fits from native runs
+            metrics["energy_mj"] = _number(energy["energy_mj_per_inference"], f"{where}: telemetry energy",
+                                           positive=True)
         rows.append(DeviceMeasurement(record["model"], threads, metrics, source=path, sha256=record.get("sha256"),
                                       runtime=runtime_name(record.get("runtime"))))
     if not rows:

@@ -129,3 +129,16 @@ def test_a_jetsons_ina3221_rails_give_its_input_power(tmp_path):
     energy = watch.finish(runs=1000)["energy"]
     assert energy["source"] == "ina3221" and energy["mean_power_w"] == 6.0
     assert telemetry.ina3221_power_w(str(tmp_path / "none")) is None
+
+
+def test_energy_measured_on_the_device_becomes_a_device_row_metric(tmp_path):
+    from calibration.importers import harness_rows
+
+    (record,) = profiler.profile([example("tiny_cnn.onnx")], profiler.Target.from_env(
+        None, backend="local", cpus=1, warmup=2, iterations=10), store=None, retries=0)
+    record = dict(record, telemetry=dict(record["telemetry"], energy={
+        "source": "vcgencmd pmic_read_adc", "mean_power_w": 3.1, "energy_mj_per_inference": 0.62}))
+    (row,) = harness_rows([record], "device.json")
+    assert row.metrics["energy_mj"] == 0.62 and row.metrics["latency_ms"] == record["latency_ms"]["median"]
+    (without,) = harness_rows([dict(record, telemetry={"energy": "unavailable"})], "device.json")
+    assert "energy_mj" not in without.metrics
