@@ -658,7 +658,7 @@ def predict_value(fit, host, record=None):
         out["outside_mix"] = unseen
     state = fit.get("interval")
     spread = relative_spread(fit)
-    widen = extrapolation_factor(fit, host, record)
+    widen = extrapolation_factor(fit, host, record, unseen)
     if widen > 1:
         out["interval_widened"] = round(widen, 4)
     if state and spread is not None:
@@ -721,21 +721,19 @@ def fit_label_safe(fit):
         return "calibration"
 
 
-def extrapolation_factor(fit, host, record=None):
+def extrapolation_factor(fit, host, record=None, unseen=()):
     """How much wider a prediction interval is than at the references: 1 inside their host range
     and operator mix, plus the distance outside the range in natural-log units (×e away: +1) and the
     largest share of the model's MACs that no reference covers (a class at 100% that no reference
-    has: +1)."""
+    has: +1). unseen: the classes outside_mix found for this record."""
     low_edge, high_edge = fit["host_range"]
     distance = 0.0
     if host and host > 0 and low_edge > 0:
         distance = max(0.0, float(np.log(low_edge / host)), float(np.log(host / high_edge)))
-    mix, cover = operator_mix(record), fit.get("mix")
     excess = 0.0
-    if mix and isinstance(cover, dict):
-        for cls in outside_mix(fit, record):
-            seen = (cover.get(cls) or {}).get("share", 0.0)
-            excess = max(excess, mix[cls] - seen)
+    if unseen:
+        mix, cover = operator_mix(record), fit["mix"]
+        excess = max(mix[cls] - (cover.get(cls) or {}).get("share", 0.0) for cls in unseen)
     return 1.0 + distance + excess
 
 
@@ -847,7 +845,7 @@ class Predictor:
             if not self.force:
                 return (f"the calibration has fits for {', '.join(sorted(p for p in fitted if p))} references, not "
                         f"{record.get('precision') or 'an unknown precision'} (--force)")
-        threads = int(record.get("threads") or (record.get("target") or {}).get("threads") or 1)
+        threads = record_threads(record)
         prediction, why = {}, []
         for metric in ("latency_ms", "peak_memory_mb", "energy_mj"):
             fit = self._fit(metric, threads, record.get("precision"))

@@ -17,7 +17,7 @@ def predictor(calibration, *, force=False, warn=print, device_ram_mb=None):
         data = load(os.fspath(data))
     elif data.get("schema") is None:
         raise CalibrationError("calibration: the dict is not an edge-profiler calibration (no schema)")
-    else:
+    elif data is calibration:  # a plain dict; a Calibration checked its own when it was made
         from calibration.schema import calibration_problem
 
         problem = calibration_problem(data)

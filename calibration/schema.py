@@ -75,7 +75,7 @@ CALIBRATION = {
 
 def calibration_problem(data):
     """One line naming the first field of a calibration body that does not fit its schema, or None."""
-    found = problem(CALIBRATION, data, "calibration")
+    found = problem(CALIBRATION, data)
     if found:
         return found
     for i, fit in enumerate(data["fits"]):

@@ -347,7 +347,7 @@ def _add_variants(groups, variants, target, warn):
     except VariantError as exc:
         raise ProfileError(str(exc)) from None
     shapes = parse_input_shapes(target.input_shapes) if target.input_shapes else None
-    found, skipped, failed = {}, [], []
+    found, skipped, failed, calibrated = {}, [], [], None
     for runtime, paths in list(groups.items()):
         for path in list(paths):
             for name in names:
@@ -367,10 +367,11 @@ def _add_variants(groups, variants, target, warn):
                     if check is not None:  # a change of format, checked against its source when made
                         found[out]["conversion"] = check
                     if kind.endswith("int8-static"):
-                        found[out]["calibration"] = calibration_samples(target.data)
-                        if found[out]["calibration"]["scored"]:
+                        calibrated = calibrated or calibration_samples(target.data)  # the same data for all
+                        found[out]["calibration"] = dict(calibrated)
+                        if calibrated["scored"]:
                             warn(f"warning: {model_name(out)}: int8-static was calibrated on the first "
-                                 f"{found[out]['calibration']['samples']} samples of x_data, which are scored too; "
+                                 f"{calibrated['samples']} samples of x_data, which are scored too; "
                                  "add an x_calibration array to the data file to keep them apart")
     for line in skipped:
         warn(f"warning: {line}")

@@ -11,7 +11,7 @@ import os
 import zipfile
 
 from profiler.files import printable, sha256_of
-from profiler.runtimes import ModelError
+from profiler.runtimes import ModelError, as_nhwc
 
 TASKS = ("auto", "classification", "regression")
 
@@ -130,9 +130,7 @@ def _as_fed(inputs, specs, shapes, keep_float):
     for spec in specs:
         array = inputs[spec.name]
         wanted = tuple(shapes[spec.name])
-        if array.ndim == 4 and (1,) + tuple(array.shape[1:]) != wanted and \
-                (1,) + tuple(array.shape[i] for i in (2, 3, 1)) == wanted:
-            array = array.transpose(0, 2, 3, 1)  # NCHW samples for a model that takes NHWC (a TFLite conversion)
+        array = as_nhwc(array, wanted[1:])
         if (1,) + tuple(array.shape[1:]) != wanted:
             raise ModelError(f"--data: a sample of {spec.name!r} has shape {list(array.shape[1:])}, the model takes "
                              f"{list(wanted[1:])} (one sample per row, no batch dimension)")

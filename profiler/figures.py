@@ -106,14 +106,14 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
 def _table_runs(record):
     """(runs the table's figures come from, runs left out): the undisturbed runs when the record's
     figures were taken from them, else every run."""
-    from profiler.harness import disturbed_run
+    from profiler.harness import disturbed_run, on_cpu_times
 
     samples, waits = record["samples_ms"], record.get("samples_wait_ms")
     basis = (record.get("disturbance") or {}).get("basis")
     if basis not in ("undisturbed", "on_cpu") or not waits or len(waits) != len(samples):
         return list(samples), []
     if basis == "on_cpu":  # the table's figures: each run's time on a CPU
-        return [max(t - w, 1e-6) for t, w in zip(samples, waits)], []
+        return on_cpu_times(samples, waits), []
     bad = [disturbed_run(t, w) for t, w in zip(samples, waits)]
     return [t for t, b in zip(samples, bad) if not b], [t for t, b in zip(samples, bad) if b]
 

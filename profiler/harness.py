@@ -228,6 +228,11 @@ def median_ci_rel(samples):
 RECOVERED_CI_WIDEN = 2.0  # a recovered median's interval: wider, since a switched-out run loses its cache
 
 
+def on_cpu_times(samples_ms, waits_ms):
+    """Each run's time on a CPU: its wall time less its run-queue wait (ms)."""
+    return [max(t - w, 1e-6) for t, w in zip(samples_ms, waits_ms)]
+
+
 def robust_stats(samples_ms, waits_ms, source, single_thread=False):
     """(latency stats, disturbance summary): the figures from the undisturbed runs when enough are
     left; else, for a single-threaded run, from each run's time on a CPU (wall minus the run-queue
@@ -240,7 +245,7 @@ def robust_stats(samples_ms, waits_ms, source, single_thread=False):
     clean = [t for t, b in zip(samples_ms, bad) if not b]
     basis = "undisturbed" if len(clean) >= min_clean(len(samples_ms)) else "on_cpu" if single_thread else "all"
     if basis == "on_cpu":
-        on_cpu = [max(t - w, 1e-6) for t, w in zip(samples_ms, waits_ms)]
+        on_cpu = on_cpu_times(samples_ms, waits_ms)
         stats = latency_stats(on_cpu)
         half_low, half_high = stats["median"] - stats["ci_low"], stats["ci_high"] - stats["median"]
         stats["ci_low"] = round(max(min(on_cpu), stats["median"] - RECOVERED_CI_WIDEN * half_low), 6)
@@ -801,7 +806,11 @@ def measurement_flags(record):
     if disturbance.get("basis") == "on_cpu":
         flags.append("recovered")
     neighbour = disturbance.get("neighbour")
-    if neighbour.get("contended") if isinstance(neighbour, dict) else (disturbance.get("neighbour_busy") or 0) > CONTENDED_SHARE:
+    if isinstance(neighbour, dict):
+        contended = neighbour.get("contended")
+    else:  # a record from before the neighbour's effect was measured
+        contended = (disturbance.get("neighbour_busy") or 0) > CONTENDED_SHARE
+    if contended:
         flags.append("contended")
     if disturbance.get("oversubscribed"):
         flags.append("oversubscribed")

@@ -209,11 +209,9 @@ def _ranking_table(basis, ok, index, several):
             interval = f"{_num(p['low'])} – {_num(p['high'])}" if p.get("low") is not None else "none"
             row += [interval] + [(prediction.get(m) or {}).get("value") for m in others] + [_flags(r)]
         rows.append(row)
-    native = all(r.get("native_device") for r in ok)
-    basis = ("predicted device latency" if predicted else
-             ("median latency measured on the device" if native else
-              "median latency on this host, under the target's caps")
-             + ("; these models have no device prediction and are not ranked against those above" if several else ""))
+    if not predicted:  # the group's own basis (ranking_groups), with what the host figures were taken under
+        basis += (", under the target's caps" if basis.endswith("on this host") else "") + (
+            "; these models have no device prediction and are not ranked against those above" if several else "")
     return (f"<p class=meta>By {basis}, fastest first.</p>"
             + table(header, rows, table_id="ranking" if index == 0 else f"ranking-{index}"))
 

@@ -267,11 +267,12 @@ def front_lines(records, budget_ms=None, min_accuracy=None, device_ram_mb=None):
     """The accuracy-latency front as lines: each model on it, its accuracy, latency and memory fit."""
     scored, on_front = front(records, budget_ms, min_accuracy)
     if not scored:
-        if (budget_ms is not None or min_accuracy is not None) and front(records)[0]:
+        unfiltered = front(records)[0] if budget_ms is not None or min_accuracy is not None else []
+        if unfiltered:
             limits = " and ".join(text for value, text in ((budget_ms, f"--budget-ms {budget_ms:g}"),
                                                            (min_accuracy, f"--min-accuracy {min_accuracy:g}"))
                                   if value is not None)
-            return [f"Accuracy front: no model meets {limits} ({len(front(records)[0])} scored)"]
+            return [f"Accuracy front: no model meets {limits} ({len(unfiltered)} scored)"]
         return []
     basis = ("predicted device latency" if on_front and on_front[0].get("prediction") else
              "device median latency" if on_front and all(r.get("native_device") for r in scored) else

@@ -9,7 +9,6 @@ import math
 NUMBER = {"type": "number", "finite": True}
 POSITIVE = {"type": "number", "finite": True, "exclusiveMinimum": 0}
 NON_NEGATIVE = {"type": "number", "finite": True, "minimum": 0}
-COUNT = {"type": "integer", "minimum": 0}
 
 
 def nullable(schema):
@@ -72,13 +71,13 @@ def _validator_class():
 _VALIDATORS = {}
 
 
-def problem(schema, instance, name="schema"):
+def problem(schema, instance):
     """One line naming the first field of `instance` that does not fit `schema`, or None."""
     from jsonschema.exceptions import best_match
 
-    if name not in _VALIDATORS:
-        _VALIDATORS[name] = _validator_class()(schema)
-    error = best_match(_VALIDATORS[name].iter_errors(instance))
+    if id(schema) not in _VALIDATORS:  # one validator per schema (module-level constants)
+        _VALIDATORS[id(schema)] = _validator_class()(schema)
+    error = best_match(_VALIDATORS[id(schema)].iter_errors(instance))
     if error is None:
         return None
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
@@ -88,4 +87,4 @@ def problem(schema, instance, name="schema"):
 
 def record_problem(record):
     """What makes a result record unreadable (one line naming the field), or None."""
-    return problem(RECORD, record, "record")
+    return problem(RECORD, record)

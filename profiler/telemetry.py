@@ -98,25 +98,29 @@ def rapl_energy_uj(root="/"):
     return found
 
 
-def ina3221_power_w(root="/"):
-    """A Jetson's input power in W from its INA3221 monitors (hwmon: in<N>_input mV and curr<N>_input
-    mA per rail, in<N>_label naming it): the VDD_IN rail where one is labelled so (the board's whole
-    input), else the sum of the rails; None without such a monitor."""
+def ina3221_rails(root="/"):
+    """A Jetson's INA3221 rails to read (hwmon: in<N>_input mV and curr<N>_input mA per rail,
+    in<N>_label naming it): [(voltage file, current file)], the VDD_IN rail alone where one is
+    labelled so (the board's whole input), else every rail; found once, read at every tick."""
     hwmon = os.path.join(root, "sys/class/hwmon")
     rails = {}
     for name in sorted(os.listdir(hwmon)) if os.path.isdir(hwmon) else []:
         if (_read(root, f"/sys/class/hwmon/{name}/name") or "") != "ina3221":
             continue
         for channel in range(1, 4):
-            volts = _number(_read(root, f"/sys/class/hwmon/{name}/in{channel}_input"))
-            amps = _number(_read(root, f"/sys/class/hwmon/{name}/curr{channel}_input"))
-            if volts is not None and amps is not None:
-                label = _read(root, f"/sys/class/hwmon/{name}/in{channel}_label") or f"{name}/{channel}"
-                rails[label] = volts * amps / 1e6
-    if not rails:
-        return None
-    total = next((w for label, w in rails.items() if label.upper().startswith("VDD_IN")), None)
-    return round(total if total is not None else sum(rails.values()), 4)
+            files = (f"/sys/class/hwmon/{name}/in{channel}_input", f"/sys/class/hwmon/{name}/curr{channel}_input")
+            if all(_number(_read(root, f)) is not None for f in files):
+                rails[_read(root, f"/sys/class/hwmon/{name}/in{channel}_label") or f"{name}/{channel}"] = files
+    total = [files for label, files in rails.items() if label.upper().startswith("VDD_IN")]
+    return total[:1] or list(rails.values())
+
+
+def ina3221_power_w(root="/", rails=None):
+    """The power in W through the rails ina3221_rails() found (volts × amps, summed), or None."""
+    readings = [(_number(_read(root, v)), _number(_read(root, a))) for v, a in
+                (ina3221_rails(root) if rails is None else rails)]
+    readings = [(v, a) for v, a in readings if v is not None and a is not None]
+    return round(sum(v * a for v, a in readings) / 1e6, 4) if readings else None
 
 
 def _vcgencmd(command, *args):
@@ -184,6 +188,8 @@ class Watch:
         self.vcgencmd = shutil.which("vcgencmd")
         self.limits, self.governor = clock_limits(root, self.cores)
         self.samples, self.pi_clocks, self.power, self.rails = [], [], [], []
+        self.ina3221 = ina3221_rails(root)  # what exists is found once, not at every tick
+        self.clock_cores = list(clocks(root, self.cores))
         self.temperature_before = hottest(root, self.vcgencmd)
         self.throttled_before = parse_throttled(_vcgencmd(self.vcgencmd, "get_throttled")) if self.vcgencmd else None
         self.energy_before = rapl_energy_uj(root)
@@ -193,10 +199,12 @@ class Watch:
     def tick(self):
         """Between timed runs: the cores' clocks and a Jetson's rails (file reads); a Pi's clock and
         PMIC (a command each) at most twice a second."""
-        self.samples.extend(clocks(self.root, self.cores).values())
-        jetson = ina3221_power_w(self.root)
-        if jetson is not None:
-            self.rails.append(jetson)
+        if self.clock_cores:
+            self.samples.extend(clocks(self.root, self.clock_cores).values())
+        if self.ina3221:
+            jetson = ina3221_power_w(self.root, self.ina3221)
+            if jetson is not None:
+                self.rails.append(jetson)
         if self.vcgencmd and time.monotonic() - self.last_slow >= 0.5:
             self.last_slow = time.monotonic()
             clock = parse_clock(_vcgencmd(self.vcgencmd, "measure_clock", "arm"))

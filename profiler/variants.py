@@ -19,10 +19,11 @@ folder keyed by the source's sha256, the variant and the calibration data's sha2
 written next to the user's file. The converters are the optional `variants` extra.
 """
 
+import functools
 import json
 import os
 
-from profiler.files import sha256_of, silenced
+from profiler.files import sha256_of, silenced, write_atomic
 
 KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16", "tflite", "openvino"),
          "tflite": ("int8-dynamic", "int8-static", "fp16"),
@@ -191,10 +192,22 @@ def make(path, names, data=None, folder=None, skipped=None, shapes=None):
     return made
 
 
+def _sha256(path):
+    """A file's sha256, hashed once for as long as its size and modification time stay the same: each
+    variant of a model, and each conversion behind it, is keyed by it."""
+    stat = os.stat(path)
+    return _sha256_of_version(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of_version(path, size, mtime_ns):
+    return sha256_of(path)
+
+
 def _cached(path, kind, fmt, data, folder, shapes):
     """[(kind, the variant's path, the source's sha256)], made unless the cache holds it."""
-    source_sha = sha256_of(path)
-    key = source_sha[:16] + (f"-{sha256_of(data)[:12]}" if kind == "int8-static" else "")
+    source_sha = _sha256(path)
+    key = source_sha[:16] + (f"-{_sha256(data)[:12]}" if kind == "int8-static" else "")
     if fmt == "pt" and shapes:  # the export depends on the input shapes it was given
         import hashlib
 
@@ -214,7 +227,7 @@ def _cached(path, kind, fmt, data, folder, shapes):
                 if fmt == "pt":
                     _torchscript(path, partial, shapes)
                 elif conversion == "onnx-tflite":
-                    _onnx_to_tflite(path, partial, data)
+                    onnx_to_tflite(path, partial)
                 elif conversion == "onnx-openvino":
                     _onnx_to_openvino(path, partial)
                 elif fmt == "xml":
@@ -223,8 +236,6 @@ def _cached(path, kind, fmt, data, folder, shapes):
                     (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
             if conversion in ("onnx-tflite", "onnx-openvino"):  # kept only if it computes what its source does
                 check = check_conversion(path, partial, data)
-                from profiler.files import write_atomic
-
                 write_atomic(out + ".check.json", lambda f: json.dump(check, f))
             if suffix == "xml":  # an IR's weights move with it, named after it
                 os.replace(os.path.splitext(partial)[0] + ".bin", os.path.splitext(out)[0] + ".bin")
@@ -245,7 +256,7 @@ def _cached(path, kind, fmt, data, folder, shapes):
     return [(kind, out, source_sha)]
 
 
-def _onnx_to_tflite(source, out, data=None):
+def onnx_to_tflite(source, out):
     """ONNX to TFLite with onnx2tf, after onnxruntime's basic graph optimisation has folded the
     shapes computed at run time into constants (onnx2tf cannot follow a Shape → Slice → Reshape
     chain). Runs in a private working folder: onnx2tf looks there for a sample image array before
@@ -321,7 +332,7 @@ def check_conversion(source, converted, data=None):
     import numpy as np
 
     from profiler.analysis import model_card
-    from profiler.runtimes import adapter, onnx_adapter, runtime_for
+    from profiler.runtimes import adapter, as_nhwc, onnx_adapter, runtime_for
 
     session = onnx_adapter.load(source, 1)
     specs = onnx_adapter.describe(session)
@@ -335,11 +346,7 @@ def check_conversion(source, converted, data=None):
     reference, outputs = [], []
     for feed in _feeds(specs, samples):
         reference.append(np.asarray(onnx_adapter.outputs(session, feed)[0], np.float64).reshape(-1))
-        fed = {}
-        for (name, array), spec in zip(feed.items(), other_specs):
-            nhwc = array.ndim == 4 and spec.shape and list(spec.shape[1:]) == [array.shape[i] for i in (2, 3, 1)] \
-                and list(spec.shape[1:]) != list(array.shape[1:])
-            fed[spec.name] = array.transpose(0, 2, 3, 1) if nhwc else array
+        fed = {spec.name: as_nhwc(array, (spec.shape or [])[1:]) for array, spec in zip(feed.values(), other_specs)}
         outputs.append(np.asarray(runtime.outputs(other, fed)[0], np.float64).reshape(-1))
     reference, outputs = np.stack(reference), np.stack(outputs)
     if reference.shape != outputs.shape:

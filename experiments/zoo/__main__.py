@@ -60,7 +60,7 @@ def converted_tflite(name, path):
     against it (profiler.variants: onnx2tf after onnxruntime's constant folding)."""
     import tempfile
 
-    from profiler.variants import _onnx_to_tflite, check_conversion
+    from profiler.variants import check_conversion, onnx_to_tflite
 
     model, shape = zoo.build(name)
     import shutil
@@ -68,7 +68,7 @@ def converted_tflite(name, path):
     with tempfile.TemporaryDirectory(prefix="edge-profiler-zoo-") as work:
         onnx_path, tflite_path = os.path.join(work, "model.onnx"), os.path.join(work, "model.tflite")
         zoo.export_onnx(model, shape, onnx_path)
-        _onnx_to_tflite(onnx_path, tflite_path)
+        onnx_to_tflite(onnx_path, tflite_path)
         check_conversion(onnx_path, tflite_path)
         shutil.copyfile(tflite_path, path)  # path may be the cache's temporary name
     return path

@@ -46,6 +46,20 @@ def runtime_for(path, override=None):
     return EXTENSIONS[ext]
 
 
+def as_nhwc(array, sample_shape):
+    """NCHW samples transposed to NHWC when the model takes NHWC (a TFLite conversion of an ONNX
+    model); any other array as it is. sample_shape: the model's shape of one sample, batch left out."""
+    if getattr(array, "ndim", 0) == 4 and sample_shape and list(sample_shape) != list(array.shape[1:]) \
+            and list(sample_shape) == [array.shape[i] for i in (2, 3, 1)]:
+        return array.transpose(0, 2, 3, 1)
+    return array
+
+
+def first_line(exc):
+    """An exception's first line (at most 200 characters), or its type's name when it says nothing."""
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
 def delegate_library(text):
     """'libarmnnDelegate.so:backends=CpuAcc;logging-severity=info' -> ('libarmnnDelegate.so',
     {'backends': 'CpuAcc', 'logging-severity': 'info'}); a ModelError when it names no .so file."""

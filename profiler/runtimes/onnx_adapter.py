@@ -2,7 +2,7 @@
 
 import onnxruntime as ort
 
-from . import InputSpec, ModelError
+from . import InputSpec, ModelError, first_line
 
 PACKAGE = "onnxruntime"
 
@@ -36,7 +36,7 @@ def load(path, threads, profile_path=None, providers=None):
     try:
         return ort.InferenceSession(path, options, providers=providers)
     except Exception as exc:  # onnxruntime raises several private exception types
-        raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
+        raise ModelError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
 
 
 def info(session):
@@ -62,10 +62,6 @@ def runner(session, inputs):
 def outputs(session, inputs):
     """The model's outputs for these inputs, as numpy arrays (evaluation on --data)."""
     return session.run(None, dict(inputs))
-
-
-def _first_line(exc):
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def op_times(path, threads, inputs, runs, classify):

@@ -7,7 +7,7 @@ latency hint, one stream and f32 inference (the CPU plugin would choose bf16 on 
 
 import openvino as ov
 
-from . import InputSpec, ModelError
+from . import InputSpec, ModelError, first_line
 
 PACKAGE = "openvino"
 
@@ -28,9 +28,7 @@ def load(path, threads):
                                                      "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
                                                      "INFERENCE_PRECISION_HINT": "f32"})
     except Exception as exc:  # OpenVINO raises RuntimeError with several lines of its own
-        text = str(exc).strip().splitlines()
-        raise ModelError(f"{path}: not a loadable OpenVINO model ({(text[0] if text else type(exc).__name__)[:200]})") \
-            from None
+        raise ModelError(f"{path}: not a loadable OpenVINO model ({first_line(exc)})") from None
     return compiled
 
 

@@ -1,6 +1,6 @@
 """LiteRT (ai-edge-litert), falling back to the older tflite_runtime package."""
 
-from . import InputSpec, ModelError, delegate_library
+from . import InputSpec, ModelError, delegate_library, first_line
 
 try:
     from ai_edge_litert import interpreter as _interpreter
@@ -45,7 +45,7 @@ def load(path, threads, delegate=None):
     try:
         interp = _make(path, threads, kind, delegates)
     except Exception as exc:
-        message = _first_line(exc)
+        message = first_line(exc)
         if _edgetpu(path) and not delegates:
             raise ModelError(f"{path}: an Edge TPU model (compiled for the accelerator); measure it on the device "
                              "with --on and DELEGATE=libedgetpu.so.1") from None
@@ -55,11 +55,10 @@ def load(path, threads, delegate=None):
             try:
                 interp = _make(path, threads, resolver["none"], [])
             except Exception as again:
-                raise ModelError(f"{path}: not a loadable TFLite model ({_first_line(again)})") from None
+                raise ModelError(f"{path}: not a loadable TFLite model ({first_line(again)})") from None
         else:
             raise ModelError(f"{path}: not a loadable TFLite model ({message})") from None
-    interp._edge_profiler_setup = {"delegate_asked": delegate or "xnnpack", "xnnpack_failed": fallback,
-                                   "library": delegate if delegates else None}
+    interp._edge_profiler_setup = {"delegate_asked": delegate or "xnnpack", "xnnpack_failed": fallback}
     return interp
 
 
@@ -68,10 +67,6 @@ def _make(path, threads, kind, delegates):
                                       experimental_op_resolver_type=kind)
     interp.allocate_tensors()
     return interp
-
-
-def _first_line(exc):
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def _edgetpu(path):
@@ -91,7 +86,7 @@ def delegated_nodes(interp):
     if not kernels:
         return len(nodes), 0, 0
     by_delegate = {int(t) for op in kernels for t in op["outputs"]}
-    producer = {int(t): op["index"] for op in nodes for t in op["outputs"]}
+    producer = {int(t): op for op in nodes for t in op["outputs"]}
     needed = [int(d["index"]) for d in interp.get_output_details()] + [int(t) for op in kernels for t in op["inputs"]]
     executed, seen = set(), set()
     while needed:
@@ -99,10 +94,10 @@ def delegated_nodes(interp):
         if tensor in seen or tensor in by_delegate or tensor not in producer:
             continue
         seen.add(tensor)
-        index = producer[tensor]
-        if index not in executed:
-            executed.add(index)
-            needed += [int(t) for t in next(op for op in nodes if op["index"] == index)["inputs"] if t >= 0]
+        op = producer[tensor]
+        if op["index"] not in executed:
+            executed.add(op["index"])
+            needed += [int(t) for t in op["inputs"] if t >= 0]
     return len(nodes), len(nodes) - len(executed), len(kernels)
 
 
