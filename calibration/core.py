@@ -288,8 +288,25 @@ PRIORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "priors.json")
 PRIOR_SCHEMA = "edge-profiler/calibration-prior"
 
 
-def load_prior(runtime, path=PRIORS):
-    """The prior shape for one runtime ({feature: weight}, with where it was learned), or None."""
+def prior_key(runtime, precision=None, threads=1):
+    """The name a prior is shipped under: the runtime, then ' int8' for quantised models and ' @T' for
+    T threads on the device ('tflite', 'tflite int8', 'tflite @4', 'tflite int8 @2')."""
+    quantised = str(precision or "").startswith("int8")
+    return f"{runtime}{' int8' if quantised else ''}{f' @{threads}' if threads and threads != 1 else ''}"
+
+
+def _split_key(key):
+    runtime, _, threads = key.partition(" @")
+    runtime, _, precision = runtime.partition(" ")
+    return runtime, precision or "fp32", int(threads) if threads.isdigit() else 1
+
+
+def load_prior(runtime, path=PRIORS, precision=None, threads=1):
+    """The prior shape for one runtime ({feature: weight}, with where it was learned), or None.
+
+    Priors are learned per precision (fp32, int8) and device thread count: the one of the same
+    precision at the nearest thread count is taken (fewer threads on a tie); a runtime with no prior
+    of that precision takes its fp32 one. The key taken is in the result."""
     if not runtime:
         return None
     try:
@@ -303,13 +320,21 @@ def load_prior(runtime, path=PRIORS):
         raise CalibrationError(f"{path}: not a prior JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != PRIOR_SCHEMA or not isinstance(data.get("priors"), dict):
         raise CalibrationError(f"{path}: not an edge-profiler prior (schema {PRIOR_SCHEMA})")
-    prior = data["priors"].get(runtime)
-    if prior is None:
+    wanted = "int8" if str(precision or "").startswith("int8") else "fp32"
+    threads = threads if isinstance(threads, int) and threads > 0 else 1
+    shipped = [(key, _split_key(key)) for key in data["priors"] if _split_key(key)[0] == runtime]
+    for precision_class in dict.fromkeys((wanted, "fp32")):
+        same = [(key, t) for key, (_, p, t) in shipped if p == precision_class]
+        if same:
+            key = min(same, key=lambda item: (abs(item[1] - threads), item[1] > threads))[0]
+            break
+    else:
         return None
+    prior = data["priors"][key]
     shape = prior.get("shape") if isinstance(prior, dict) else None
     if not isinstance(shape, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in shape.values()):
-        raise CalibrationError(f"{path}: prior for {runtime} has no valid shape (non-negative weights by feature)")
-    return {"runtime": runtime, "shape": shape, "source": prior.get("source", "?"), "file": path}
+        raise CalibrationError(f"{path}: prior for {key} has no valid shape (non-negative weights by feature)")
+    return {"runtime": runtime, "key": key, "shape": shape, "source": prior.get("source", "?"), "file": path}
 
 
 def learn_shape(records, y):
@@ -329,15 +354,18 @@ def learn_shape(records, y):
     return {c: float(v) for c, v in zip(columns, w)}
 
 
-def resolve_prior(prior, records):
-    """prior: 'auto' (the shipped prior for the references' runtime), None/'none', a file path or a dict."""
+def resolve_prior(prior, records, threads=1):
+    """prior: 'auto' (the shipped prior for the references' runtime and precision at `threads` device
+    threads), None/'none', a file path or a dict."""
     if prior in (None, "none"):
         return None
     if isinstance(prior, dict):
         return prior
     runtimes = {r.get("runtime") for r in records}
     runtime = runtimes.pop() if len(runtimes) == 1 else None
-    return load_prior(runtime) if prior == "auto" else load_prior(runtime, prior)
+    precisions = {str(r.get("precision") or "fp32").split()[0] for r in records}
+    precision = precisions.pop() if len(precisions) == 1 else None
+    return load_prior(runtime, PRIORS if prior == "auto" else prior, precision=precision, threads=threads)
 
 
 def relative_columns(records, *first):
@@ -366,7 +394,8 @@ def fit_relative(names, records, y, host_metric="host_latency_ms", prior="auto",
            "mape": M.mape(y, pred), "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
            "host_range": [float(host.min()), float(host.max())]}
     if prior is not None:
-        fit["prior"] = {"runtime": prior.get("runtime"), "source": prior.get("source")}
+        fit["prior"] = {"runtime": prior.get("runtime"), "source": prior.get("source"),
+                        **({"key": prior["key"]} if prior.get("key") else {})}
     return _model_fit_tail(fit, names, host, y, pred, lambda: fitters.RelativeCalibration(prior=shape), X, model.loo_mape_,
                            n - 1, nested_loo)
 
@@ -405,13 +434,12 @@ def outside_mix(fit, record):
 
 
 def auto_score(fit):
-    """The leave-one-out MAPE `auto` compares a candidate by.
-
-    Linear fits: their leave-one-out MAPE. The feature model: leave-one-out with its selected
-    features held fixed. Its fully nested leave-one-out (selection redone in every fold, and
-    reported as loo_mape) judges a smaller model than the one deployed when references are few:
-    the folds have one reference less, so the n − 3 cap allows them fewer features."""
-    score = fit.get("selected_loo_mape", fit.get("loo_mape"))
+    """The leave-one-out MAPE `auto` compares a candidate by: every choice a method makes on the
+    references is made again in each fold (linear fits have none; the feature model selects its
+    features, the relative model its ridge), so no candidate is scored on choices that saw the
+    reference it is tested on. A fit made without the nested refits (studies) falls back to its
+    leave-one-out error with its choices held fixed, which favours the richer models."""
+    score = fit.get("loo_mape", fit.get("selected_loo_mape"))
     return float("inf") if score is None or not np.isfinite(score) else float(score)
 
 
@@ -451,7 +479,7 @@ def _fit_group(names, records, x, y, method, prior="auto", nested_loo=True):
                    "why": f"leave-one-out MAPE on the {len(y)} references: "
                           + ", ".join(f"{m} {e:.2f}%" if np.isfinite(e) else f"{m} n/a (not checkable)"
                                       for m, e in errors.items())
-                          + " (features: its selected features held fixed)"
+                          + " (nested: each fold makes the method's own choices again)"
                           + f"; a richer method must be {100 * (1 - AUTO_MARGIN):.0f}% better to be chosen"}
     return fit
 
@@ -506,11 +534,13 @@ def fit_all(pairs, method="ols", metrics=None, prior="auto", by_precision=False,
         try:
             # Degenerate statistics (a leverage of 1, a constant column) are NaN in the result, not a printed warning.
             with np.errstate(divide="ignore", invalid="ignore"):
-                fit = fit_group(list(names), list(records), x, y, method, prior if metric == "latency_ms" else None)
+                # the prior of the references' precision, learned at the device's thread count
+                group_prior = resolve_prior(prior, records, threads) if metric == "latency_ms" else None
+                fit = fit_group(list(names), list(records), x, y, method, group_prior)
         except ValueError as exc:
             raise CalibrationError(f"{where}: {exc}") from None
         if metric == "latency_ms":
-            fit["next_reference"] = next_reference(list(names), list(records), x, y, fit["method"], prior)
+            fit["next_reference"] = next_reference(list(names), list(records), x, y, fit["method"], group_prior)
         fits.append({"metric": metric, "host_metric": host_metric, "threads": threads, **fit,
                      **({"precision": precision} if precision else {}),
                      # device threads from host profiles at another count: said in the fit and its predictions

@@ -108,6 +108,42 @@ def _swap_in(D, chosen, fixed, candidates):
     return best[1] if best else chosen  # every slot is fixed: k is too small to add it
 
 
+def design_columns(records):
+    """The relative model's columns for each candidate, as that model weighs them: every column over
+    the candidate's host latency (the model fits relative error), scaled to a mean of 1."""
+    from calibration.core import feature_matrix, relative_columns
+
+    columns = relative_columns(records, "host_latency_ms")
+    X = feature_matrix(records, columns)
+    host = np.where(X[:, 0] > 0, X[:, 0], np.nan)
+    A = X / host[:, None]
+    scale = np.nanmean(A, axis=0)
+    scale[~(scale > 0)] = 1.0
+    return np.nan_to_num(A / scale), columns
+
+
+def design_order(records, k, have=()):
+    """Indices in the order a D-optimal design picks them for the relative model: each next reference
+    the one that most raises log det(λI + Σ aᵢaᵢᵀ) over its columns aᵢ (design_columns), the medoid
+    of those columns first. A few references then pin the host ratio and the corrections apart
+    instead of repeating one kind of model."""
+    A, _ = design_columns(records)
+    n, p = A.shape
+    chosen = list(have)
+    if not chosen and n:
+        D = distances(A, n)
+        chosen.append(int(np.argmin(D.sum(axis=0))))
+    information = 1e-2 * np.eye(p) + sum(np.outer(A[i], A[i]) for i in chosen)
+    while len(chosen) < min(k, n):
+        inverse = np.linalg.inv(information)
+        gain = np.einsum("ij,jk,ik->i", A, inverse, A)  # log det grows by log(1 + aᵀ M⁻¹ a)
+        gain[chosen] = -np.inf
+        pick = int(np.argmax(gain))
+        chosen.append(pick)
+        information += np.outer(A[pick], A[pick])
+    return chosen
+
+
 def order(records, k=10, have=()):
     """Indices of `records` in the order to measure them: the indices in `have` first (already
     measured), then k − len(have) more. Returns (indices, why) with one reason per index."""

@@ -46,7 +46,7 @@ def test_two_op_classes_at_different_ratios_choose_features():
         assert core.predict_value(fit, c + p, record)["value"] == pytest.approx(5 * c + p + 0.05, rel=0.02)
 
 
-def test_auto_scores_features_by_leave_one_out_with_the_selection_held_fixed():
+def test_auto_scores_features_by_nested_leave_one_out_and_keeps_the_fixed_selection_figure():
     records, conv, pool, rng = synthetic(8, 6)
     y = (4.0 * conv + 1.5 * pool + 0.05) * (1 + rng.normal(0, 0.02, len(conv)))
     auto = choose(records, y)
@@ -65,10 +65,11 @@ def test_auto_scores_features_by_leave_one_out_with_the_selection_held_fixed():
         loo.append(X[i] @ coef[:-1] + coef[-1])
     expected = 100 * np.mean(np.abs(np.array(loo) - y) / y)
     assert fit["selected_loo_mape"] == pytest.approx(expected, rel=1e-3)
-    assert auto["auto"]["loo_mape"]["features"] == fit["selected_loo_mape"]
-    # The reported error stays the nested one, selection redone in every fold.
+    # The reported error, and the one `auto` compares, is the nested one (selection redone in every
+    # fold): the fixed-selection figure flatters the feature model on few references.
     assert fit["loo_mape"] == pytest.approx(100 * np.mean([abs(r["loo"] - r["device"]) / r["device"]
                                                          for r in fit["references"]]))
+    assert auto["auto"]["loo_mape"]["features"] == pytest.approx(fit["loo_mape"])
 
 
 def test_a_model_with_no_operator_of_a_selected_class_is_predicted_not_refused():

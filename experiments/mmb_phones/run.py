@@ -330,6 +330,17 @@ def evaluate_slice(data, selector, profile, records, ks, draws, seed, methods=ME
     return result
 
 
+def mean_prior(learned, source="mmb-cnn: "):
+    """One prior from several learned ones (None entries skipped): the mean weight of every feature
+    they all have. None when none was learned."""
+    learned = [p for p in learned if p]
+    if not learned:
+        return None
+    features = sorted(set.intersection(*(set(p["shape"]) for p in learned)))
+    return {"shape": {f: float(np.mean([p["shape"][f] for p in learned])) for f in features},
+            "source": source + "; ".join(p["source"] for p in learned)}
+
+
 def write_priors(data, records, path):
     """The shipped priors: per runtime, the mean of the shapes learned on both phones (fp32, one big core)."""
     import json
@@ -340,12 +351,9 @@ def write_priors(data, records, path):
                                         ("onnx->tflite", "tflite-2.10", "onnx")):  # host ONNX, device TFLite
         learned = [learn_prior(data, {"device": device, "framework": framework, "cores": "1large",
                                       "precision": "fp32"}, profile, records) for device in ("pixel4", "iphone7")]
-        learned = [p for p in learned if p]
-        if not learned:
-            continue
-        features = sorted(set.intersection(*(set(p["shape"]) for p in learned)))
-        priors[runtime] = {"shape": {f: float(np.mean([p["shape"][f] for p in learned])) for f in features},
-                           "source": "mmb-cnn: " + "; ".join(p["source"] for p in learned)}
+        merged = mean_prior(learned)
+        if merged:
+            priors[runtime] = merged
     from profiler.export import write_json
 
     if os.path.exists(path):  # a runtime this run has no profiles for keeps the prior it had
