@@ -35,6 +35,22 @@ def test_mmb_phones_small(tmp_path):
     text = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "20 of the 20 profiles were made by this run" in text, text[:2000]
     assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000
+    # The slices users deploy, from the same one-thread host profiles: two threads on the iPhone, four
+    # little cores on the Pixel (prior from the other phone's nearest thread count), and int8.
+    from experiments.mmb_phones import deploy
+
+    slices = ["iPhone 7, TFLite fp32, 2large", "Pixel 4, TFLite fp32, 4small"]
+    deployed = deploy.main(["--dataset", DATASET, "--models", "20", "--pick", "per-family", "--iterations", "15",
+                            "--draws", "8", "--ks", "5", "--no-op-profile", "--only", "TFLite fp32", "--cache",
+                            str(tmp_path / "cache"), "--out", str(tmp_path / "deploy")])
+    assert set(slices) <= set(deployed), sorted(deployed)
+    for name in slices:
+        row = deployed[name]["k"][5]
+        assert deployed[name]["prior"].startswith({"iPhone 7": "pixel4", "Pixel 4": "iphone7"}[name.split(",")[0]])
+        assert row["relative"]["spearman"] >= 0.9, (name, row)
+        assert 0 <= row["relative"]["coverage"] <= 100 and sum(row["chose"].values()) == 8
+    assert "iphone7 tflite-2.10 fp32 2large" in deployed["Pixel 4, TFLite fp32, 4small"]["prior"]
+    assert "| iPhone 7, TFLite fp32, 2large | 20 |" in (tmp_path / "deploy" / "RESULTS.md").read_text()
     # The zoo's TFLite files are the tf2cv twins the phones ran: within 3% of the device's file sizes.
     import pandas as pd
 

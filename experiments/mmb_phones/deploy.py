@@ -116,6 +116,22 @@ def write_priors(priors, path):
     write_json(path, kept)
 
 
+def at_threads(records, paths, store, threads):
+    """The host profiles of the device-format files (not the ONNX per-operator ones) at `threads`
+    threads on as many cores, cached in the same store."""
+    from experiments.seedlib import profile_cached
+    from profiler.api import add_card
+
+    out = dict(records)
+    for profile in set(records) - {"onnx"}:
+        fmt, runtime = base.HOST_PROFILES[profile]
+        env = dict(base.HOST_ENV, BACKEND="local", CPUS=str(threads), THREADS=str(threads))
+        out[profile] = profile_cached(paths[fmt], store, env, runtime)
+        for record in out[profile].values():
+            add_card(record, None)
+    return out
+
+
 def fit_predict(method, refs, held, host, y, prior):
     """(predictions with intervals for `held`, the fit)."""
     recs = [host[n] for n in refs]
@@ -183,7 +199,7 @@ def write_results(out, results, meta, ks):
              "- Device data: `mmb-cnn`, Pixel 4 and iPhone 7, CPU, batch 1, 224×224; every core configuration "
              f"with at least {MIN_NETWORKS} networks. PyTorch Mobile int8 is left out: its quantised TorchScript "
              "files cannot be rebuilt here.",
-             f"- Host: {meta['host']}; one core, **one thread** for every slice (the device's thread count is "
+             f"- Host: {meta['host']}; {meta['host_threads']} core(s), **{meta['host_threads']} thread(s)** for every slice (the device's thread count is "
              "mapped by the calibration), in the device's format: TFLite fp32 or int8 files made from the Keras "
              "twins, TorchScript for PyTorch Mobile.",
              "- `relative`: the relative model with the prior learned on the **other** phone, same framework and "
@@ -235,12 +251,22 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=mmb.default_dataset())
+    parser.add_argument("--models", type=int, help="use only this many networks (see --pick)")
+    parser.add_argument("--pick", choices=["random", "per-family"], default="random",
+                        help="how --models chooses (as in run.py)")
+    parser.add_argument("--iterations", type=int, default=int(base.HOST_ENV["ITERATIONS"]),
+                        help=f"timed runs per host profile (default {base.HOST_ENV['ITERATIONS']})")
+    parser.add_argument("--no-op-profile", action="store_true",
+                        help="skip the ONNX Runtime per-operator profile (used by the `features` method only)")
     parser.add_argument("--draws", type=int, default=30)
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the slices whose label contains each TEXT")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="models and results store (run.py's)")
     parser.add_argument("--out", default=os.path.join(HERE, "deploy"), help="where RESULTS.md goes")
+    parser.add_argument("--host-threads", type=int, default=1,
+                        help="profile the host at this many threads (on as many cores) instead of one: whether a "
+                             "host that can give the device's thread count should")
     parser.add_argument("--write-priors", metavar="FILE",
                         help="also add the int8 and multi-thread priors learned on both phones to this prior file "
                              "(calibration/priors.json ships them)")
@@ -248,10 +274,14 @@ def main(argv=None):
     started = time.perf_counter()
     data = base.load_dataset(opts.dataset)
     chosen = [s for s in slices(data) if not opts.only or all(t in s[0] for t in opts.only)]
-    names = sorted(set(data["model"]))
-    profiles = sorted({p for _, _, p in chosen} | {"onnx"})
+    names = base.pick_names(data, opts.models, opts.pick, opts.seed)
+    data = data[data["model"].isin(names)]
+    base.check_draws(opts.ks, opts.draws, len(names))
+    profiles = sorted({p for _, _, p in chosen} | (set() if opts.no_op_profile else {"onnx"}))
     paths = base.export_models(names, os.path.join(opts.cache, "models"), [base.HOST_PROFILES[p][0] for p in profiles])
-    records = base.profile_all(paths, os.path.join(opts.cache, "profiles.db"), "local")
+    records = base.profile_all(paths, os.path.join(opts.cache, "profiles.db"), "local", iterations=opts.iterations)
+    if opts.host_threads != 1:
+        records = at_threads(records, paths, os.path.join(opts.cache, "profiles.db"), opts.host_threads)
     if opts.write_priors:
         write_priors(shipped_priors(data, records, slices(data)), opts.write_priors)
     results = {}
@@ -267,7 +297,7 @@ def main(argv=None):
     every = [r for per in records.values() for r in per.values()]
     argv = sys.argv[1:] if argv is None else argv
     meta = {"command": "python experiments/mmb_phones/deploy.py " + " ".join(shlex.quote(str(a)) for a in argv),
-            "draws": opts.draws, "seed": opts.seed, "host": every[0]["host"].get("cpu_model", "?"),
+            "draws": opts.draws, "seed": opts.seed, "host_threads": opts.host_threads, "host": every[0]["host"].get("cpu_model", "?"),
             "seconds": time.perf_counter() - started}
     os.makedirs(opts.out, exist_ok=True)
     write_results(opts.out, results, meta, opts.ks)

@@ -485,6 +485,18 @@ def check_draws(ks, draws, networks):
                          f"and at least one of the {networks} networks must be left to predict")
 
 
+def pick_names(data, models=None, pick="random", seed=0):
+    """The networks a run uses: all, or `models` of them drawn at random (fixed seed), or with
+    pick='per-family' the smallest network (by file size) of each family, smallest first."""
+    names = sorted(set(data["model"]))
+    if models and pick == "per-family":
+        sizes = data.groupby("model").agg(size=("size_bytes", "first"), family=("family", "first"))
+        return sorted(sizes.sort_values(["size"]).groupby("family").head(1).sort_values("size").index[:models])
+    if models:
+        return sorted(np.random.default_rng(seed).choice(names, size=min(models, len(names)), replace=False))
+    return names
+
+
 def main(argv=None):
     import datetime
 
@@ -519,12 +531,7 @@ def main(argv=None):
     opts = parser.parse_args(argv)
 
     data = load_dataset(opts.dataset)
-    names = sorted(set(data["model"]))
-    if opts.models and opts.pick == "per-family":
-        sizes = data.groupby("model").agg(size=("size_bytes", "first"), family=("family", "first"))
-        names = sorted(sizes.sort_values(["size"]).groupby("family").head(1).sort_values("size").index[:opts.models])
-    elif opts.models:
-        names = sorted(np.random.default_rng(opts.seed).choice(names, size=min(opts.models, len(names)), replace=False))
+    names = pick_names(data, opts.models, opts.pick, opts.seed)
     check_draws(opts.ks, opts.draws, len(names))
     slices = [s for s in opts.slices if not (opts.no_int8 and SLICES[s][1] == "tflite_int8")]
     started = time.perf_counter()
