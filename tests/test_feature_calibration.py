@@ -26,12 +26,25 @@ def choose(records, y):
     return fit
 
 
-def test_a_purely_linear_truth_chooses_linear():
+def test_a_purely_linear_truth_keeps_the_relative_model_which_holds_it():
     records, conv, pool, rng = synthetic(12, 1)
     host = conv + pool
     y = 3.0 * host + 0.1 + rng.normal(0, 0.01, len(host)) * host
     fit = choose(records, y)
-    assert fit["auto"]["chose"] == "ols", fit["auto"]["why"]
+    # ratio + constant is the line: ols is no better by the margin a switch needs, so relative stays
+    errors = fit["auto"]["loo_mape"]
+    assert fit["auto"]["chose"] == "relative", fit["auto"]["why"]
+    assert not errors["ols"] < core.AUTO_OVER_RELATIVE * errors["relative"]
+    test_records, conv2, pool2, _ = synthetic(5, 3)
+    for record, c, p in zip(test_records, conv2, pool2):
+        assert core.predict_value(fit, c + p, record)["value"] == pytest.approx(3.0 * (c + p) + 0.1, rel=0.03)
+
+
+def test_without_a_relative_fit_the_simplest_good_candidate_is_chosen():
+    assert core.auto_choice({"ols": 5.0, "loglinear": 4.9, "features": 4.0}) == "features"
+    assert core.auto_choice({"ols": 5.0, "loglinear": 4.9, "features": 4.9}) == "ols"
+    assert core.auto_choice({"ols": 5.0, "relative": 6.0, "features": 2.0}) == "features"  # under 40% of 6.0
+    assert core.auto_choice({"ols": 3.0, "relative": 6.0, "features": 2.5}) == "relative"
 
 
 def test_two_op_classes_at_different_ratios_choose_features():

@@ -106,7 +106,7 @@ def evaluate(ids, rows, records, ks, draws, seed):
                 names = [f"nb201_{i:05d}" for i in refs]
                 recs = [records[i] for i in refs]
                 x = [records[i]["latency_ms"]["median"] for i in refs]
-                fits = {m: core.fit_group(names, recs, x, y, m, nested_loo=False) for m in core.AUTO_CANDIDATES}
+                fits = {m: core.fit_group(names, recs, x, y, m) for m in core.AUTO_CANDIDATES}
                 errors = {m: core.auto_score(f) for m, f in fits.items()}
                 fits["auto"] = fits[core.auto_choice(errors)]
                 measured = np.array([rows[i][column] for i in held])
