@@ -115,6 +115,9 @@ def test_nb201_pi5_small(tmp_path):
                   "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
     features = table[("latency", 10, "features")]
     assert features["within10"] >= 85.0, features
+    # every fitted method's 95% interval is checked on the held-out networks (20 per draw, 10 draws)
+    assert all(50.0 <= table[("latency", 10, m)]["coverage"] <= 100.0 for m in ("ols", "relative", "features"))
+    assert "95% interval coverage" in (tmp_path / "out" / "RESULTS.md").read_text()
     assert "30 of the 30 networks were profiled by this run" in (tmp_path / "out" / "RESULTS.md").read_text()
     assert (tmp_path / "out" / "pred_vs_measured_k10.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "calibrate_example" / "calib_auto.json").exists()

@@ -146,7 +146,8 @@ def score(measured, predictions):
     inside = [p["low"] <= m <= p["high"] for m, p in zip(measured, predictions) if "low" in p]
     return {"mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
             "spearman": M.spearman(measured, predicted),
-            "coverage": 100 * float(np.mean(inside)) if inside else float("nan")}
+            "coverage": 100 * float(np.mean(inside)) if inside else float("nan"), "inside": int(sum(inside)),
+            "intervals": len(inside)}
 
 
 def evaluate(data, selector, profile, records, ks, draws, seed):
@@ -179,8 +180,11 @@ def evaluate(data, selector, profile, records, ks, draws, seed):
                 predictions, fit = fit_predict(method, picks, held, host, y, prior)
                 suggested[(rule, method)] = score(np.array([y[n] for n in held]), predictions)
         suggested["relative"], suggested["auto"] = suggested[("suggest", "relative")], suggested[("suggest", "auto")]
+        inside = sum(d["inside"] for d in per["relative"])
         out["k"][k] = {
-            "relative": {m: statistics.median(d[m] for d in per["relative"]) for m in per["relative"][0]},
+            "relative": dict({m: statistics.median(d[m] for d in per["relative"]) for m in per["relative"][0]},
+                             # pooled: the share of every held-out prediction of every draw inside its interval
+                             coverage=100 * inside / max(1, sum(d["intervals"] for d in per["relative"]))),
             "auto": {m: statistics.median(d[m] for d in per["auto"]) for m in per["auto"][0]},
             "relative_within10_draws": [d["within10"] for d in per["relative"]],
             "chose": {c: per["chose"].count(c) for c in sorted(set(per["chose"]))},
@@ -205,13 +209,16 @@ def write_results(out, results, meta, ks):
              "- `relative`: the relative model with the prior learned on the **other** phone, same framework and "
              "precision, nearest thread count. `auto`: `calibrate`'s default choice among ols, loglinear, "
              "relative and features.",
-             "- coverage: the share of held-out networks whose device latency lies inside the 95% interval.",
+             "- coverage: the share of all held-out predictions (every network of every draw) whose device latency lies "
+             "inside the 95% interval.",
+             "- design: the k references a D-optimal design over the relative model's columns picks "
+             "(`calibration.references.design_order`, measured, not what `calibrate suggest` uses).",
              "- suggested: the k references `calibrate suggest` picks from the host profiles alone.", ""]
     for k in ks:
         lines += [f"## k = {k}", "",
                   "| slice | networks | relative: within ±10 % | MAPE % | ρ | coverage % | auto: within ±10 % "
-                  "| auto chose | suggested (relative) within ±10 % | suggested (auto) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| auto chose | suggested (relative) within ±10 % | suggested (auto) | design (relative) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for label, result in results.items():
             row = result["k"].get(k)
             if not row:
@@ -220,7 +227,8 @@ def write_results(out, results, meta, ks):
             chose = ", ".join(f"{m} ×{n}" for m, n in row["chose"].items())
             lines.append(f"| {label} | {result['networks']} | {fmt(rel['within10'])} | {fmt(rel['mape'])} | "
                          f"{fmt(rel['spearman'], 4)} | {fmt(rel['coverage'])} | {fmt(auto['within10'])} | {chose} | "
-                         f"{fmt(sug['relative']['within10'])} | {fmt(sug['auto']['within10'])} |")
+                         f"{fmt(sug['relative']['within10'])} | {fmt(sug['auto']['within10'])} | "
+                         f"{fmt(sug[('design', 'relative')]['within10'])} |")
         lines.append("")
     lines += ["## What `auto` chose, and what it cost when it left the relative model", "",
               "Over every slice and draw: how often each method was chosen, and the change in within ±10 % against "

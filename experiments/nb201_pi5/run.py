@@ -111,10 +111,12 @@ def evaluate(ids, rows, records, ks, draws, seed):
                 fits["auto"] = fits[core.auto_choice(errors)]
                 measured = np.array([rows[i][column] for i in held])
                 for method, fit in fits.items():
-                    predicted = np.array([core.predict_value(fit, records[i]["latency_ms"]["median"], records[i])["value"]
-                                          for i in held])
+                    got = [core.predict_value(fit, records[i]["latency_ms"]["median"], records[i]) for i in held]
+                    predicted = np.array([p["value"] for p in got])
+                    inside = [p["low"] <= m <= p["high"] for m, p in zip(measured, got) if "low" in p]
                     score = {"mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
-                             "spearman": M.spearman(measured, predicted), "kendall": M.kendall(measured, predicted)}
+                             "spearman": M.spearman(measured, predicted), "kendall": M.kendall(measured, predicted),
+                             "inside": int(sum(inside)), "intervals": len(inside)}
                     if method == "auto":
                         score["chose"] = core.auto_choice(errors)
                     scores.setdefault((quantity, k, method), []).append(score)
@@ -131,6 +133,9 @@ def summarise(scores):
             chosen = [d["chose"] for d in draws]
             table[key]["chose"] = {c: chosen.count(c) for c in sorted(set(chosen))}
         table[key]["draws"] = len(draws)
+        intervals = sum(d.get("intervals", 0) for d in draws)
+        # pooled: the share of every held-out prediction of every draw inside its 95% interval
+        table[key]["coverage"] = 100 * sum(d.get("inside", 0) for d in draws) / intervals if intervals else None
     return table
 
 
@@ -144,10 +149,12 @@ def write_results(out, table, meta, ks):
              f"- Host profiles: {meta['profiled']}.",
              "- For each k, k reference networks are drawn at random; every method is fitted on them only "
              "(feature selection and `auto`'s choice use leave-one-out error on the references) and predicts "
-             "all the other networks. Figures are medians over the draws.", ""]
+             "all the other networks. Figures are medians over the draws; coverage is pooled over every held-out "
+             "prediction of every draw.", ""]
     for quantity in TARGETS:
         lines += [f"## {quantity.capitalize()}", "",
-                  "| k | method | MAPE % | within ±10 % | Spearman ρ | Kendall τ |", "|---|---|---|---|---|---|"]
+                  "| k | method | MAPE % | within ±10 % | Spearman ρ | Kendall τ | 95% interval coverage % |",
+                  "|---|---|---|---|---|---|---|"]
         for k in ks:
             for method in METHODS:
                 row = table.get((quantity, k, method))
@@ -155,7 +162,8 @@ def write_results(out, table, meta, ks):
                     note = (" (chose " + ", ".join(f"{c} ×{n}" for c, n in row["chose"].items()) + ")"
                             if method == "auto" else "")
                     lines.append(f"| {k} | {method}{note} | {row['mape']:.2f} | {row['within10']:.1f} | "
-                                 f"{row['spearman']:.4f} | {row['kendall']:.4f} |")
+                                 f"{row['spearman']:.4f} | {row['kendall']:.4f} | "
+                                 + (f"{row['coverage']:.1f} |" if row.get("coverage") is not None else "— |"))
         lines.append("")
     lines += ["![predicted against measured, typical k = 10 draw](pred_vs_measured_k10.png)", "",
               "![accuracy against k](accuracy_vs_k.png)", ""]
@@ -263,7 +271,8 @@ def main(argv=None):
             row = table.get((quantity, 10, method))
             if row:
                 print(f"{quantity:8s} k=10 {method:9s} MAPE {row['mape']:6.2f}%  within±10% {row['within10']:5.1f}%  "
-                      f"ρ {row['spearman']:.4f}  τ {row['kendall']:.4f}")
+                      f"ρ {row['spearman']:.4f}  τ {row['kendall']:.4f}  coverage "
+                      + (f"{row['coverage']:.1f}%" if row.get("coverage") is not None else "—"))
     return table
 
 
