@@ -41,7 +41,8 @@ def fit_table(calibration):
                             " (`calibrate suggest --have` names it)"))
         if f["method"] in ("features", "relative"):
             lines.append(f"  {fit_label(f)}: features used: {', '.join(f['model']['selected'])}"
-                         + (f"; prior learned on {f['prior']['source']}" if f.get("prior") else ""))
+                         + (f"; prior{' ' + repr(f['prior']['key']) if f['prior'].get('key') else ''} learned on "
+                            f"{f['prior']['source']}" if f.get("prior") else ""))
     return lines
 
 

@@ -61,6 +61,9 @@ def test_a_calibration_across_threads_and_in_int8_takes_and_names_its_prior(tmp_
     (fit,) = [f for f in cal.data["fits"] if f["metric"] == "latency_ms"]
     assert (fit["threads"], fit["host_threads"]) == (4, 1)
     assert fit["prior"]["key"] == "tflite int8 @2"
+    from calibration.report import fit_table
+
+    assert any("prior 'tflite int8 @2' learned on tflite int8 @2" in line for line in fit_table(cal.data))
     # fp32 references at 4 threads take the fp32 4-thread shape
     for record in records:
         record["precision"] = "fp32"
