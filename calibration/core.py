@@ -289,10 +289,15 @@ PRIORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "priors.json")
 PRIOR_SCHEMA = "edge-profiler/calibration-prior"
 
 
+def precision_class(precision):
+    """What priors are learned per: 'int8' for any int8 model (static or dynamic), else 'fp32'."""
+    return "int8" if str(precision or "").startswith("int8") else "fp32"
+
+
 def prior_key(runtime, precision=None, threads=1):
     """The name a prior is shipped under: the runtime, then ' int8' for quantised models and ' @T' for
     T threads on the device ('tflite', 'tflite int8', 'tflite @4', 'tflite int8 @2')."""
-    quantised = str(precision or "").startswith("int8")
+    quantised = precision_class(precision) == "int8"
     return f"{runtime}{' int8' if quantised else ''}{f' @{threads}' if threads and threads != 1 else ''}"
 
 
@@ -321,11 +326,10 @@ def load_prior(runtime, path=PRIORS, precision=None, threads=1):
         raise CalibrationError(f"{path}: not a prior JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != PRIOR_SCHEMA or not isinstance(data.get("priors"), dict):
         raise CalibrationError(f"{path}: not an edge-profiler prior (schema {PRIOR_SCHEMA})")
-    wanted = "int8" if str(precision or "").startswith("int8") else "fp32"
     threads = threads if isinstance(threads, int) and threads > 0 else 1
-    shipped = [(key, _split_key(key)) for key in data["priors"] if _split_key(key)[0] == runtime]
-    for precision_class in dict.fromkeys((wanted, "fp32")):
-        same = [(key, t) for key, (_, p, t) in shipped if p == precision_class]
+    shipped = [(key, _split_key(key)) for key in data["priors"]]
+    for wanted in dict.fromkeys((precision_class(precision), "fp32")):
+        same = [(key, t) for key, (r, p, t) in shipped if r == runtime and p == wanted]
         if same:
             key = min(same, key=lambda item: (abs(item[1] - threads), item[1] > threads))[0]
             break
@@ -364,7 +368,7 @@ def resolve_prior(prior, records, threads=1):
         return prior
     runtimes = {r.get("runtime") for r in records}
     runtime = runtimes.pop() if len(runtimes) == 1 else None
-    precisions = {str(r.get("precision") or "fp32").split()[0] for r in records}
+    precisions = {precision_class(r.get("precision")) for r in records}
     precision = precisions.pop() if len(precisions) == 1 else None
     return load_prior(runtime, PRIORS if prior == "auto" else prior, precision=precision, threads=threads)
 
@@ -449,14 +453,14 @@ def auto_choice(errors):
     of its own (on both dev phones, at k = 5 and 10, every looser margin lost on average against
     keeping the relative model: experiments/mmb_phones/deploy/RESULTS.md). Without a checkable
     relative fit, candidates run from simplest to richest, a richer one 5% better (parsimony)."""
-    chosen = None
-    for candidate in AUTO_CANDIDATES:
-        if candidate in errors and (chosen is None or errors[candidate] < AUTO_MARGIN * errors[chosen]):
-            chosen = candidate
     relative = errors.get("relative")
     if relative is not None and np.isfinite(relative):
         best = min(errors, key=errors.get)
         return best if errors[best] < AUTO_OVER_RELATIVE * relative else "relative"
+    chosen = None
+    for candidate in AUTO_CANDIDATES:
+        if candidate in errors and (chosen is None or errors[candidate] < AUTO_MARGIN * errors[chosen]):
+            chosen = candidate
     return chosen
 
 

@@ -75,8 +75,8 @@ def prior_for(data, selector, profile, records):
     configs = sorted(set(rows["cores"]))
     if not configs:
         return None
-    nearest = min(abs(threads_of(c) - mine) + 0.1 * (threads_of(c) > mine) for c in configs)
-    chosen = [c for c in configs if abs(threads_of(c) - mine) + 0.1 * (threads_of(c) > mine) == nearest]
+    distance = {c: (abs(threads_of(c) - mine), threads_of(c) > mine) for c in configs}  # as core.load_prior
+    chosen = [c for c in configs if distance[c] == min(distance.values())]
     return base.mean_prior([base.learn_prior(data, dict(selector, device=other, cores=c), profile, records)
                             for c in chosen], source="")
 
@@ -103,35 +103,6 @@ def shipped_priors(data, records, slices_):
     return priors
 
 
-def write_priors(priors, path):
-    import json
-
-    from profiler.export import write_json
-
-    with open(path) as f:
-        kept = json.load(f)
-    kept["priors"] = dict(kept.get("priors", {}), **priors)
-    kept["note"] = ("written by experiments/mmb_phones/run.py --write-priors (fp32, one thread) and "
-                    "experiments/mmb_phones/deploy.py --write-priors (int8, several threads); see their RESULTS.md")
-    write_json(path, kept)
-
-
-def at_threads(records, paths, store, threads):
-    """The host profiles of the device-format files (not the ONNX per-operator ones) at `threads`
-    threads on as many cores, cached in the same store."""
-    from experiments.seedlib import profile_cached
-    from profiler.api import add_card
-
-    out = dict(records)
-    for profile in set(records) - {"onnx"}:
-        fmt, runtime = base.HOST_PROFILES[profile]
-        env = dict(base.HOST_ENV, BACKEND="local", CPUS=str(threads), THREADS=str(threads))
-        out[profile] = profile_cached(paths[fmt], store, env, runtime)
-        for record in out[profile].values():
-            add_card(record, None)
-    return out
-
-
 def fit_predict(method, refs, held, host, y, prior):
     """(predictions with intervals for `held`, the fit)."""
     recs = [host[n] for n in refs]
@@ -142,12 +113,20 @@ def fit_predict(method, refs, held, host, y, prior):
 
 
 def score(measured, predictions):
+    """MAPE, within ±10 %, ρ, and how many of the predictions have an interval and how many of those
+    hold the measured value."""
     predicted = np.array([p["value"] for p in predictions])
     inside = [p["low"] <= m <= p["high"] for m, p in zip(measured, predictions) if "low" in p]
     return {"mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
-            "spearman": M.spearman(measured, predicted),
-            "coverage": 100 * float(np.mean(inside)) if inside else float("nan"), "inside": int(sum(inside)),
-            "intervals": len(inside)}
+            "spearman": M.spearman(measured, predicted), "inside": int(sum(inside)), "intervals": len(inside)}
+
+
+def summary(scores):
+    """Medians over the draws, and the coverage pooled over every held-out prediction of every draw."""
+    out = {m: statistics.median(d[m] for d in scores) for m in ("mape", "within10", "spearman")}
+    intervals = sum(d["intervals"] for d in scores)
+    out["coverage"] = 100 * sum(d["inside"] for d in scores) / intervals if intervals else float("nan")
+    return out
 
 
 def evaluate(data, selector, profile, records, ks, draws, seed):
@@ -166,8 +145,9 @@ def evaluate(data, selector, profile, records, ks, draws, seed):
                 predictions, fit = fit_predict(method, refs, held, host, y, prior)
                 got[method] = score(measured, predictions)
                 per[method].append(got[method])
-            per["chose"].append(fit["auto"]["chose"])
-            if fit["auto"]["chose"] != "relative":
+            chose = fit["auto"]["chose"]  # the fit of the last method, auto
+            per["chose"].append(chose)
+            if chose != "relative":
                 per["cost"].append(got["auto"]["within10"] - got["relative"]["within10"])
         from calibration.references import design_order, order
 
@@ -177,18 +157,11 @@ def evaluate(data, selector, profile, records, ks, draws, seed):
             picks = [names[i] for i in indices]
             held = [n for n in names if n not in set(picks)]
             for method in ("relative", "auto"):
-                predictions, fit = fit_predict(method, picks, held, host, y, prior)
-                suggested[(rule, method)] = score(np.array([y[n] for n in held]), predictions)
-        suggested["relative"], suggested["auto"] = suggested[("suggest", "relative")], suggested[("suggest", "auto")]
-        inside = sum(d["inside"] for d in per["relative"])
-        out["k"][k] = {
-            "relative": dict({m: statistics.median(d[m] for d in per["relative"]) for m in per["relative"][0]},
-                             # pooled: the share of every held-out prediction of every draw inside its interval
-                             coverage=100 * inside / max(1, sum(d["intervals"] for d in per["relative"]))),
-            "auto": {m: statistics.median(d[m] for d in per["auto"]) for m in per["auto"][0]},
-            "relative_within10_draws": [d["within10"] for d in per["relative"]],
-            "chose": {c: per["chose"].count(c) for c in sorted(set(per["chose"]))},
-            "cost": per["cost"], "suggested": suggested}
+                suggested[(rule, method)] = score(np.array([y[n] for n in held]),
+                                                  fit_predict(method, picks, held, host, y, prior)[0])
+        out["k"][k] = {"relative": summary(per["relative"]), "auto": summary(per["auto"]),
+                       "chose": {c: per["chose"].count(c) for c in sorted(set(per["chose"]))},
+                       "cost": per["cost"], "suggested": suggested}
     return out
 
 
@@ -227,7 +200,7 @@ def write_results(out, results, meta, ks):
             chose = ", ".join(f"{m} ×{n}" for m, n in row["chose"].items())
             lines.append(f"| {label} | {result['networks']} | {fmt(rel['within10'])} | {fmt(rel['mape'])} | "
                          f"{fmt(rel['spearman'], 4)} | {fmt(rel['coverage'])} | {fmt(auto['within10'])} | {chose} | "
-                         f"{fmt(sug['relative']['within10'])} | {fmt(sug['auto']['within10'])} | "
+                         f"{fmt(sug[('suggest', 'relative')]['within10'])} | {fmt(sug[('suggest', 'auto')]['within10'])} | "
                          f"{fmt(sug[('design', 'relative')]['within10'])} |")
         lines.append("")
     lines += ["## What `auto` chose, and what it cost when it left the relative model", "",
@@ -235,18 +208,12 @@ def write_results(out, results, meta, ks):
               "the relative model on the same draw when `auto` chose another method.", "",
               "| k | chose | draws | median change (points) | worst change |", "|---|---|---|---|---|"]
     for k in ks:
-        counts = {}
-        costs = {}
-        for result in results.values():
-            row = result["k"].get(k) or {}
-            for method, n in row.get("chose", {}).items():
-                counts[method] = counts.get(method, 0) + n
-            costs.setdefault(k, []).extend(row.get("cost", []))
-        for method, n in sorted(counts.items()):
-            if method == "relative":
-                lines.append(f"| {k} | relative | {n} | 0 | 0 |")
-        spent = costs.get(k, [])
-        others = sum(n for m, n in counts.items() if m != "relative")
+        rows = [result["k"][k] for result in results.values() if k in result["k"]]
+        kept = sum(row["chose"].get("relative", 0) for row in rows)
+        others = sum(n for row in rows for m, n in row["chose"].items() if m != "relative")
+        spent = [change for row in rows for change in row["cost"]]
+        if kept:
+            lines.append(f"| {k} | relative | {kept} | 0 | 0 |")
         lines.append(f"| {k} | another method | {others} | {fmt(statistics.median(spent)) if spent else '—'} | "
                      f"{fmt(min(spent)) if spent else '—'} |")
     lines.append("")
@@ -287,18 +254,17 @@ def main(argv=None):
     base.check_draws(opts.ks, opts.draws, len(names))
     profiles = sorted({p for _, _, p in chosen} | (set() if opts.no_op_profile else {"onnx"}))
     paths = base.export_models(names, os.path.join(opts.cache, "models"), [base.HOST_PROFILES[p][0] for p in profiles])
-    records = base.profile_all(paths, os.path.join(opts.cache, "profiles.db"), "local", iterations=opts.iterations)
-    if opts.host_threads != 1:
-        records = at_threads(records, paths, os.path.join(opts.cache, "profiles.db"), opts.host_threads)
+    records = base.profile_all(paths, os.path.join(opts.cache, "profiles.db"), "local", iterations=opts.iterations,
+                               threads=opts.host_threads)
     if opts.write_priors:
-        write_priors(shipped_priors(data, records, slices(data)), opts.write_priors)
+        base.save_priors(shipped_priors(data, records, slices(data)), opts.write_priors)
     results = {}
     for label, selector, profile in chosen:
         results[label] = evaluate(data, selector, profile, records, opts.ks, opts.draws, opts.seed)
         for k, row in results[label]["k"].items():
             print(f"{label:40s} k={k:<2d} relative {row['relative']['within10']:5.1f}% ρ {row['relative']['spearman']:.4f} "
                   f"coverage {row['relative']['coverage']:5.1f}%  auto {row['auto']['within10']:5.1f}%  "
-                  f"suggested {row['suggested']['relative']['within10']:5.1f}% "
+                  f"suggested {row['suggested'][('suggest', 'relative')]['within10']:5.1f}% "
                   f"design {row['suggested'][('design', 'relative')]['within10']:5.1f}%", flush=True)
     import shlex
 

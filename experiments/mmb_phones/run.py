@@ -131,8 +131,9 @@ def export_models(names, folder, formats, progress=True):
     return paths
 
 
-def profile_all(paths, store_path, backend_name, op_profile=10, iterations=None):
-    """{host profile name: {network: record}}."""
+def profile_all(paths, store_path, backend_name, op_profile=10, iterations=None, threads=1):
+    """{host profile name: {network: record}}. threads: the device-format profiles at this many threads
+    on as many cores (the ONNX per-operator profile stays at one)."""
     from experiments.seedlib import profile_cached
 
     records = {}
@@ -142,6 +143,8 @@ def profile_all(paths, store_path, backend_name, op_profile=10, iterations=None)
         env = dict(HOST_ENV, BACKEND=backend_name)
         if iterations:
             env["ITERATIONS"] = str(iterations)
+        if threads != 1 and profile != "onnx":
+            env.update(CPUS=str(threads), THREADS=str(threads))
         if profile == "onnx":
             env["OP_PROFILE"] = str(op_profile)
         records[profile] = profile_cached(paths[fmt], store_path, env, runtime)
@@ -343,9 +346,6 @@ def mean_prior(learned, source="mmb-cnn: "):
 
 def write_priors(data, records, path):
     """The shipped priors: per runtime, the mean of the shapes learned on both phones (fp32, one big core)."""
-    import json
-
-
     priors = {}
     for runtime, framework, profile in (("tflite", "tflite-2.10", "tflite"), ("torch", "pytorch-mobile-2.0", "torch"),
                                         ("onnx->tflite", "tflite-2.10", "onnx")):  # host ONNX, device TFLite
@@ -354,15 +354,26 @@ def write_priors(data, records, path):
         merged = mean_prior(learned)
         if merged:
             priors[runtime] = merged
+    return save_priors(priors, path)
+
+
+def save_priors(priors, path):
+    """Write `priors` into the prior file at `path`, keeping the priors it has under other keys (a runtime,
+    precision or thread count this run has no profiles for keeps the prior it had). All the priors."""
+    import json
+
     from profiler.export import write_json
 
-    if os.path.exists(path):  # a runtime this run has no profiles for keeps the prior it had
+    if os.path.exists(path):
         with open(path) as f:
-            kept = json.load(f).get("priors", {})
-        priors = dict(kept, **priors)
-    write_json(path, {"schema": core.PRIOR_SCHEMA, "version": 1,
-                      "note": "written by experiments/mmb_phones/run.py --write-priors; see its RESULTS.md",
-                      "priors": priors})
+            priors = dict(json.load(f).get("priors", {}), **priors)
+    try:
+        write_json(path, {"schema": core.PRIOR_SCHEMA, "version": 1,
+                          "note": "written by experiments/mmb_phones/run.py --write-priors (fp32, one thread) and "
+                                  "experiments/mmb_phones/deploy.py --write-priors (int8, several threads); see their "
+                                  "RESULTS.md", "priors": priors})
+    except OSError as exc:
+        raise SystemExit(f"mmb_phones: --write-priors {path}: {exc.strerror}") from None
     return priors
 
 
