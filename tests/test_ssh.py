@@ -135,7 +135,11 @@ def test_ctrl_c_leaves_no_harness_and_no_folder_on_the_device(ssh_device, models
         deadline = time.monotonic() + 60
         while not ssh_device.processes() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert ssh_device.processes(), "the harness never started on the device"
+        if not ssh_device.processes():
+            ended = child.poll() is not None
+            pytest.fail("the harness never started on the device"
+                        + (f"; the command ended with {child.returncode}: {child.communicate()[1][-2000:]}" if ended
+                           else "; the command was still running"))
         time.sleep(1)
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
