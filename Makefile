@@ -16,10 +16,13 @@ $(BIN)/profile: pyproject.toml
 	$(MAKE) --no-print-directory zoo-packages convert-packages
 	touch $@
 
-# The mmb networks (experiments/zoo/mmb.py): pytorchcv and tf2cv declare a CUDA torchvision and
+# The mmb-cnn networks (experiments/zoo/mmb.py): pytorchcv and tf2cv declare a CUDA torchvision and
 # Keras 2 a second TensorFlow, none of which they need here, so they go in without dependencies.
+# The mmb-vit networks (experiments/zoo/mmb_vit.py): transformers 4.57, the last release with VAN, ViT-hybrid
+# and EfficientFormer; it does not depend on torch, so its own dependencies (tokenizers, hub) come with it.
 zoo-packages:
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps pytorchcv==0.0.74 tf2cv==0.0.18 tf-keras==2.21.0
+	$(BIN)/pip install --quiet --disable-pip-version-check transformers==4.57.3
 
 # ONNX -> TFLite (profile --variants tflite): onnx2tf pins exact TensorFlow, onnx and onnxruntime releases
 # that it does not need for the conversions made here, so it and the modules it imports go in without

@@ -2,7 +2,10 @@
 
 `macs` follows the published convention (convolutions plus fc/matmul); `macs_int` of them run
 as integer arithmetic (int8 weights: QLinear/Integer ops, QDQ pairs, TFLite int8 kernels, dynamic-
-range ones included), `macs_float` in floating point. `macs_by_class`
+range ones included), `macs_float` in floating point. `macs_attention` are the fc/matmul MACs of
+products between two activations (attention's scores and its weighted values), apart from products
+with weights; `softmax_elements`, `norm_elements` (layer, group and instance normalisation) and
+`gelu_elements` count the outputs of those transformer operators. `macs_by_class`
 also lists the work of pooling (output elements × window), elementwise ops (output
 elements) and other ops. ONNX is read with shape inference; TFLite through the
 interpreter's tensor and op details; TorchScript through an ONNX export at the profiled
@@ -62,7 +65,20 @@ NARROW_CHANNELS = 32  # a convolution with at most this many output channels (pe
 
 def _empty():
     return {"macs_by_class": {c: 0 for c in CLASSES}, "ops": Counter(), "activation_bytes": 0, "nodes": 0,
-            "macs_narrow": 0, "macs_int": 0, "unresolved": []}
+            "macs_narrow": 0, "macs_int": 0, "unresolved": [], **{k: 0 for k in TRANSFORMER_COUNTS}}
+
+
+# Transformer work the card counts apart (macs_attention is part of fc/matmul; the rest are elements).
+TRANSFORMER_COUNTS = ("macs_attention", "softmax_elements", "norm_elements", "gelu_elements")
+ONNX_TRANSFORMER = {"Softmax": "softmax_elements", "LogSoftmax": "softmax_elements",
+                    "LayerNormalization": "norm_elements", "GroupNormalization": "norm_elements",
+                    "InstanceNormalization": "norm_elements", "SimplifiedLayerNormalization": "norm_elements",
+                    "Gelu": "gelu_elements", "FastGelu": "gelu_elements", "BiasGelu": "gelu_elements",
+                    "Erf": "gelu_elements"}  # an exact GELU below opset 20 is x·½(1 + erf(x/√2)): one Erf
+TFLITE_TRANSFORMER = {"SOFTMAX": "softmax_elements", "LOG_SOFTMAX": "softmax_elements", "GELU": "gelu_elements"}
+OV_TRANSFORMER = {"Softmax": "softmax_elements", "SoftMax": "softmax_elements", "LogSoftmax": "softmax_elements",
+                  "MVN": "norm_elements", "GroupNormalization": "norm_elements", "Gelu": "gelu_elements",
+                  "Erf": "gelu_elements"}
 
 
 def _finish(state, params):
@@ -71,6 +87,7 @@ def _finish(state, params):
     return {"params": int(params), "macs": macs, "macs_int": int(state["macs_int"]),
             "macs_float": macs - int(state["macs_int"]), "macs_by_class": by_class,
             "macs_narrow": int(state["macs_narrow"]), "nodes": state["nodes"],
+            **{k: int(state[k]) for k in TRANSFORMER_COUNTS},
             "activation_bytes": int(state["activation_bytes"]), "ops": dict(state["ops"].most_common())}
 
 
@@ -142,6 +159,7 @@ def onnx_card_from_model(model, shapes, batch=1):
     params = sum(int(np.prod(init.dims)) for init in graph.initializer if init.data_type in float_types
                  and len(init.dims) > 0)
     dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    constant = _onnx_constants(graph)
     for node in graph.node:
         state["ops"][node.op_type] += 1
         state["nodes"] += 1
@@ -157,6 +175,11 @@ def onnx_card_from_model(model, shapes, batch=1):
             state["unresolved"].append(node.op_type)
             continue
         state["macs_by_class"][cls] += macs
+        if node.op_type in ONNX_TRANSFORMER:
+            state[ONNX_TRANSFORMER[node.op_type]] += out_elems
+        elif node.op_type in ("MatMul", "Einsum") and cls == "fc/matmul" and not any(
+                name in constant for name in node.input[:2]):
+            state["macs_attention"] += macs
         if cls in MAC_CLASSES and (node.op_type in ONNX_INTEGER_MACS or (
                 node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1
                 and node.input[0] in dequantized and node.input[1] in dequantized)):
@@ -169,9 +192,20 @@ def onnx_card_from_model(model, shapes, batch=1):
     if state["unresolved"]:
         # Counting them as 0 would show a wrong total; the card says it cannot count instead.
         card.update(macs=None, macs_int=None, macs_float=None, macs_by_class=None, macs_narrow=None,
-                    macs_unresolved=dict(Counter(state["unresolved"])))
+                    macs_attention=None, macs_unresolved=dict(Counter(state["unresolved"])))
     card["precision"] = onnx_precision(set(card["ops"]), {init.data_type for init in graph.initializer})
     return card
+
+
+def _onnx_constants(graph):
+    """Tensors that do not depend on the graph's inputs: initializers, Constant outputs and whatever
+    is computed from them alone (a weight's Transpose, a dequantized weight)."""
+    constant = {init.name for init in graph.initializer}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Constant" or (inputs and all(name in constant for name in inputs)):
+            constant.update(node.output)
+    return constant
 
 
 ONNX_INTEGER_MACS = {"ConvInteger", "QLinearConv", "MatMulInteger", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul"}
@@ -265,6 +299,8 @@ def _onnx_node_work(node, known, out_shape, out_elems):
             return None, 0
         k = a[0] if op == "Gemm" and _attr(node, "transA", 0) else a[-1]
         return "fc/matmul", out_elems * k
+    if op == "Einsum":  # a product written as an equation (CvT's attention): output × contracted sizes
+        return _einsum_work(node, known, out_elems)
     if op in POOLS:
         if op.startswith("Global"):
             source = known.get(node.input[0], (None,))[0]
@@ -275,6 +311,25 @@ def _onnx_node_work(node, known, out_shape, out_elems):
     if op in NO_WORK:
         return "other", 0
     return "other", out_elems
+
+
+def _einsum_work(node, known, out_elems):
+    equation = _attr(node, "equation", b"")
+    equation = equation.decode() if isinstance(equation, bytes) else str(equation)
+    inputs, _, output = equation.replace(" ", "").partition("->")
+    terms = inputs.split(",")
+    shapes = [known.get(name, (None,))[0] for name in node.input]
+    if not output or "." in equation or len(terms) != len(shapes) or any(s is None for s in shapes):
+        return "other", out_elems
+    sizes = {}
+    for term, shape in zip(terms, shapes):
+        if len(term) != len(shape):
+            return "other", out_elems
+        sizes.update(zip(term, shape))
+    contracted = int(np.prod([sizes[letter] for letter in set("".join(terms)) - set(output)] or [1]))
+    if len(terms) != 2 or contracted == 1:  # a transpose, a sum or an outer product: no multiply-accumulate
+        return "other", out_elems
+    return "fc/matmul", out_elems * contracted
 
 
 # ---------------------------------------------------------------- OpenVINO IR
@@ -341,6 +396,8 @@ def openvino_card(path, shapes, batch=1):
             a = list(op.input(0).get_shape())
             transposed = op.get_attributes().get("transpose_a", False)
             cls, macs = "fc/matmul", out_elems * (a[-2] if transposed and len(a) > 1 else a[-1])
+            if not any(_ov_constant(op.input_value(i).get_node()) for i in range(2)):
+                state["macs_attention"] += macs
         elif kind in OV_POOLS:
             cls, macs = "pool", int(np.prod(list(op.input(0).get_shape())))
         elif kind in OV_ELEMENTWISE:
@@ -348,11 +405,21 @@ def openvino_card(path, shapes, batch=1):
         else:
             cls, macs = "other", 0 if kind in OV_NO_WORK else out_elems
         state["macs_by_class"][cls] += macs
+        if kind in OV_TRANSFORMER:
+            state[OV_TRANSFORMER[kind]] += out_elems
     card = _finish(state, params)
     ops = set(card["ops"])
     card["precision"] = "int8 static" if "FakeQuantize" in ops else "fp32"
     card["weights_fp16"] = compressed  # stored compressed; the CPU plugin computes in f32 all the same
     return card
+
+
+def _ov_constant(node, depth=4):
+    """A Constant, or a Constant through a few weight-side ops (Convert, FakeQuantize, Multiply...)."""
+    if node.get_type_name() == "Constant":
+        return True
+    return depth > 0 and node.get_input_size() > 0 and all(
+        _ov_constant(node.input_value(i).get_node(), depth - 1) for i in range(node.get_input_size()))
 
 
 # ---------------------------------------------------------------- TFLite
@@ -423,6 +490,8 @@ def tflite_card(path, shapes, batch=1):
             k = int(inputs[1]["shape"][-1] if name == "FULLY_CONNECTED" else inputs[0]["shape"][-1])
             state["macs_by_class"]["fc/matmul"] += out_elems * k
             state["macs_int"] += out_elems * k if _int_weights(inputs) else 0
+            if all(t["index"] in produced or t["index"] in graph_inputs for t in inputs[:2]):
+                state["macs_attention"] += out_elems * k
         elif kind == "pool":
             source = int(np.prod(inputs[0]["shape"]))
             # The window is not exposed by the interpreter; input/output spatial ratio bounds it (exact for global).
@@ -431,10 +500,25 @@ def tflite_card(path, shapes, batch=1):
             state["macs_by_class"]["elementwise"] += out_elems
         elif kind is not None:
             state["macs_by_class"]["other"] += out_elems
+        if name in TFLITE_TRANSFORMER:
+            state[TFLITE_TRANSFORMER[name]] += out_elems
+    state["norm_elements"] += _tflite_norm_elements(ops, tensors)
     card = _finish(state, params)
     card["precision"] = tflite_precision(weight_types, [d["dtype"] for d in interp.get_input_details()],
                                          activation_types)
     return card
+
+
+def _tflite_norm_elements(ops, tensors):
+    """Normalised elements of a TFLite graph: converters spell layer normalisation out (MEAN,
+    SQUARED_DIFFERENCE or SUB and MUL, RSQRT); each normalisation takes one RSQRT of its statistics,
+    which is then broadcast over the elements it normalises (the MUL that takes the RSQRT's output)."""
+    rsqrt = {int(op["outputs"][0]) for op in ops if op["op_name"] == "RSQRT"}
+    total = 0
+    for op in ops:
+        if op["op_name"] == "MUL" and rsqrt & {int(i) for i in op["inputs"]}:
+            total += int(np.prod(tensors[int(op["outputs"][0])]["shape"]))
+    return total
 
 
 def _int_weights(inputs):
@@ -462,16 +546,21 @@ def torchscript_to_onnx(path, shapes, fold_constants=False,
     if not stored:
         raise CardError(f"{path}: TorchScript has no input shapes; set INPUT_SHAPES")
     example = tuple(torch.rand(shape) for shape in stored.values())
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), silenced():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
-                              do_constant_folding=fold_constants, input_names=list(stored))
-    except Exception as exc:  # the exporter cannot express every network; its IR dump is not for the user
-        text = " ".join(str(exc).split())
-        raise CardError(f"{path}: {why} ({text[:160]})") from None
-    return buffer.getvalue(), module
+    for opset in EXPORT_OPSETS:
+        buffer = io.BytesIO()
+        try:
+            with warnings.catch_warnings(), silenced():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=opset,
+                                  do_constant_folding=fold_constants, input_names=list(stored))
+            return buffer.getvalue(), module
+        except Exception as exc:  # the exporter cannot express every network; its IR dump is not for the user
+            text = " ".join(str(exc).split())
+    raise CardError(f"{path}: {why} ({text[:160]})") from None
+
+
+# 17 first (what the rest of the project exports); 18 for ops ONNX gained there (col2im: unfolding patches)
+EXPORT_OPSETS = (17, 18)
 
 
 def torchscript_card(path, shapes, batch=1):

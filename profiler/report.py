@@ -303,6 +303,12 @@ def card_lines(path, card):
             if card.get("macs_int") is not None:
                 lines.append(f"    integer     {card['macs_int']:,}, float {card['macs_float']:,}")
             lines += [f"    {cls:<11} {value:,}" for cls, value in card["macs_by_class"].items() if value]
+            if card.get("macs_attention"):
+                lines.append(f"    attention   {card['macs_attention']:,} (activation × activation, within fc/matmul)")
+        elements = [(label, card.get(key)) for label, key in (("softmax", "softmax_elements"),
+                    ("norm", "norm_elements"), ("GELU", "gelu_elements")) if card.get(key)]
+        if elements:
+            lines.append("  elements     " + ", ".join(f"{label} {value:,}" for label, value in elements))
         lines.append(f"  activations  {card['activation_bytes'] / (1024 * 1024):.2f} MiB written, {card['nodes']} nodes")
     ops = card.get("ops") or {}
     if ops:

@@ -26,6 +26,8 @@ CARD = {"type": "object",
         "properties": {"size_mb": nullable(NON_NEGATIVE), "params": nullable(NON_NEGATIVE),
                        "macs": nullable(NON_NEGATIVE), "macs_int": nullable(NON_NEGATIVE),
                        "macs_float": nullable(NON_NEGATIVE), "macs_narrow": nullable(NON_NEGATIVE),
+                       **{key: nullable(NON_NEGATIVE) for key in
+                          ("macs_attention", "softmax_elements", "norm_elements", "gelu_elements")},
                        "nodes": nullable(NON_NEGATIVE), "activation_bytes": nullable(NON_NEGATIVE),
                        "macs_by_class": nullable({"type": "object", "additionalProperties": NON_NEGATIVE}),
                        "ops": nullable({"type": "object", "additionalProperties": NON_NEGATIVE}),

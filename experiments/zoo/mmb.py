@@ -18,14 +18,14 @@ INPUT_SHAPE = (1, 3, 224, 224)
 NATIVE_SIZE = {"efficientnet_edge_medium_b": 240, "efficientnet_edge_large_b": 300}
 
 
-def default_dataset():
+def default_dataset(folder="mmb-cnn"):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(os.path.dirname(root), "shared", "datasets", "mmb-cnn")
+    return os.path.join(os.path.dirname(root), "shared", "datasets", folder)
 
 
-def names(dataset=None):
+def names(dataset=None, filename="mmb_cnn_latency_dev.csv"):
     """The network names of the dataset, sorted."""
-    path = os.path.join(dataset or default_dataset(), "mmb_cnn_latency_dev.csv")
+    path = os.path.join(dataset or default_dataset(), filename)
     with open(path, newline="") as f:
         return sorted({row["model"] for row in csv.DictReader(f)})
 
