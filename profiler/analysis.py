@@ -398,6 +398,12 @@ def openvino_card(path, shapes, batch=1):
             cls, macs = "fc/matmul", out_elems * (a[-2] if transposed and len(a) > 1 else a[-1])
             if not any(_ov_constant(op.input_value(i).get_node()) for i in range(2)):
                 state["macs_attention"] += macs
+        elif kind == "ScaledDotProductAttention":  # OpenVINO's fused attention: scores, softmax, values
+            q, k, v = (list(op.input(i).get_shape()) for i in range(3))
+            rows = int(np.prod(q[:-1])) * k[-2]
+            cls, macs = "fc/matmul", rows * (q[-1] + v[-1])
+            state["macs_attention"] += macs
+            state["softmax_elements"] += rows
         elif kind in OV_POOLS:
             cls, macs = "pool", int(np.prod(list(op.input(0).get_shape())))
         elif kind in OV_ELEMENTWISE:

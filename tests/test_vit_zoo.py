@@ -94,3 +94,38 @@ def test_an_einsum_product_of_two_activations_is_attention_work():
     card = onnx_card_from_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {})
     assert card["macs"] == card["macs_attention"] == card["macs_by_class"]["fc/matmul"] == 2 * 10 * 12 * 8
     assert card["softmax_elements"] == 2 * 10 * 12
+
+
+def test_attention_is_counted_alike_in_onnx_in_the_converted_tflite_and_in_openvino(tmp_path):
+    """A patch embedding and one attention block: 16 tokens of 16, one head. Hand count: scores and
+    weighted values 2 × 16 × 16 × 16 MACs, softmax 16 × 16, one layer norm over 16 × 16, GELU over 16 × 32."""
+    pytest.importorskip("onnx2tf", reason="ONNX to TFLite needs `make convert-packages`")
+    ov = pytest.importorskip("openvino")
+    from experiments.zoo import export_onnx
+    from profiler.variants import check_conversion, onnx_to_tflite
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch, self.norm = torch.nn.Conv2d(3, 16, 2, 2), torch.nn.LayerNorm(16)
+            self.qkv, self.out, self.fc = torch.nn.Linear(16, 48), torch.nn.Linear(16, 16), torch.nn.Linear(16, 32)
+
+        def forward(self, image):
+            x = self.patch(image).flatten(2).transpose(1, 2)
+            q, k, v = self.qkv(self.norm(x)).chunk(3, dim=-1)
+            x = x + self.out(torch.softmax(q @ k.transpose(-1, -2) / 4.0, dim=-1) @ v)
+            return torch.nn.functional.gelu(self.fc(x)).mean(1)
+
+    torch.manual_seed(0)
+    source, tflite, ir = (str(tmp_path / f"block.{ext}") for ext in ("onnx", "tflite", "xml"))
+    export_onnx(Block().eval(), (1, 3, 8, 8), source, opset=mmb_vit.TFLITE_OPSET)
+    onnx_to_tflite(source, tflite)
+    assert check_conversion(source, tflite)["relative"] < 1e-3
+    ov.save_model(ov.convert_model(source), ir)
+    hand = {"macs_attention": 2 * 16 * 16 * 16, "softmax_elements": 16 * 16, "norm_elements": 16 * 16,
+            "gelu_elements": 16 * 32}
+    cards = {path: model_card(path) for path in (source, tflite, ir)}
+    assert "GELU" in cards[tflite]["ops"] and "ScaledDotProductAttention" in cards[ir]["ops"]
+    for path, card in cards.items():
+        assert {key: card[key] for key in hand} == hand, path
+        assert card["macs"] == cards[source]["macs"], path
