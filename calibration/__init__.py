@@ -1,5 +1,9 @@
 """edge-profiler's calibration: fit a host-to-device mapping from a few device measurements, predict.
 
+Owns modelling: device-log importers, fits and priors, suggested references, predictions and their
+figures. It may import `profiler` (records, stores, profiling for predict_model); `profiler` never imports
+it. A `Calibration` makes the predictor `profiler.profile(calibration=...)` annotates records with.
+
 The public API (`calibration.fit`, `calibration.load`, `calibration.predict_model`, `calibration.suggest`,
 `Calibration`, `CalibrationError`) is imported on first use.
 """

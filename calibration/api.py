@@ -62,6 +62,12 @@ class Calibration:
             rows.append(row)
         return pd.DataFrame(rows, columns=columns)
 
+    def predictor(self, *, force=False, warn=print, device_ram_mb=None):
+        """The one-method predictor `profiler.profile(calibration=...)` annotates each record with."""
+        from calibration.core import Predictor
+
+        return Predictor(self.data, force=force, warn=warn, device_ram_mb=device_ram_mb)
+
     def annotate(self, records, *, force=False, device_ram=None, device_threads=None):
         """The records with `prediction` added (device value, 95% interval, flags); warnings go to self.warnings."""
         from calibration.core import Predictor

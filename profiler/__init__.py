@@ -1,5 +1,11 @@
 """edge-profiler: profile ML models under an edge device's CPU and memory caps.
 
+Owns measuring: targets and settings, sandboxes (Docker, local, Slurm, SSH), the harness that runs in
+them, model cards, variants and conversions, the results store and every export. It never imports
+`calibration`, by any route: `profile(calibration=...)` takes an object that makes a predictor, and the
+command layer (`profiler/cli.py`, `calibration/cli.py`: parse, call the APIs, print, exit) is the one
+place that imports both packages; no library module imports the command layer (tests/test_layout.py).
+
 This package is also copied into the sandbox image, where only numpy and one
 runtime are installed, so nothing here may import more than the standard library.
 """

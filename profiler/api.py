@@ -176,30 +176,18 @@ def open_store(store):
         raise ProfileError(str(exc)) from None
 
 
-def calibration_hooks():
-    """The calibration package's hooks (calibration/hooks.py), found by entry point: `profiler`
-    itself never imports `calibration`."""
-    from importlib.metadata import entry_points
-
-    found = list(entry_points(group="edge_profiler.calibration"))
-    if not found:
-        raise ProfileError("--calibration needs the calibration package of edge-profiler installed "
-                           "(pip install edge-profiler)")
-    return found[0].load()
-
-
 def predictor_for(calibration, target, force, warn):
-    """A predictor: the object itself when it has annotate(record), else one made by the calibration
-    package from a `calibration.Calibration`, its JSON path or dict."""
-    if callable(getattr(calibration, "annotate", None)) and not hasattr(calibration, "data"):
+    """The predictor `profile` annotates records with. `calibration` is an object that makes one for
+    this target (`predictor(force=, warn=, device_ram_mb=)`, as `calibration.Calibration` does) or
+    a predictor itself (`annotate(record)`). `profiler` never imports `calibration`: the commands
+    load a calibration file and pass the object."""
+    make = getattr(calibration, "predictor", None)
+    if callable(make):
+        return make(force=force, warn=warn, device_ram_mb=target.device_ram_mb)
+    if callable(getattr(calibration, "annotate", None)):
         return calibration
-    hooks = calibration_hooks()
-    try:
-        return hooks.predictor(calibration, force=force, warn=warn, device_ram_mb=target.device_ram_mb)
-    except Exception as exc:  # the calibration package's own error class, one line
-        if type(exc).__name__ != "CalibrationError":
-            raise
-        raise ProfileError(str(exc)) from None
+    raise ProfileError(f"calibration: expected a calibration.Calibration (calibration.load(path)) or an object "
+                       f"with annotate(record), not {type(calibration).__name__}")
 
 
 _KEPT_BACKENDS = {}  # search loops: one backend per target set-up, so its empty-run timing is paid once

@@ -214,12 +214,24 @@ def run(opts):
 
     notice = (lambda m: None) if opts.quiet else (lambda m: print(printable_text(m), file=sys.stderr))
     try:
-        records = profile(opts, notice)
+        records = profile(opts, notice, load_calibration)
     except PipelineError as exc:
         return fail(str(exc))
     if records is None:
         return 0
     return exit_status(records, predicted=bool(getattr(opts, "calibration", None)))
+
+
+def load_calibration(path):
+    """--calibration FILE as the object `profile` predicts with. The commands are the one layer that
+    imports both packages: `profiler`'s library modules never reach `calibration`."""
+    from calibration import CalibrationError, load
+    from profiler.pipeline import PipelineError
+
+    try:
+        return load(path)
+    except CalibrationError as exc:
+        raise PipelineError(str(exc)) from None
 
 
 def exit_status(records, predicted=False):

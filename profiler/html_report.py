@@ -235,7 +235,7 @@ def target_section(records):
 
 
 def profile_report(path, records, calibration=None, budget_ms=None, min_accuracy=None):
-    """Write the report of one profile run; calibration (a JSON path or dict) adds its figures; models
+    """Write the report of one profile run; calibration (an object with plot(), calibration.Calibration) adds its figures; models
     with an accuracy add the accuracy-latency front (within the budget and the accuracy floor)."""
     from profiler.figures import accuracy_front, latency_distribution
 
@@ -261,7 +261,9 @@ def profile_report(path, records, calibration=None, budget_ms=None, min_accuracy
 
 
 def _calibration_figures(calibration, folder, device_name="device"):
-    from profiler.api import calibration_hooks
-
+    """The figures of a calibration object that draws its own (`plot(folder, device_name)`: PNG paths)."""
+    plot = getattr(calibration, "plot", None)
+    if not callable(plot):
+        return []
     return [figure(png, f"Calibration: predicted against measured ({os.path.basename(png)[12:-4]})")
-            for png in calibration_hooks().figures(calibration, folder, device_name)]
+            for png in plot(folder, device_name)]

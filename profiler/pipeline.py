@@ -43,8 +43,10 @@ OVERRIDE_KEYS = ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", 
                  "EXECUTION_PROVIDERS", "COOL_DOWN_C")
 
 
-def profile(opts, notice):
-    """`profile`: check the options and outputs, run the API's profile with exports after every model, print."""
+def profile(opts, notice, load_calibration=None):
+    """`profile`: check the options and outputs, run the API's profile with exports after every model, print.
+    load_calibration(path): the command layer's loader of --calibration FILE (a PipelineError of one line
+    when the file is not a calibration); `profiler` itself never imports the calibration package."""
     settings = {key.lower(): getattr(opts, key, None) for key in OVERRIDE_KEYS}
     try:
         target = TargetDevice.from_env(opts.env, **settings)
@@ -88,6 +90,11 @@ def profile(opts, notice):
         so_far[(record.get("runtime"), record.get("path"))] = record
         exports(list(so_far.values()))
 
+    calibration = None
+    if opts.calibration:
+        if load_calibration is None:
+            raise PipelineError("--calibration: this command cannot read calibration files")
+        calibration = load_calibration(opts.calibration)
     store = None
     if not opts.no_store:
         from profiler.store import Store, StoreError
@@ -98,7 +105,7 @@ def profile(opts, notice):
             raise PipelineError(str(exc)) from None
     try:
         records = profile_models(opts.models, target, runtime=opts.runtime, store=store,
-                                 remeasure=getattr(opts, "remeasure", False), calibration=opts.calibration,
+                                 remeasure=getattr(opts, "remeasure", False), calibration=calibration,
                                  force=opts.force, progress=not opts.quiet, notice=notice, retries=opts.retries,
                                  variants=getattr(opts, "variants", None), reference=getattr(opts, "reference", None),
                                  warn=_err, on_result=on_result)
@@ -134,7 +141,7 @@ def profile(opts, notice):
         elif record["status"] in ("oom", "timeout"):
             _err(f"profile: {record['model']}: {record['status']}: {record['error']}")
     try:
-        figures = write_figures(opts, records)
+        figures = write_figures(opts, records, calibration)
     except OSError as exc:  # a full disk, a read-only or virtual folder: one line, the rest is saved
         raise PipelineError(f"{exc.filename or opts.html or opts.plot}: could not write ({exc.strerror or exc})") \
             from None
@@ -147,7 +154,7 @@ def profile(opts, notice):
     return records
 
 
-def write_figures(opts, records):
+def write_figures(opts, records, calibration=None):
     """--plot: the latency distribution and accuracy-front figures; --html: the report with them inline.
     Returns the written paths."""
     written = []
@@ -162,7 +169,7 @@ def write_figures(opts, records):
     if getattr(opts, "html", None):
         from profiler.html_report import profile_report
 
-        profile_report(opts.html, records, calibration=opts.calibration, budget_ms=getattr(opts, "budget_ms", None),
+        profile_report(opts.html, records, calibration=calibration, budget_ms=getattr(opts, "budget_ms", None),
                        min_accuracy=getattr(opts, "min_accuracy", None))
         written.append(opts.html)
     return written

@@ -1,8 +1,10 @@
-"""The package's import graph, read from the source: `profiler` never imports `calibration` (the
-dependency runs one way) and the modules of `profiler` form no import cycle."""
+"""The package's import graph, read from the source: `profiler`'s library never reaches `calibration` (the
+dependency runs one way; only the command layer, the `cli` modules, imports both), by import, entry point
+or a class named in a string, and the modules of `profiler` form no import cycle."""
 
 import ast
 import os
+import re
 
 from tests.conftest import ROOT
 
@@ -26,10 +28,50 @@ def imports(package):
     return graph
 
 
+# The command layer: argument parsing, printing, exit status, loading --calibration. The one place that
+# imports both packages; no library module imports it.
+COMMANDS = {"profiler.cli", "calibration.cli"}
+
+
 def test_profiler_never_imports_calibration():
     offenders = {m: sorted(i for i in found if i.split(".")[0] == "calibration")
-                 for m, found in imports("profiler").items()}
+                 for m, found in imports("profiler").items() if m not in COMMANDS}
     assert not {m: i for m, i in offenders.items() if i}
+
+
+def test_no_library_module_imports_the_command_layer():
+    graph = {**imports("profiler"), **imports("calibration")}
+    offenders = {m: sorted(found & COMMANDS) for m, found in graph.items() if m not in COMMANDS}
+    assert not {m: i for m, i in offenders.items() if i}
+
+
+def test_no_entry_point_or_string_leads_from_profiler_to_calibration():
+    """No plugin group in the packaging (only the two console scripts), and no library module of
+    `profiler` that finds entry points or names a calibration class or module in a string."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    assert set(project.get("scripts", {})) == {"profile", "calibrate"}
+    assert not project.get("entry-points") and not project.get("gui-scripts")
+    for folder, _, files in os.walk(os.path.join(ROOT, "profiler")):
+        for name in files:
+            path = os.path.join(folder, name)
+            module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+            if not name.endswith(".py") or module in COMMANDS:
+                continue
+            tree = ast.parse(open(path, encoding="utf-8").read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute):
+                    assert node.attr != "entry_points", module  # (import_module is checked by its strings)
+                if isinstance(node, ast.Name):
+                    assert node.id not in ("entry_points", "__import__"), (module, node.id)
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    text = node.value
+                    # a module, class or entry-point group named for lookup at run time (messages, option and
+                    # field names may say "calibration": they are not paths to the package)
+                    assert not re.fullmatch(r"(calibration|edge_profiler)(\.\w+)+|\w*CalibrationError", text), \
+                        (module, text)
 
 
 def test_profiler_modules_import_no_cycle():
