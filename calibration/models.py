@@ -100,6 +100,11 @@ def record_features(record):
             features[name] = float(card[name])
     if card.get("macs_narrow") is not None:
         features["macs:narrow"] = float(card["macs_narrow"])
+    if card.get("macs_attention") is not None:
+        features["macs:attention"] = float(card["macs_attention"])
+    for name in ("softmax_elements", "norm_elements", "gelu_elements"):
+        if card.get(name) is not None:
+            features[name] = float(card[name])
     if card.get("ops") is not None:  # every convolution is a kernel launch with its own packing cost
         features["conv_nodes"] = float(sum(n for op, n in card["ops"].items() if "conv" in op.lower()))
     if record.get("peak_memory_mb") is not None:

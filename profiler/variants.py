@@ -281,9 +281,18 @@ def onnx_to_tflite(source, out):
         ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
         np.save(os.path.join(work, "calibration_image_sample_data_20x128x128x3_float32.npy"), sample)
-        with contextlib.chdir(work):
-            onnx2tf.convert(input_onnx_file_path=folded, output_folder_path=os.path.join(work, "out"),
-                            non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
+        for signatures in (False, True):
+            # onnx2tf exits the process when it cannot write its SavedModel (an op name TensorFlow refuses,
+            # e.g. a torch export's "/block.0.0/..."); it then asks for signature defs, which take another path
+            try:
+                with contextlib.chdir(work):
+                    onnx2tf.convert(input_onnx_file_path=folded, output_folder_path=os.path.join(work, "out"),
+                                    non_verbose=True, copy_onnx_input_output_names_to_tflite=True,
+                                    output_signaturedefs=signatures)
+                break
+            except SystemExit:
+                if signatures:
+                    raise VariantError(f"{source}: onnx2tf could not convert it (it stopped with an error)") from None
         made = glob.glob(os.path.join(work, "out", "*_float32.tflite"))
         if not made:
             raise VariantError(f"{source}: onnx2tf wrote no float32 TFLite file")

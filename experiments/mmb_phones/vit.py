@@ -23,15 +23,20 @@ sys.path.insert(0, ROOT)
 
 from experiments.mmb_phones import run  # noqa: E402
 
+# slice name -> (device rows, host profile: "torch" for the TorchScript file, "tflite" for the converted one)
 SLICES = {
-    "Pixel 4, PyTorch Mobile fp32, 1 big core": {"device": "pixel4", "framework": "pytorch-mobile-2.0",
-                                                 "cores": "1large", "precision": "fp32"},
-    "iPhone 7, PyTorch Mobile fp32, 1 big core": {"device": "iphone7", "framework": "pytorch-mobile-2.0",
-                                                  "cores": "1large", "precision": "fp32"},
+    "Pixel 4, PyTorch Mobile fp32, 1 big core": ({"device": "pixel4", "framework": "pytorch-mobile-2.0",
+                                                  "cores": "1large", "precision": "fp32"}, "torch"),
+    "iPhone 7, PyTorch Mobile fp32, 1 big core": ({"device": "iphone7", "framework": "pytorch-mobile-2.0",
+                                                   "cores": "1large", "precision": "fp32"}, "torch"),
+    "Pixel 4, TFLite fp32, 1 big core": ({"device": "pixel4", "framework": "tflite-2.15", "cores": "1large",
+                                          "precision": "fp32"}, "tflite"),
+    "iPhone 7, TFLite fp32, 1 big core": ({"device": "iphone7", "framework": "tflite-2.15", "cores": "1large",
+                                           "precision": "fp32"}, "tflite"),
 }
 METHODS = ("flops", "ols", "relative:none", "relative", "auto")
-# Big networks take seconds per run on one host core: fewer runs than the CNN study's 5 + 30.
-HOST_ENV = {"WARMUP": "2", "ITERATIONS": "10", "TIMEOUT_S": "1800", "MEMORY": "8g"}
+# Big networks take seconds per run on one host core (up to two minutes): 1 + 3 runs, not the CNN study's 5 + 30.
+HOST_ENV = {"WARMUP": "1", "ITERATIONS": "3", "TIMEOUT_S": "1800", "MEMORY": "8g"}
 
 
 def load(dataset, filename):
@@ -43,32 +48,35 @@ def load(dataset, filename):
     return pd.read_csv(path)
 
 
-def export_vits(names, folder, progress=True):
+def export_vits(names, folder, fmt="pt", progress=True):
+    """{name: path} of one format (pt, or tflite for the networks the device ran in TFLite)."""
     from tqdm import tqdm
 
     from experiments.zoo import mmb_vit
 
-    return {n: mmb_vit.export(n, ["pt"], folder)["pt"] for n in tqdm(names, desc="exporting ViT TorchScript",
-                                                                     unit="net", disable=not progress)}
+    if fmt == "tflite":
+        names = [n for n in names if mmb_vit.has_tflite(n)]
+    return {n: mmb_vit.export(n, [fmt], folder)[fmt] for n in tqdm(names, desc=f"exporting ViT {fmt}",
+                                                                   unit="net", disable=not progress)}
 
 
-def profile(paths, store, iterations):
+def profile(paths, store, iterations, runtime="torch"):
     from experiments.seedlib import profile_cached
     from profiler.api import add_card
 
     env = dict(run.HOST_ENV, BACKEND="local", **HOST_ENV)
     if iterations:
         env["ITERATIONS"] = str(iterations)
-    records = profile_cached(paths, store, env, "torch")
+    records = profile_cached(paths, store, env, runtime)
     for record in records.values():  # the current card code's counts (attention apart)
         add_card(record, None)
     return records
 
 
-def evaluate(data, selector, records, ks, draws, seed, families=True):
-    profiles = {"torch": records}
-    names, host, y, rows = run.slice_data(data, selector, "torch", profiles)
-    prior = run.learn_prior(data, run.prior_source(selector), "torch", profiles)
+def evaluate(data, selector, records, ks, draws, seed, families=True, profile="torch"):
+    profiles = {profile: records}
+    names, host, y, rows = run.slice_data(data, selector, profile, profiles)
+    prior = run.learn_prior(data, run.prior_source(selector), profile, profiles)
     usable = [k for k in ks if k < len(names)]
     per_draw, _ = run.random_draws(names, host, y, METHODS, usable, draws, seed, prior)
     result = {"networks": len(names), "draws": {key: run.median_scores(v) for key, v in per_draw.items()},
@@ -78,6 +86,33 @@ def evaluate(data, selector, records, ks, draws, seed, families=True):
     return result
 
 
+TRIAL_FEATURES = {"attention MACs": ("macs:attention",), "softmax": ("softmax_elements",),
+                  "normalisation": ("norm_elements",), "GELU": ("gelu_elements",),
+                  "all four": ("macs:attention", "softmax_elements", "norm_elements", "gelu_elements")}
+
+
+def feature_trial(data, selector, records, ks, draws, seed, profile="torch"):
+    """{(k, candidate): median scores} of the relative model (prior from the other phone) with each
+    transformer card feature added to its corrections: how a feature is judged before it is adopted
+    (it must help on both phones)."""
+    from calibration import core
+
+    shipped = core.RELATIVE_FEATURES
+    out = {}
+    try:
+        for label, extra in {"as shipped": (), **TRIAL_FEATURES}.items():
+            core.RELATIVE_FEATURES = shipped + tuple(f for f in extra if f not in shipped)
+            profiles = {profile: records}
+            names, host, y, _ = run.slice_data(data, selector, profile, profiles)
+            prior = run.learn_prior(data, run.prior_source(selector), profile, profiles)
+            per_draw, _ = run.random_draws(names, host, y, ("relative",), [k for k in ks if k < len(names)],
+                                           draws, seed, prior)
+            out.update({(k, label): run.median_scores(v) for (k, _), v in per_draw.items()})
+    finally:
+        core.RELATIVE_FEATURES = shipped
+    return out
+
+
 def card_ratios(data, records):
     """{network: card MACs × 2 / the dataset's flops}: is the rebuilt network the one measured?"""
     flops = dict(zip(data["model"], data["flops"]))
@@ -85,7 +120,20 @@ def card_ratios(data, records):
             if (r.get("model_card") or {}).get("macs") and flops.get(n)}
 
 
-def write(out, results, ratios, meta, ks):
+def file_sizes(data, records):
+    """{profile: median of host file size / the device file's size}: how close the rebuilt files are."""
+    out = {}
+    for profile, framework in (("torch", "pytorch-mobile-2.0"), ("tflite", "tflite-2.15")):
+        rows = data[(data["framework"] == framework) & (data["precision"] == "fp32")]
+        device = dict(zip(rows["model"], rows["size_bytes"]))
+        ratios = [r["model_card"]["size_mb"] * 1024 * 1024 / device[n] for n, r in records.get(profile, {}).items()
+                  if device.get(n) and (r.get("model_card") or {}).get("size_mb")]
+        if ratios:
+            out[profile] = (statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+    return out
+
+
+def write(out, results, ratios, sizes, meta, ks):
     lines = ["# Vision transformers on the dev phones", "", f"`{meta['command']}`", "",
              f"{meta['networks']} ViTs ({meta['families']} families); host {meta['host']}, 1 thread, "
              f"{meta['iterations']} timed runs; {meta['draws']} random reference draws per k; {meta['note']}.", ""]
@@ -94,6 +142,9 @@ def write(out, results, ratios, meta, ks):
     lines += ["## Is the rebuilt network the one measured?", "",
               f"Card MACs × 2 against the dataset's `flops`: {close} of {len(ratios)} within 2%. "
               "Furthest: " + ", ".join(f"{n} {r:.3f}" for n, r in worst[:4]) + ".", ""]
+    for profile, (median, low, high, count) in sizes.items():
+        lines += [f"Host {profile} file size / the device's file, {count} networks: median {median:.3f} "
+                  f"(range {low:.3f} to {high:.3f}).", ""]
     for name, result in results.items():
         lines += [f"## {name} ({result['networks']} networks)", "",
                   "| k | method | MAPE % | within ±10% | Spearman | Kendall |", "|---|---|---|---|---|---|"]
@@ -107,6 +158,11 @@ def write(out, results, ratios, meta, ks):
             if chosen:
                 lines.append(f"| {k} | auto, `calibrate suggest` references | {chosen['mape']:.1f} | "
                              f"{chosen['within10']:.1f} | {chosen['spearman']:.4f} | {chosen['kendall']:.4f} |")
+        if result.get("trial"):
+            lines += ["", "The relative model with a transformer card feature added (median of the draws):", "",
+                      "| k | features | MAPE % | within ±10% | Spearman |", "|---|---|---|---|---|"]
+            for (k, label), row in sorted(result["trial"].items()):
+                lines.append(f"| {k} | {label} | {row['mape']:.1f} | {row['within10']:.1f} | {row['spearman']:.4f} |")
         if result["lofo"]:
             lines += ["", "Leave one family out (every other family is the reference set), MAPE % per family:", "",
                       "| family | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
@@ -136,7 +192,11 @@ def main(argv=None):
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mixed", action="store_true", help="also the CNN + ViT slices (exports the 102 CNNs)")
+    parser.add_argument("--tflite", action="store_true",
+                        help="also the TFLite slices (28 networks: the ONNX export converted by onnx2tf, checked)")
     parser.add_argument("--no-families", action="store_true", help="skip leave-one-family-out")
+    parser.add_argument("--feature-trial", action="store_true",
+                        help="also score the relative model with each transformer card feature added")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="models and results store")
     parser.add_argument("--out", default=os.path.join(HERE, "vit"), help="where RESULTS.md goes")
     opts = parser.parse_args(argv)
@@ -146,10 +206,14 @@ def main(argv=None):
     names = sorted(opts.models or set(vit["model"]))
     run.check_draws(opts.ks, opts.draws, len(names))
     store = os.path.join(opts.cache, "profiles.db")
-    records = profile(export_vits(names, os.path.join(opts.cache, "vit_models")), store, opts.iterations)
+    folder = os.path.join(opts.cache, "vit_models")
+    records = {"torch": profile(export_vits(names, folder), store, opts.iterations)}
+    if opts.tflite:
+        records["tflite"] = profile(export_vits(names, folder, "tflite"), store, opts.iterations, "tflite")
     data = vit[vit["model"].isin(names)]
-    results = {name: evaluate(data, selector, records, opts.ks, opts.draws, opts.seed, not opts.no_families)
-               for name, selector in SLICES.items()}
+    results = {name: evaluate(data, selector, records[profile], opts.ks, opts.draws, opts.seed,
+                              not opts.no_families, profile)
+               for name, (selector, profile) in SLICES.items() if profile in records}
     if opts.mixed:
         import pandas as pd
 
@@ -158,16 +222,24 @@ def main(argv=None):
         paths = run.export_models(cnn_names, os.path.join(opts.cache, "models"), ["pt"])
         cnn_records = run.profile_all(paths, store, "local")["torch"]
         both = pd.concat([cnn, data])
-        for name, selector in SLICES.items():
-            results[name.replace(", 1 big", ", CNN + ViT, 1 big")] = evaluate(
-                both, selector, {**cnn_records, **records}, opts.ks, opts.draws, opts.seed, families=False)
+        for name, (selector, profile) in SLICES.items():
+            if profile == "torch":  # the phones' TFLite CNNs ran TFLite 2.10, their ViTs 2.15: not one runtime
+                results[name.replace(", 1 big", ", CNN + ViT, 1 big")] = evaluate(
+                    both, selector, {**cnn_records, **records["torch"]}, opts.ks, opts.draws, opts.seed,
+                    families=False)
+    if opts.feature_trial:
+        for name, (selector, profile) in SLICES.items():
+            if profile in records:
+                results[name]["trial"] = feature_trial(data, selector, records[profile], opts.ks, opts.draws,
+                                                       opts.seed, profile)
     argv = sys.argv[1:] if argv is None else argv
-    some = next(iter(records.values()))
+    some = next(iter(records["torch"].values()))
     meta = {"command": "python experiments/mmb_phones/vit.py " + " ".join(shlex.quote(str(a)) for a in argv),
-            "networks": len(records), "families": data[data["model"].isin(records)]["family"].nunique(),
+            "networks": len(records["torch"]),
+            "families": data[data["model"].isin(records["torch"])]["family"].nunique(),
             "host": some["host"].get("cpu_model", "?"), "iterations": opts.iterations, "draws": opts.draws,
             "note": f"export, profiling and fits {time.perf_counter() - started:.0f} s"}
-    write(opts.out, results, card_ratios(data, records), meta, opts.ks)
+    write(opts.out, results, card_ratios(data, records["torch"]), file_sizes(data, records), meta, opts.ks)
     for name, result in results.items():
         for method in METHODS:
             row = result["draws"].get((10, method))
