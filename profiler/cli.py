@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+from profiler.config import SETTINGS
 from profiler.harness import non_negative_int
 from profiler.runtimes import RUNTIMES
 
@@ -64,57 +65,8 @@ timeout are results: what the model does under the caps) and, with --calibration
 prediction; 1 when a model is an error row, or --calibration predicted nothing (a runtime or
 thread-count mismatch); 2 for bad input, with a one-line error; 130 on Ctrl-C, 143 on SIGTERM."""
 
-OVERRIDES = [  # (option, env key, help)
-    ("--device-name", "DEVICE_NAME", "name of the target device"),
-    ("--backend", "BACKEND", "auto (Docker if an engine answers, else local with a WARNING; TorchScript and "
-                             ".pt2 files, which carry code, then need --backend local), docker, local (caps "
-                             "CPU and memory with affinity and cgroups; NOT a security boundary), or slurm "
-                             "(each batch in a Slurm job step, capped by Slurm's cgroups)"),
-    ("--cpus", "CPUS", "device core count; may be fractional, e.g. 1.5"),
-    ("--cpu-set", "CPU_SET", "explicit host cores, e.g. 0,1"),
-    ("--memory", "MEMORY", "memory cap, e.g. 512m or 2g"),
-    ("--swap", "SWAP", "swap allowed on top of MEMORY (default 0)"),
-    ("--threads", "THREADS", "runtime threads (default ceil(CPUS))"),
-    ("--warmup", "WARMUP", "untimed runs (default 10)"),
-    ("--iterations", "ITERATIONS", "timed runs (default 100); with --target-ci, the least"),
-    ("--target-ci", "TARGET_CI", "keep timing until the median's 95%% interval is within this share of it, "
-                                 "e.g. 1%% or 0.01 (default: a fixed ITERATIONS)"),
-    ("--data", "DATA", "after timing, evaluate each model on this .npz (x_data: one sample per row, no batch "
-                       "dimension; y_data: labels or targets, optional) inside the same sandbox and runtime"),
-    ("--task", "TASK", "what y_data holds: auto (default: classes when the labels are integers), "
-                       "classification or regression"),
-    ("--workers", "WORKERS", "fresh worker processes per model, the timed runs split between them and pooled; "
-                             "their medians' spread flags a host whose speed drifts (default 1)"),
-    ("--time-budget", "TIME_BUDGET_S", "seconds of timed runs per model --target-ci may spend (default 10)"),
-    ("--batch", "BATCH", "batch size (default 1)"),
-    ("--cool-down-c", "COOL_DOWN_C", "before each model, wait (at most 300 s) until the board's hottest sensor "
-                                     "reads at most this many °C, as the public Pi benchmarks do (e.g. 55)"),
-    ("--delegate", "DELEGATE", "TFLite: xnnpack (default), none (builtin kernels, no delegate), reference, or a "
-                               "delegate library with its options, e.g. libarmnnDelegate.so:backends=CpuAcc or "
-                               "libedgetpu.so.1 (on the device, with --on)"),
-    ("--execution-providers", "EXECUTION_PROVIDERS", "ONNX Runtime providers in order of preference, e.g. "
-                                                     "TensorrtExecutionProvider,CUDAExecutionProvider,"
-                                                     "CPUExecutionProvider (default CPU); an unavailable one is "
-                                                     "an error, never a silent fallback"),
-    ("--timeout", "TIMEOUT_S", "seconds per model before it counts as timeout (default 600)"),
-    ("--input-shapes", "INPUT_SHAPES", "pin dynamic dims, e.g. input:1x3x224x224"),
-    ("--seed", "SEED", "seed for the random inputs (default 0)"),
-    ("--base-image", "BASE_IMAGE", "Docker base image (default python:3.11-slim, offline fallback)"),
-    ("--device-ram", "DEVICE_RAM", "the device's RAM, to flag models that won't fit, e.g. 4g"),
-    ("--jobs", "JOBS", "models measured at once, each sandbox (or Slurm step) on its own ceil(CPUS) cores; "
-                       "JOBS x ceil(CPUS) may not exceed the host's cores (default 1)"),
-    ("--slurm-partition", "SLURM_PARTITION", "BACKEND=slurm: the partition (default: the cluster's default)"),
-    ("--slurm-account", "SLURM_ACCOUNT", "BACKEND=slurm: the account to charge"),
-    ("--slurm-args", "SLURM_ARGS", "BACKEND=slurm: more sbatch options, e.g. '--qos=low --constraint=avx2'"),
-    ("--slurm-folder", "SLURM_FOLDER", "BACKEND=slurm: job files, on a filesystem every node sees "
-                                       "(default ./.edge-profiler-slurm)"),
-    ("--on", "SSH_HOST", "measure natively on this Linux device over SSH (user@host or an ~/.ssh/config alias; "
-                         "key-based login, host key checked); implies --backend ssh"),
-    ("--ssh-python", "SSH_PYTHON", "the device's Python with numpy and the runtime (default python3)"),
-    ("--ssh-config", "SSH_CONFIG", "an ssh_config file to use instead of ~/.ssh/config"),
-    ("--op-profile", "OP_PROFILE", "also time OP_PROFILE runs per operator class with onnxruntime's profiler "
-                                   "(features for `calibrate --method features`)"),
-]
+# The command-line overrides: every setting that has an option (one list, profiler.config.SETTINGS).
+OVERRIDES = [(option, key, text) for key, option, text in SETTINGS if option]
 
 
 def build_parser():

@@ -248,11 +248,64 @@ def _docker_args(text, values, warnings):
         i += 1
 
 
-KEYS = {"DEVICE_NAME", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS", "BATCH",
-        "BACKEND", "BASE_IMAGE", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "DEVICE_RAM", "OP_PROFILE", "SAMPLE_MEMORY",
-        "JOBS", "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-        "SSH_CONFIG", "SSH_CONNECT_TIMEOUT_S", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS", "DELEGATE",
-        "EXECUTION_PROVIDERS", "COOL_DOWN_C"}
+# Every setting: (env key, command-line option or None, help). The env file, the options of `profile`
+# and the API keywords (the key in lower case) are all made from this one list.
+SETTINGS = (
+    ("DEVICE_NAME", "--device-name", "name of the target device"),
+    ("BACKEND", "--backend", "auto (Docker if an engine answers, else local with a WARNING; TorchScript and "
+                             ".pt2 files, which carry code, then need --backend local), docker, local (caps CPU"
+                             " and memory with affinity and cgroups; NOT a security boundary), or slurm (each "
+                             "batch in a Slurm job step, capped by Slurm's cgroups)"),
+    ("CPUS", "--cpus", "device core count; may be fractional, e.g. 1.5"),
+    ("CPU_SET", "--cpu-set", "explicit host cores, e.g. 0,1"),
+    ("MEMORY", "--memory", "memory cap, e.g. 512m or 2g"),
+    ("SWAP", "--swap", "swap allowed on top of MEMORY (default 0)"),
+    ("THREADS", "--threads", "runtime threads (default ceil(CPUS))"),
+    ("WARMUP", "--warmup", "untimed runs (default 10)"),
+    ("ITERATIONS", "--iterations", "timed runs (default 100); with --target-ci, the least"),
+    ("TARGET_CI", "--target-ci", "keep timing until the median's 95%% interval is within this share of it, e.g."
+                                 " 1%% or 0.01 (default: a fixed ITERATIONS)"),
+    ("DATA", "--data", "after timing, evaluate each model on this .npz (x_data: one sample per row, no batch "
+                       "dimension; y_data: labels or targets, optional) inside the same sandbox and runtime"),
+    ("TASK", "--task", "what y_data holds: auto (default: classes when the labels are integers), classification"
+                       " or regression"),
+    ("WORKERS", "--workers", "fresh worker processes per model, the timed runs split between them and pooled; "
+                             "their medians' spread flags a host whose speed drifts (default 1)"),
+    ("TIME_BUDGET_S", "--time-budget", "seconds of timed runs per model --target-ci may spend (default 10)"),
+    ("BATCH", "--batch", "batch size (default 1)"),
+    ("COOL_DOWN_C", "--cool-down-c", "before each model, wait (at most 300 s) until the board's hottest sensor "
+                                     "reads at most this many °C, as the public Pi benchmarks do (e.g. 55)"),
+    ("DELEGATE", "--delegate", "TFLite: xnnpack (default), none (builtin kernels, no delegate), reference, or a"
+                               " delegate library with its options, e.g. libarmnnDelegate.so:backends=CpuAcc or"
+                               " libedgetpu.so.1 (on the device, with --on)"),
+    ("EXECUTION_PROVIDERS", "--execution-providers", "ONNX Runtime providers in order of preference, e.g. Tenso"
+                                                     "rrtExecutionProvider,CUDAExecutionProvider,CPUExecutionPr"
+                                                     "ovider (default CPU); an unavailable one is an error, "
+                                                     "never a silent fallback"),
+    ("TIMEOUT_S", "--timeout", "seconds per model before it counts as timeout (default 600)"),
+    ("INPUT_SHAPES", "--input-shapes", "pin dynamic dims, e.g. input:1x3x224x224"),
+    ("SEED", "--seed", "seed for the random inputs (default 0)"),
+    ("BASE_IMAGE", "--base-image", "Docker base image (default python:3.11-slim, offline fallback)"),
+    ("DEVICE_RAM", "--device-ram", "the device's RAM, to flag models that won't fit, e.g. 4g"),
+    ("JOBS", "--jobs", "models measured at once, each sandbox (or Slurm step) on its own ceil(CPUS) cores; JOBS"
+                       " x ceil(CPUS) may not exceed the host's cores (default 1)"),
+    ("SLURM_PARTITION", "--slurm-partition", "BACKEND=slurm: the partition (default: the cluster's default)"),
+    ("SLURM_ACCOUNT", "--slurm-account", "BACKEND=slurm: the account to charge"),
+    ("SLURM_ARGS", "--slurm-args", "BACKEND=slurm: more sbatch options, e.g. '--qos=low --constraint=avx2'"),
+    ("SLURM_FOLDER", "--slurm-folder", "BACKEND=slurm: job files, on a filesystem every node sees (default "
+                                       "./.edge-profiler-slurm)"),
+    ("SSH_HOST", "--on", "measure natively on this Linux device over SSH (user@host or an ~/.ssh/config alias; "
+                         "key-based login, host key checked); implies --backend ssh"),
+    ("SSH_PYTHON", "--ssh-python", "the device's Python with numpy and the runtime (default python3)"),
+    ("SSH_CONFIG", "--ssh-config", "an ssh_config file to use instead of ~/.ssh/config"),
+    ("OP_PROFILE", "--op-profile", "also time OP_PROFILE runs per operator class with onnxruntime's profiler "
+                                   "(features for `calibrate --method features`)"),
+    ("SAMPLE_MEMORY", "--sample-memory", "1: also read resident memory after every timed run (mean_rss_mb; "
+                                         "default 0)"),
+    ("SSH_CONNECT_TIMEOUT_S", "--ssh-connect-timeout", "--on: seconds to wait for the device's SSH connection "
+                                                       "(default 10)"),
+)
+KEYS = {key for key, _, _ in SETTINGS}
 MAX_RUNS = 10 ** 7  # ITERATIONS and WARMUP: far above any useful count, and below what a sandbox can run in a week
 MAX_JOBS = 4096
 ALIASES = {"DOCKCPUS": "CPUS", "DOCKMEMORY": "MEMORY"}

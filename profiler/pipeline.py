@@ -6,7 +6,7 @@ import sys
 from profiler import export, report
 from profiler.api import ProfileError, check_models
 from profiler.api import profile as profile_models
-from profiler.config import ConfigError, TargetDevice
+from profiler.config import SETTINGS, ConfigError, TargetDevice
 from profiler.escape import printable_text
 from profiler.files import check_writable, clobbered_input, is_special, printable
 
@@ -36,11 +36,7 @@ def check_output(path, option):
         raise PipelineError(f"{option} {path}: {exc.strerror}") from None
 
 
-OVERRIDE_KEYS = ("DEVICE_NAME", "BACKEND", "CPUS", "CPU_SET", "MEMORY", "SWAP", "THREADS", "WARMUP", "ITERATIONS",
-                 "BATCH", "TIMEOUT_S", "INPUT_SHAPES", "SEED", "BASE_IMAGE", "DEVICE_RAM", "OP_PROFILE", "JOBS",
-                 "SLURM_PARTITION", "SLURM_ACCOUNT", "SLURM_ARGS", "SLURM_FOLDER", "SSH_HOST", "SSH_PYTHON",
-                 "SSH_CONFIG", "TARGET_CI", "TIME_BUDGET_S", "DATA", "TASK", "WORKERS", "DELEGATE",
-                 "EXECUTION_PROVIDERS", "COOL_DOWN_C")
+OVERRIDE_KEYS = tuple(key for key, option, _ in SETTINGS if option)  # the settings `profile` has options for
 
 
 def profile(opts, notice, load_calibration=None):

@@ -93,3 +93,15 @@ def test_env_values_that_could_never_run_are_one_line_before_any_work(tmp_path, 
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("profile: error: " + line.split("=")[0]), done.stderr
     assert time.monotonic() - started < 30  # refused, not built: no core set of 10⁹ integers, no run
+
+
+def test_one_list_of_settings_makes_the_env_keys_the_options_and_the_api_keywords():
+    from profiler import cli, config, pipeline
+
+    parser = cli.build_parser()
+    assert config.KEYS <= {action.dest for action in parser._actions}
+    assert set(pipeline.OVERRIDE_KEYS) == config.KEYS == {key for key, _, _ in config.SETTINGS}
+    opts = parser.parse_args(["m.onnx", "--sample-memory", "1", "--ssh-connect-timeout", "5"])
+    settings = {key.lower(): getattr(opts, key) for key in pipeline.OVERRIDE_KEYS}
+    target = config.TargetDevice.from_env(None, **settings)
+    assert target.sample_memory is True and target.ssh_connect_timeout_s == 5

@@ -62,15 +62,11 @@ def export_vits(names, folder, fmt="pt", progress=True):
 
 def profile(paths, store, iterations, runtime="torch"):
     from experiments.seedlib import profile_cached
-    from profiler.api import add_card
 
     env = dict(run.HOST_ENV, BACKEND="local", **HOST_ENV)
     if iterations:
         env["ITERATIONS"] = str(iterations)
-    records = profile_cached(paths, store, env, runtime)
-    for record in records.values():  # the current card code's counts (attention apart)
-        add_card(record, None)
-    return records
+    return profile_cached(paths, store, env, runtime)  # each record carries the card made when it was profiled
 
 
 def evaluate(data, selector, records, ks, draws, seed, families=True, profile="torch"):
@@ -197,9 +193,13 @@ def main(argv=None):
     parser.add_argument("--no-families", action="store_true", help="skip leave-one-family-out")
     parser.add_argument("--feature-trial", action="store_true",
                         help="also score the relative model with each transformer card feature added")
+    parser.add_argument("--cpu-set", metavar="CPUS",
+                        help="measure on these cores only (CPU_SET), e.g. while an export runs on the others")
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="models and results store")
     parser.add_argument("--out", default=os.path.join(HERE, "vit"), help="where RESULTS.md goes")
     opts = parser.parse_args(argv)
+    if opts.cpu_set:
+        run.HOST_ENV = dict(run.HOST_ENV, CPU_SET=opts.cpu_set)
 
     started = time.perf_counter()
     vit = load(opts.dataset, "mmb_vit_latency_dev.csv")
@@ -211,9 +211,9 @@ def main(argv=None):
     if opts.tflite:
         records["tflite"] = profile(export_vits(names, folder, "tflite"), store, opts.iterations, "tflite")
     data = vit[vit["model"].isin(names)]
-    results = {name: evaluate(data, selector, records[profile], opts.ks, opts.draws, opts.seed,
-                              not opts.no_families, profile)
-               for name, (selector, profile) in SLICES.items() if profile in records}
+    results = {name: evaluate(data, selector, records[host], opts.ks, opts.draws, opts.seed, not opts.no_families,
+                              host)
+               for name, (selector, host) in SLICES.items() if host in records}
     if opts.mixed:
         import pandas as pd
 
@@ -222,16 +222,16 @@ def main(argv=None):
         paths = run.export_models(cnn_names, os.path.join(opts.cache, "models"), ["pt"])
         cnn_records = run.profile_all(paths, store, "local")["torch"]
         both = pd.concat([cnn, data])
-        for name, (selector, profile) in SLICES.items():
-            if profile == "torch":  # the phones' TFLite CNNs ran TFLite 2.10, their ViTs 2.15: not one runtime
+        for name, (selector, host) in SLICES.items():
+            if host == "torch":  # the phones' TFLite CNNs ran TFLite 2.10, their ViTs 2.15: not one runtime
                 results[name.replace(", 1 big", ", CNN + ViT, 1 big")] = evaluate(
                     both, selector, {**cnn_records, **records["torch"]}, opts.ks, opts.draws, opts.seed,
                     families=False)
     if opts.feature_trial:
-        for name, (selector, profile) in SLICES.items():
-            if profile in records:
-                results[name]["trial"] = feature_trial(data, selector, records[profile], opts.ks, opts.draws,
-                                                       opts.seed, profile)
+        for name, (selector, host) in SLICES.items():
+            if host in records:
+                results[name]["trial"] = feature_trial(data, selector, records[host], opts.ks, opts.draws,
+                                                       opts.seed, host)
     argv = sys.argv[1:] if argv is None else argv
     some = next(iter(records["torch"].values()))
     meta = {"command": "python experiments/mmb_phones/vit.py " + " ".join(shlex.quote(str(a)) for a in argv),
