@@ -170,7 +170,15 @@ def data_file(data):
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
-_SCALE_MB = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+MIB = 1024 * 1024  # bytes
+
+
+def mib_to_bytes(mib):
+    """A size in MiB (MEMORY, SWAP: settings are held in MiB) as the whole bytes a kernel or engine takes."""
+    return int((mib or 0) * MIB)
+
+
+_SCALE_MB = {"": 1 / MIB, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
 MAX_SIZE_MB = 1024.0 ** 3  # 1 PiB
 MAX_CORE = 4095  # the kernel's largest CPU number on common builds (CONFIG_NR_CPUS)
 MAX_THREADS = 128  # far above any edge device; the sandbox's process limit (512) leaves room for it

@@ -19,7 +19,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 import profiler
-from profiler.config import DEFAULT_BASE_IMAGE
+from profiler.config import DEFAULT_BASE_IMAGE, mib_to_bytes
 from profiler.files import private_folder, sweep_dead_folders
 from profiler.sandbox.base import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, companion_files, harness_args,
                                    harness_files, harness_record, pick_cores)
@@ -274,9 +274,9 @@ class DockerBackend(Backend):
             options["nano_cpus"] = int(target.cpus * 1e9)
         how = [f"cpuset {options['cpuset_cpus']}"] + ([f"nano_cpus {target.cpus:g}"] if fractional else [])
         if target.memory_mb:
-            options["mem_limit"] = int(target.memory_mb * 1024 * 1024)
+            options["mem_limit"] = mib_to_bytes(target.memory_mb)
             if self.swap_limit:
-                options["memswap_limit"] = options["mem_limit"] + int(target.swap_mb * 1024 * 1024)
+                options["memswap_limit"] = options["mem_limit"] + mib_to_bytes(target.swap_mb)
             else:
                 options["mem_swappiness"] = 0
             how.append(f"mem_limit {target.memory_mb:g} MiB")

@@ -15,6 +15,7 @@ import time
 import uuid
 
 import profiler
+from profiler.config import mib_to_bytes
 from profiler.harness import die_with_parent
 from profiler.sandbox.base import HOST_GRACE_S, LABEL, Backend, harness_args, harness_record, pick_cores
 
@@ -54,11 +55,11 @@ class CgroupCaps:
         if memory_mb:
             path = self._mkdir("/sys/fs/cgroup/memory", name)
             if path:
-                limit = int(memory_mb * 1024 * 1024)
+                limit = mib_to_bytes(memory_mb)
                 self._write(os.path.join(path, "memory.limit_in_bytes"), limit)
                 memsw = os.path.join(path, "memory.memsw.limit_in_bytes")
                 if os.path.exists(memsw):
-                    self._write(memsw, limit + int(swap_mb * 1024 * 1024))
+                    self._write(memsw, limit + mib_to_bytes(swap_mb))
                 else:
                     self._write(os.path.join(path, "memory.swappiness"), 0)
                     if swap_mb:
@@ -81,8 +82,8 @@ class CgroupCaps:
             return
         if memory_mb:
             try:
-                self._write(os.path.join(path, "memory.max"), int(memory_mb * 1024 * 1024))
-                self._write(os.path.join(path, "memory.swap.max"), int(swap_mb * 1024 * 1024))
+                self._write(os.path.join(path, "memory.max"), mib_to_bytes(memory_mb))
+                self._write(os.path.join(path, "memory.swap.max"), mib_to_bytes(swap_mb))
                 self.memory = True
             except OSError as exc:
                 self.notes.append(f"the memory controller is not enabled for {parent} ({exc.strerror})")
