@@ -287,7 +287,7 @@ def _profile(groups, target, runtime, store, remeasure, calibration, force, prog
     if calibration is not None:
         predictor = predictor_for(calibration, target, force, warn)
         if predictor.needs_op_profile() and not target.op_profile_runs:
-            target.op_profile_runs = 20
+            target = results.target = replace(target, op_profile_runs=20)  # the caller's Target stays as given
             notice("notice: the calibration uses per-operator times; profiling with --op-profile 20")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
         raise ProfileError(f"retries={retries!r}: a whole number of at least 0")

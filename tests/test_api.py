@@ -171,3 +171,25 @@ def test_a_csv_export_is_a_host_input(tmp_path, models):
     out = tmp_path / "calib.json"
     assert run_cli("calibrate", device, "--host", host, "--method", "ols", "--out", out).returncode == 0
     assert json.loads(out.read_text())["fits"][0]["a"] == pytest.approx(5, rel=1e-9)
+
+
+def test_profile_leaves_the_callers_target_as_it_was_given(tmp_path):
+    """A calibration that needs per-operator times profiles with them, on a copy of the caller's Target."""
+    import dataclasses
+
+    class NeedsOpProfile:
+        def annotate(self, record):
+            return record
+
+        def needs_op_profile(self):
+            return True
+
+        def mix_advice(self, records):
+            return []
+
+    given = target()
+    before = dataclasses.asdict(given)
+    model = os.path.join(ROOT, "experiments", "examples", "tiny_cnn.onnx")
+    results = profiler.profile(model, given, store=None, calibration=NeedsOpProfile(), retries=0)
+    assert results[0]["status"] == "ok" and results.target.op_profile_runs == 20
+    assert dataclasses.asdict(given) == before and given.op_profile_runs in (0, None)
