@@ -281,22 +281,47 @@ def onnx_to_tflite(source, out):
         ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
         np.save(os.path.join(work, "calibration_image_sample_data_20x128x128x3_float32.npy"), sample)
-        for signatures in (False, True):
-            # onnx2tf exits the process when it cannot write its SavedModel (an op name TensorFlow refuses,
-            # e.g. a torch export's "/block.0.0/..."); it then asks for signature defs, which take another path
-            try:
-                with contextlib.chdir(work):
-                    onnx2tf.convert(input_onnx_file_path=folded, output_folder_path=os.path.join(work, "out"),
-                                    non_verbose=True, copy_onnx_input_output_names_to_tflite=True,
-                                    output_signaturedefs=signatures)
-                break
-            except SystemExit:
-                if signatures:
-                    raise VariantError(f"{source}: onnx2tf could not convert it (it stopped with an error)") from None
-        made = glob.glob(os.path.join(work, "out", "*_float32.tflite"))
+        folder = os.path.join(work, "out")
+        with contextlib.chdir(work):
+            tflite = _keras_to_tflite(onnx2tf, folded)
+            if tflite is not None:
+                with open(out, "wb") as f:
+                    f.write(tflite)
+                return
+            for signatures in (False, True):
+                # onnx2tf exits the process when it cannot write its SavedModel (an op name TensorFlow
+                # refuses, e.g. a torch export's "/block.0.0/..."); it then asks for signature defs
+                try:
+                    onnx2tf.convert(input_onnx_file_path=folded, output_folder_path=folder, non_verbose=True,
+                                    copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=signatures)
+                    break
+                except SystemExit:
+                    if signatures:
+                        raise VariantError(f"{source}: onnx2tf could not convert it (it stopped with an error)") \
+                            from None
+        made = glob.glob(os.path.join(folder, "*_float32.tflite"))
         if not made:
             raise VariantError(f"{source}: onnx2tf wrote no float32 TFLite file")
         os.replace(made[0], out)
+
+
+def _keras_to_tflite(onnx2tf, onnx_path):
+    """The TFLite bytes of onnx2tf's Keras model, converted from its frozen function as onnx2tf itself
+    converts it (TFLite builtins, TensorFlow ops where there is none, batch matmul kept), but without
+    the SavedModel onnx2tf writes first and TensorFlow's converter lowers through again: for a
+    transformer those two traces take most of the time. None when this path fails (the caller then
+    runs onnx2tf's own)."""
+    import tensorflow as tf
+
+    try:
+        model = onnx2tf.convert(input_onnx_file_path=onnx_path, non_verbose=True, disable_model_save=True)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.experimental_lower_to_saved_model = False
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        converter.unfold_batchmatmul = False
+        return converter.convert()
+    except (Exception, SystemExit):
+        return None
 
 
 def _onnx_to_openvino(source, out):
