@@ -420,18 +420,26 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
     def public(record):
         return as_given(record, shown)
 
-    def one(record):
+    def finish(record, index=None):
+        """Cores, card and prediction added, then the results (appended, or row `index` replaced: the
+        same model measured again), the exports and the store gain the row together."""
         if choice is not None:
             record["cores"] = dict(choice.info)
         add_card(record, target)
         if predictor is not None:
             predictor.annotate(record)
         kept = keep_outputs(record, outputs)
-        with undivided():  # the results, the exports and the store gain the row together
-            results.append(kept)
+        with undivided():
+            if index is None:
+                results.append(kept)
+            else:
+                results[index] = kept
             if on_result is not None:
-                on_result(public(kept))
+                on_result(public(kept))  # the same model again: exports replace its row
             save(public(record))  # the store keeps the outputs, for the agreement of a later run's variants
+
+    def one(record):
+        finish(record)
         bar.update(1)
         bar.set_postfix_str(f"{record['model']}: {record['status']}")
 
@@ -444,17 +452,7 @@ def _run(backend, target, groups, store, predictor, progress, notice, on_result,
         changed, made = stability.remeasure(fresh, lambda again, emit: sweep.run_all(backend, target, again, emit),
                                             retries)
         for i, record in changed.items():
-            if choice is not None:
-                record["cores"] = dict(choice.info)
-            add_card(record, target)
-            if predictor is not None:
-                predictor.annotate(record)
-            kept = keep_outputs(record, outputs)
-            with undivided():
-                results[i] = kept
-                if on_result is not None:
-                    on_result(public(kept))  # the same model again: exports replace its row
-                save(public(record))
+            finish(record, i)
         notice(f"{made} unstable or disturbed measurement(s) taken again; the steadiest of each kept")
     if references:
         for record in add_agreement(results, outputs, references):
