@@ -129,3 +129,22 @@ def test_attention_is_counted_alike_in_onnx_in_the_converted_tflite_and_in_openv
     for path, card in cards.items():
         assert {key: card[key] for key in hand} == hand, path
         assert card["macs"] == cards[source]["macs"], path
+
+
+@pytest.mark.skipif(not os.path.isdir(mmb_vit.default_dataset()), reason="../shared/datasets/mmb-vit is absent")
+def test_the_vit_study_calibrates_a_few_networks_of_the_dev_phones(tmp_path):
+    """experiments/mmb_phones/vit.py end to end on six small ViTs of six families: exported, profiled on
+    this host, calibrated against both phones' PyTorch Mobile rows."""
+    from experiments.mmb_phones import vit
+
+    few = ["levit-128S", "mobilevit-xx-small", "mit-b0", "swiftformer-xs", DEIT, "van-tiny"]
+    results = vit.main(["--models", *few, "--draws", "2", "--ks", "4", "--no-families", "--cache",
+                        str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
+    assert set(results) == {name for name, (_, host) in vit.SLICES.items() if host == "torch"}
+    for result in results.values():
+        assert result["networks"] == 6
+        for method in vit.METHODS:
+            row = result["draws"][(4, method)]
+            assert 0 <= row["within10"] <= 100 and row["mape"] > 0
+    text = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "6 of 6 within 2%" in text and "Pixel 4, PyTorch Mobile fp32, 1 big core (6 networks)" in text
