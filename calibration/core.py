@@ -279,8 +279,12 @@ def _model_fit_tail(fit, names, host, y, pred, make, X, selected_loo_mape, dof, 
 
 # Corrections the relative model may add to the plain host ratio: work by operator class (where a
 # device's kernels differ most from the host's), per-node overhead, memory traffic, a constant.
+# Transformer work (attention's activation-by-activation MACs, softmax, normalisation and GELU elements)
+# joined them after helping on both dev phones' vision transformers (experiments/mmb_phones/vit); a CNN
+# has none of it, so its fits are unchanged.
+TRANSFORMER_FEATURES = ("macs:attention", "softmax_elements", "norm_elements", "gelu_elements")
 RELATIVE_FEATURES = tuple(f"macs:{c}" for c in ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")) + (
-    "conv_nodes", "nodes", "activation_bytes", "macs:narrow")
+    "conv_nodes", "nodes", "activation_bytes", "macs:narrow") + TRANSFORMER_FEATURES
 # Kept for the relative model only: it helped there on both dev phones (experiments/mmb_phones);
 # the absolute feature model was not tried with it.
 RELATIVE_ONLY = ("macs:narrow",)
