@@ -19,6 +19,7 @@ from collections import Counter
 import numpy as np
 
 from profiler.files import silenced
+from profiler.schema import TRANSFORMER_COUNTS
 
 CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul", "pool", "elementwise", "other")
 MAC_CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")
@@ -68,8 +69,6 @@ def _empty():
             "macs_narrow": 0, "macs_int": 0, "unresolved": [], **{k: 0 for k in TRANSFORMER_COUNTS}}
 
 
-# Transformer work the card counts apart (macs_attention is part of fc/matmul; the rest are elements).
-TRANSFORMER_COUNTS = ("macs_attention", "softmax_elements", "norm_elements", "gelu_elements")
 ONNX_TRANSFORMER = {"Softmax": "softmax_elements", "LogSoftmax": "softmax_elements",
                     "LayerNormalization": "norm_elements", "GroupNormalization": "norm_elements",
                     "InstanceNormalization": "norm_elements", "SimplifiedLayerNormalization": "norm_elements",
@@ -552,21 +551,16 @@ def torchscript_to_onnx(path, shapes, fold_constants=False,
     if not stored:
         raise CardError(f"{path}: TorchScript has no input shapes; set INPUT_SHAPES")
     example = tuple(torch.rand(shape) for shape in stored.values())
-    for opset in EXPORT_OPSETS:
-        buffer = io.BytesIO()
-        try:
-            with warnings.catch_warnings(), silenced():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=opset,
-                                  do_constant_folding=fold_constants, input_names=list(stored))
-            return buffer.getvalue(), module
-        except Exception as exc:  # the exporter cannot express every network; its IR dump is not for the user
-            text = " ".join(str(exc).split())
-    raise CardError(f"{path}: {why} ({text[:160]})") from None
-
-
-# 17 first (what the rest of the project exports); 18 for ops ONNX gained there (col2im: unfolding patches)
-EXPORT_OPSETS = (17, 18)
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), silenced():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
+                              do_constant_folding=fold_constants, input_names=list(stored))
+    except Exception as exc:  # the exporter cannot express every network; its IR dump is not for the user
+        text = " ".join(str(exc).split())
+        raise CardError(f"{path}: {why} ({text[:160]})") from None
+    return buffer.getvalue(), module
 
 
 def torchscript_card(path, shapes, batch=1):
