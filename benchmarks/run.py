@@ -11,6 +11,9 @@
 (e) `profile --card-only` wall time on a 50 MB ONNX model (target < 2 s)
 (f) the executor's overhead: one empty sandbox run (start, interpreter, onnxruntime import,
     teardown) per backend, as every profile reports it; no latency figure includes it
+(h) peak memory of an ONNX and a TorchScript conv stack alone, at the end of a batch after larger
+    models, and at the end of that batch while the page cache is dropped every 0.5 s (root only),
+    local backend: the headline and its anonymous part (target: within 3% of alone)
 """
 
 import argparse
@@ -32,11 +35,63 @@ from profiler.sandbox.local import LocalBackend  # noqa: E402
 MEDIUM = dict(size=224, channels=(32, 64, 96))  # a few ms per inference on one core
 
 
-def profile(backend, target, paths):
+def profile(backend, target, paths, runtime="onnx"):
     records = []
     start = time.perf_counter()
-    backend.run(target, paths, records.append, runtime="onnx")
+    backend.run(target, paths, records.append, runtime=runtime)
     return time.perf_counter() - start, records
+
+
+def drop_page_cache():
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1")
+
+
+def peak_memory(work, local, figures):
+    """(h): the same model's peak alone, after a batch, and after a batch under page-cache pressure."""
+    import threading
+
+    from experiments.examples.models import cnn_torchscript
+
+    try:
+        drop_page_cache()
+    except OSError as exc:
+        print(f"(h) skipped: cannot drop the page cache here ({exc.strerror})")
+        return
+    larger = [cnn_onnx(os.path.join(work, f"weights_{mb}.onnx"), extra_weights_mb=mb) for mb in (256, 96)]
+    target = load_target(None, {"CPUS": "1", "MEMORY": "8g", "WARMUP": "5", "ITERATIONS": "20"})
+    stack = dict(size=128, channels=(64, 128, 128))
+    for runtime, path in (("onnx", cnn_onnx(os.path.join(work, "stack.onnx"), **stack)),
+                          ("torch", cnn_torchscript(os.path.join(work, "stack.pt"), **stack))):
+        runs = {"alone": profile(local, target, [path], runtime)[1][-1]}
+        batch = []
+        for p in larger:
+            batch += profile(local, target, [p])[1]
+        runs["after a batch"] = profile(local, target, [path], runtime)[1][-1]
+        stop = threading.Event()
+
+        def dropper():
+            while not stop.is_set():
+                drop_page_cache()
+                time.sleep(0.5)
+
+        thread = threading.Thread(target=dropper)
+        thread.start()
+        try:
+            for p in larger:
+                profile(local, target, [p])
+            runs["under pressure"] = profile(local, target, [path], runtime)[1][-1]
+        finally:
+            stop.set()
+            thread.join()
+        alone = runs["alone"]
+        cells = []
+        for name, record in runs.items():
+            ratio = record["peak_memory_mb"] / alone["peak_memory_mb"]
+            figures[f"h_{runtime}_{name.replace(' ', '_')}_ratio"] = ratio
+            cells.append(f"{name} {record['peak_memory_mb']:.2f} MiB (anon {record['memory']['anon_mb']:.2f}, "
+                         f"file {record['memory']['file_mb']:.2f}; x{ratio:.4f})")
+        print(f"(h) {runtime} peak: " + "; ".join(cells) + "   (target within 3%)")
 
 
 def bare_loop_median(path, core, iterations, warmup):
@@ -146,6 +201,7 @@ def run(opts, work):
     print(f"(f) empty run: local {figures['f_empty_local_run_ms']:.0f} ms"
           + (f", Docker {figures['f_empty_docker_run_ms']:.0f} ms" if "f_empty_docker_run_ms" in figures else "")
           + "   (reported, outside every latency figure)")
+    peak_memory(work, local, figures)
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
 
 

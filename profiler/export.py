@@ -18,6 +18,7 @@ CSV_COLUMNS = [
     "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_iqr_ms", "latency_ci_low_ms", "latency_ci_high_ms",
     "flags", "disturbed_runs", "timed_runs", "figures_from",
     "throughput_ips", "peak_memory_mb", "rss_peak_mb", "idle_memory_mb", "memory_source",
+    "peak_anon_mb", "peak_file_mb",
     "predicted_latency_ms", "predicted_latency_ms_low", "predicted_latency_ms_high",
     "predicted_peak_memory_mb", "predicted_peak_memory_mb_low", "predicted_peak_memory_mb_high",
     "extrapolated", "outside_mix", "exceeds_device_ram",
@@ -37,6 +38,8 @@ def flatten(record):
     row = {key: record.get(key) for key in CSV_COLUMNS}
     variant = record.get("variant") if isinstance(record.get("variant"), dict) else {}
     row.update(variant_of=variant.get("of"), variant=variant.get("kind"))
+    memory = record.get("memory") if isinstance(record.get("memory"), dict) else {}
+    row.update(peak_anon_mb=memory.get("anon_mb"), peak_file_mb=memory.get("file_mb"))
     row.update(target_name=target.get("name"), cpus=target.get("cpus"), threads=target.get("threads"),
                memory_mb=target.get("memory_mb"), enforced_cpus=enforced.get("cpus"),
                enforced_memory=enforced.get("memory"), flags=" ".join(flags(record)),
