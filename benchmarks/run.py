@@ -1,13 +1,13 @@
 """edge-profiler benchmarks: overhead, stability and sandbox cost, printed as figures.
 
-    make bench                     # or: .venv/bin/python benchmarks/run.py [--models 100]
+    make bench                     # or: .venv/bin/python benchmarks/run.py [--models 100] [--sections dh]
 
 (a) harness median / bare onnxruntime loop median, same model, same core, 1 thread (target <= 1.02)
 (b) spread (max - min) / median of the medians of 5 repeated profiles of a >= 1 ms model (target <= 2%)
 (c) wall time to profile N small ONNX CNNs (10 warm-up + 50 runs) / sum of their load + timed inference
     (local backend; target <= 2)
 (d) Docker wall / local wall on the same N models, warm image (target <= 1.5), and the median latency
-    of one model under both backends (target: within 3%)
+    of a medium and a small model under both backends, interleaved (target: ratio 0.97-1.03)
 (e) `profile --card-only` wall time on a 50 MB ONNX model (target < 2 s)
 (f) the executor's overhead: one empty sandbox run (start, interpreter, onnxruntime import,
     teardown) per backend, as every profile reports it; no latency figure includes it
@@ -122,32 +122,59 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=100, help="small CNNs for (c) and (d) (default 100)")
     parser.add_argument("--no-docker", action="store_true", help="skip (d)")
+    parser.add_argument("--sections", default="abcdefh", metavar="LETTERS",
+                        help="which figures to take, e.g. --sections dh (default: all, abcdefh)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="take the chosen figures N times in a row, each printed (default 1)")
     opts = parser.parse_args()
+    unknown = set(opts.sections) - set("abcdefh")
+    if unknown or not opts.sections:
+        parser.error(f"--sections: letters from abcdefh, not {opts.sections!r}")
 
     with tempfile.TemporaryDirectory(prefix="edge-profiler-bench-") as work:  # 73 MB of models, removed after
-        run(opts, work)
+        for _ in range(max(1, opts.repeat)):
+            run(opts, work)
 
 
 def run(opts, work):
     medium = cnn_onnx(os.path.join(work, "medium.onnx"), **MEDIUM)
     small = [cnn_onnx(os.path.join(work, f"small_{i:03d}.onnx"), size=128, channels=(32, 64, 64), seed=i)
-             for i in range(opts.models)]
+             for i in range(opts.models if "c" in opts.sections or "d" in opts.sections else 1)]
     core = physical_first_cores()[0]
     target = load_target(None, {"CPUS": "1", "CPU_SET": str(core), "MEMORY": "1g", "WARMUP": "10",
                                 "ITERATIONS": "200"})
     local = LocalBackend()
     figures = {}
 
-    # (a) interleaved, three rounds each, median of medians
-    harness, bare = [], []
-    for _ in range(3):
-        bare.append(bare_loop_median(medium, core, 200, 10))
-        harness.append(profile(local, target, [medium])[1][0]["latency_ms"]["median"])
-    figures["a_harness_over_bare"] = statistics.median(harness) / statistics.median(bare)
-    print(f"(a) harness median {statistics.median(harness):.4f} ms / bare loop median {statistics.median(bare):.4f} ms"
-          f" = {figures['a_harness_over_bare']:.4f}   (target <= 1.02)")
+    if "a" in opts.sections:  # interleaved, three rounds each, median of medians
+        harness, bare = [], []
+        for _ in range(3):
+            bare.append(bare_loop_median(medium, core, 200, 10))
+            harness.append(profile(local, target, [medium])[1][0]["latency_ms"]["median"])
+        figures["a_harness_over_bare"] = statistics.median(harness) / statistics.median(bare)
+        print(f"(a) harness median {statistics.median(harness):.4f} ms / bare loop median "
+              f"{statistics.median(bare):.4f} ms = {figures['a_harness_over_bare']:.4f}   (target <= 1.02)")
+    if "b" in opts.sections:  # five repeated profiles
+        repeated_profiles(medium, core, local, target, figures)
+    small_target = load_target(None, {"CPUS": "1", "CPU_SET": str(core), "MEMORY": "1g", "WARMUP": "10",
+                                      "ITERATIONS": "50"})
+    if "c" in opts.sections:  # many small models, one sandbox
+        many_models(small, local, small_target, figures)
+    if "d" in opts.sections and not opts.no_docker:
+        docker_and_local(small, medium, local, target, small_target, figures)
+    if "e" in opts.sections:
+        card_only(work, figures)
+    if "f" in opts.sections:
+        figures["f_empty_local_run_ms"] = local.overhead(small_target, "onnx")["empty_run_ms"]
+        print(f"(f) empty run: local {figures['f_empty_local_run_ms']:.0f} ms"
+              + (f", Docker {figures['f_empty_docker_run_ms']:.0f} ms" if "f_empty_docker_run_ms" in figures else "")
+              + "   (reported, outside every latency figure)")
+    if "h" in opts.sections:
+        peak_memory(work, local, figures)
+    print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
 
-    # (b) five repeated profiles
+
+def repeated_profiles(medium, core, local, target, figures):
     medians = [profile(local, target, [medium])[1][0]["latency_ms"]["median"] for _ in range(5)]
     figures["b_spread"] = (max(medians) - min(medians)) / statistics.median(medians)
     print(f"(b) medians of 5 profiles: {', '.join(f'{m:.4f}' for m in medians)} ms; spread "
@@ -158,9 +185,8 @@ def run(opts, work):
     print(f"    bare loop, 5 runs: {', '.join(f'{m:.4f}' for m in bare5)} ms; spread "
           f"{100 * figures['b_bare_spread']:.2f}% (this machine's own run-to-run noise)")
 
-    # (c) many small models, one sandbox
-    small_target = load_target(None, {"CPUS": "1", "CPU_SET": str(core), "MEMORY": "1g", "WARMUP": "10",
-                                      "ITERATIONS": "50"})
+
+def many_models(small, local, small_target, figures):
     local_wall, records = profile(local, small_target, small)
     work_s = sum(r["load_ms"] + r["latency_ms"]["mean"] * r["iterations"] for r in records) / 1000
     figures["c_wall_over_work"] = local_wall / work_s
@@ -168,27 +194,35 @@ def run(opts, work):
     print(f"(c) {len(records)} CNNs (median {mean_median:.3f} ms each): wall {local_wall:.2f} s / load+timed "
           f"{work_s:.2f} s = {figures['c_wall_over_work']:.3f}   (target <= 2)")
 
-    if not opts.no_docker:
-        from profiler.sandbox.docker import DockerBackend, engine_problem
 
-        problem = engine_problem()
-        if problem:
-            print(f"(d) skipped: {problem}")
-        else:
-            docker = DockerBackend(notice=lambda m: None)
-            docker.image_for("onnx")  # warm image: built before timing
-            docker_wall, _ = profile(docker, small_target, small)
-            local_wall, _ = profile(local, small_target, small)
-            figures["f_empty_docker_run_ms"] = docker.overhead(small_target, "onnx")["empty_run_ms"]
-            figures["d_docker_over_local"] = docker_wall / local_wall
-            print(f"(d) {len(small)} CNNs: Docker wall {docker_wall:.2f} s / local wall {local_wall:.2f} s = "
-                  f"{figures['d_docker_over_local']:.3f}   (target <= 1.5)")
-            d_med = statistics.median(profile(docker, target, [medium])[1][0]["latency_ms"]["median"] for _ in range(3))
-            l_med = statistics.median(profile(local, target, [medium])[1][0]["latency_ms"]["median"] for _ in range(3))
-            figures["d_median_docker_over_local"] = d_med / l_med
-            print(f"    same model, median of 3 profiles: Docker {d_med:.4f} ms vs local {l_med:.4f} ms: "
-                  f"{100 * (d_med / l_med - 1):+.2f}%   (target within 3%)")
-    # (e) the card of a 50 MB model, as a user runs it
+def docker_and_local(small, medium, local, target, small_target, figures):
+    from profiler.sandbox.docker import DockerBackend, engine_problem
+
+    problem = engine_problem()
+    if problem:
+        print(f"(d) skipped: {problem}")
+        return
+    docker = DockerBackend(notice=lambda m: None)
+    docker.image_for("onnx")  # warm image: built before timing
+    docker_wall, _ = profile(docker, small_target, small)
+    local_wall, _ = profile(local, small_target, small)
+    figures["f_empty_docker_run_ms"] = docker.overhead(small_target, "onnx")["empty_run_ms"]
+    figures["d_docker_over_local"] = docker_wall / local_wall
+    print(f"(d) {len(small)} CNNs: Docker wall {docker_wall:.2f} s / local wall {local_wall:.2f} s = "
+          f"{figures['d_docker_over_local']:.3f}   (target <= 1.5)")
+    # Two sizes, the backends interleaved (D L D L D L) so that a drift of the host lands on both.
+    for name, path, runs in (("medium", medium, target), ("small", small[0], target)):
+        medians = {"docker": [], "local": []}
+        for _ in range(3):
+            for backend_name, backend in (("docker", docker), ("local", local)):
+                medians[backend_name].append(profile(backend, runs, [path])[1][0]["latency_ms"]["median"])
+        d_med, l_med = statistics.median(medians["docker"]), statistics.median(medians["local"])
+        figures[f"d_median_docker_over_local_{name}"] = d_med / l_med
+        print(f"    {name} model, median of 3 interleaved profiles: Docker {d_med:.4f} ms vs local {l_med:.4f} ms: "
+              f"ratio {d_med / l_med:.4f}   (target 0.97-1.03)")
+
+
+def card_only(work, figures):
     import subprocess
 
     big = cnn_onnx(os.path.join(work, "big_50mb.onnx"), extra_weights_mb=50)
@@ -197,12 +231,6 @@ def run(opts, work):
     figures["e_card_only_s"] = time.perf_counter() - start
     print(f"(e) profile --card-only on a {os.path.getsize(big) / 1e6:.0f} MB ONNX model: "
           f"{figures['e_card_only_s']:.2f} s (exit {done.returncode})   (target < 2 s)")
-    figures["f_empty_local_run_ms"] = local.overhead(small_target, "onnx")["empty_run_ms"]
-    print(f"(f) empty run: local {figures['f_empty_local_run_ms']:.0f} ms"
-          + (f", Docker {figures['f_empty_docker_run_ms']:.0f} ms" if "f_empty_docker_run_ms" in figures else "")
-          + "   (reported, outside every latency figure)")
-    peak_memory(work, local, figures)
-    print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
 
 
 if __name__ == "__main__":
