@@ -5,7 +5,7 @@ import os
 import sys
 
 from profiler.cli import Parser
-from profiler.runtimes import RUNTIMES
+from profiler.harness.runtimes import RUNTIMES
 from profiler.escape import printable_text
 
 EPILOG = """examples:
@@ -167,7 +167,7 @@ def main(argv=None):
 
 def fit(opts):
     from calibration import api, core, report
-    from profiler.files import check_writable, clobbered_input
+    from profiler.harness.files import check_writable, clobbered_input
 
     inputs = {f"the device log {path}": path for path in opts.device}
     inputs.update({"the host results": opts.host, "the results store": None if opts.host else opts.store,
@@ -205,7 +205,7 @@ def fit(opts):
 def predict(opts):
     from calibration import api, core, report
     from profiler.export import write_json
-    from profiler.files import check_writable, clobbered_input
+    from profiler.harness.files import check_writable, clobbered_input
 
     clash = clobbered_input({"--json": opts.json}, {"the calibration file": opts.calibration,
                                                      "the host results": opts.host,
@@ -232,7 +232,7 @@ def suggest(opts):
     from calibration import core
     from calibration.references import suggest as choose
     from profiler.export import write_json
-    from profiler.files import check_writable, clobbered_input
+    from profiler.harness.files import check_writable, clobbered_input
 
     clash = clobbered_input({"--json": opts.json}, {"the host results": opts.host, "the --have list": opts.have,
                                                      "the results store": opts.store})

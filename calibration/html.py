@@ -6,8 +6,8 @@ import tempfile
 import time
 
 import profiler
-from profiler.files import write_atomic
-from profiler.html_report import _e, _num, facts, figure, page, table
+from profiler.harness.files import write_atomic
+from profiler.html_report import html_text, number_text, facts, figure, page, table
 
 
 def calibration_report(path, calibration, device_name="device"):
@@ -23,9 +23,9 @@ def calibration_report(path, calibration, device_name="device"):
     summary = summary.astype(object).where(summary.notna(), None).to_dict("records")  # plain numbers, None for none
     rows = [[f["metric"] + (f" ({f['precision']})" if f.get("precision") else "")]
             + [s[c] for c in ("threads", "method", "n", "r2", "mape", "loo_mape", "loo_within10", "spearman", "kendall")]
-            + [" – ".join(_num(v) for v in f["host_range"])] for s, f in zip(summary, fits)]
-    choices = "".join(f"<li>{_e(fit_label(f))}: auto chose {_e(f['auto']['chose'])} "
-                      f"({_e(f['auto']['why'])})</li>" for f in fits if f.get("auto"))
+            + [" – ".join(number_text(v) for v in f["host_range"])] for s, f in zip(summary, fits)]
+    choices = "".join(f"<li>{html_text(fit_label(f))}: auto chose {html_text(f['auto']['chose'])} "
+                      f"({html_text(f['auto']['why'])})</li>" for f in fits if f.get("auto"))
     refs = []
     for f in fits:
         for r in f["references"]:
@@ -49,7 +49,7 @@ def calibration_report(path, calibration, device_name="device"):
                     ("References", table(["metric", "threads", "model", "host", "measured", "fitted", "leave-one-out",
                                           "LOO error %"], refs, table_id="references")),
                     ("Figures", figures),
-                    ("Unmatched device rows", f"<p class=warn>{_e(unmatched)}</p>" if unmatched else "")]
+                    ("Unmatched device rows", f"<p class=warn>{html_text(unmatched)}</p>" if unmatched else "")]
         text = page(f"edge-profiler calibration: {device_name}", f"{len(fits)} fit(s), written "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}", sections)
     write_atomic(path, lambda f: f.write(text))

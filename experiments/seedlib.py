@@ -105,7 +105,7 @@ def profile_cached(paths, store_path, env, runtime, progress=True):
     import json
     import time
 
-    from profiler.harness import sha256_of
+    from profiler.harness.files import sha256_of
     from profiler.api import add_card
     from profiler.store import Store
 

@@ -6,8 +6,10 @@ them, model cards, variants and conversions, the results store and every export.
 command layer (`profiler/cli.py`, `calibration/cli.py`: parse, call the APIs, print, exit) is the one
 place that imports both packages; no library module imports the command layer (tests/test_layout.py).
 
-This package is also copied into the sandbox image, where only numpy and one
-runtime are installed, so nothing here may import more than the standard library.
+`profiler/harness` is the sandbox side: it and this file (the version) are copied into the sandbox
+image or onto a device, where only numpy and one runtime are installed, so this file imports nothing
+at load time and the harness package imports nothing of `profiler` outside itself; the host side
+imports from the harness, never the reverse (tests/test_layout.py).
 """
 
 __version__ = "0.1.0"

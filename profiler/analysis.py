@@ -18,7 +18,7 @@ from collections import Counter
 
 import numpy as np
 
-from profiler.files import silenced
+from profiler.harness.files import silenced
 from profiler.schema import TRANSFORMER_COUNTS
 
 CLASSES = ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul", "pool", "elementwise", "other")
@@ -44,7 +44,7 @@ class CardError(Exception):
 
 def model_card(path, target=None, shapes=None):
     """The card of one model file; shapes (name -> dims) pin dynamic inputs."""
-    from profiler.runtimes import parse_input_shapes
+    from profiler.harness.runtimes import parse_input_shapes
 
     if shapes is None and target is not None and target.input_shapes:
         shapes = parse_input_shapes(target.input_shapes)
@@ -430,13 +430,13 @@ def _ov_constant(node, depth=4):
 # ---------------------------------------------------------------- TFLite
 
 def tflite_card(path, shapes, batch=1):
-    from profiler.runtimes import tflite_adapter
+    from profiler.harness.runtimes import tflite_adapter
 
     try:
         # Builtin kernels only: the card needs the graph, not XNNPACK (which would also log to stderr)
-        resolver = getattr(tflite_adapter._interpreter, "OpResolverType", None)
+        resolver = getattr(tflite_adapter.interpreter, "OpResolverType", None)
         extra = {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if resolver else {}
-        interp = tflite_adapter._interpreter.Interpreter(model_path=path, **extra)
+        interp = tflite_adapter.interpreter.Interpreter(model_path=path, **extra)
         interp.allocate_tensors()
         ops = interp._get_ops_details()
         tensors = {t["index"]: t for t in interp.get_tensor_details()}
@@ -542,7 +542,7 @@ def torchscript_to_onnx(path, shapes, fold_constants=False,
 
     import torch
 
-    from profiler.runtimes.torch_adapter import SHAPES_FILE
+    from profiler.harness.runtimes.torch_adapter import SHAPES_FILE
 
     extra = {SHAPES_FILE: ""}
     module = torch.jit.load(path, map_location="cpu", _extra_files=extra)

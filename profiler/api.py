@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from profiler.config import ConfigError, TargetDevice
 from profiler.errors import ProfileError
-from profiler.files import printable
+from profiler.harness.files import printable
 
 
 class Results(list):
@@ -124,7 +124,7 @@ def _front_limits(budget_ms, min_accuracy):
 def check_models(paths, runtime=None):
     """Fail before any sandbox starts: every file must exist and have a known runtime.
     Returns {runtime: [absolute paths]} in the order given."""
-    from profiler.runtimes import ModelError, runtime_for
+    from profiler.harness.runtimes import ModelError, runtime_for
 
     groups = OrderedDict()
     for path in paths:
@@ -230,7 +230,7 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     the models; with target data, every other model's `accuracy.agreement` says how closely its outputs
     follow the reference's (a variant's reference is its original by default).
     """
-    from profiler.files import utf8_names
+    from profiler.harness.files import utf8_names
 
     target = as_target(target)
     if variants is not None and not (isinstance(variants, str) or (
@@ -326,8 +326,8 @@ def _add_variants(groups, variants, target, warn):
     """Adds each model's variants to its runtime's group. Returns ({variant path: its `variant`
     object}, [error records of the variants that could not be made]): one model whose converter
     fails costs its own variant rows, never the run."""
-    from profiler.harness import model_name
-    from profiler.runtimes import parse_input_shapes, runtime_for
+    from profiler.harness.record import model_name
+    from profiler.harness.runtimes import parse_input_shapes, runtime_for
     from profiler.variants import VariantError, calibration_samples, conversion_check, make, parse
 
     try:
@@ -467,7 +467,7 @@ def keep_outputs(record, outputs):
     accuracy = record.get("accuracy")
     if not isinstance(accuracy, dict) or "outputs" not in accuracy:
         return record
-    from profiler.evaluate import unpack_outputs
+    from profiler.harness.evaluate import unpack_outputs
 
     unpacked = unpack_outputs(accuracy["outputs"])
     if unpacked is not None and record.get("path"):
@@ -478,7 +478,7 @@ def keep_outputs(record, outputs):
 def add_agreement(results, outputs, references):
     """Each model with a reference (a variant's original, or the one given as reference) gains
     accuracy.agreement; returns the records that changed."""
-    from profiler.evaluate import agreement
+    from profiler.harness.evaluate import agreement
 
     changed = []
     names = {r.get("path"): r.get("model") for r in results}

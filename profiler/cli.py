@@ -5,8 +5,8 @@ import os
 import sys
 
 from profiler.config import SETTINGS
-from profiler.harness import non_negative_int
-from profiler.runtimes import RUNTIMES
+from profiler.harness.supervisor import non_negative_int
+from profiler.harness.runtimes import RUNTIMES
 
 
 class Parser(argparse.ArgumentParser):

@@ -151,7 +151,7 @@ def data_file(data):
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     content = buffer.getvalue()
-    from profiler.files import cache_folder
+    from profiler.harness.files import cache_folder
 
     folder = cache_folder("data")
     path = os.path.join(folder, hashlib.sha256(content).hexdigest()[:24] + ".npz")
@@ -473,7 +473,7 @@ def build_target(values, warnings, host_cores=None):
                                                          else "data file not found"))
         if not t.data.endswith(".npz"):
             raise ConfigError(f"DATA={get('DATA')}: an .npz file with x_data and optional y_data")
-        from profiler.files import sha256_of
+        from profiler.harness.files import sha256_of
 
         try:
             t.data_sha256 = sha256_of(t.data)
@@ -493,7 +493,7 @@ def build_target(values, warnings, host_cores=None):
     if get("TIMEOUT_S") not in (None, ""):
         t.timeout_s = _number("TIMEOUT_S", get("TIMEOUT_S"), float, 0, strict=True, maximum=MAX_TIMEOUT_S)
     if get("INPUT_SHAPES") not in (None, ""):
-        from profiler.runtimes import ModelError, parse_input_shapes
+        from profiler.harness.runtimes import ModelError, parse_input_shapes
 
         try:
             parse_input_shapes(get("INPUT_SHAPES"))
@@ -518,7 +518,7 @@ def build_target(values, warnings, host_cores=None):
         if t.delegate.lower() in ("none", "xnnpack", "reference"):
             t.delegate = t.delegate.lower()
         else:
-            from profiler.runtimes import ModelError, delegate_library
+            from profiler.harness.runtimes import ModelError, delegate_library
 
             try:
                 delegate_library(t.delegate)

@@ -36,7 +36,7 @@ BUSY = 0.25  # a core busier than this in the sample is taken only when no other
 
 def core_load(cores, seconds=SAMPLE_S):
     """{core: share of the sample it spent busy} from two reads of /proc/stat."""
-    from profiler.harness import cpu_times
+    from profiler.harness.disturbance import cpu_times
 
     before = cpu_times()
     time.sleep(seconds)

@@ -7,7 +7,7 @@ import json
 import math
 
 from profiler.escape import csv_cell
-from profiler.files import write_atomic
+from profiler.harness.files import write_atomic
 
 CSV_COLUMNS = [
     "model", "path", "sha256", "format", "runtime", "runtime_version", "precision", "variant_of", "variant",

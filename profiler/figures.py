@@ -106,7 +106,7 @@ def front_figure(records, budget_ms=None, min_accuracy=None):
 def _table_runs(record):
     """(runs the table's figures come from, runs left out): the undisturbed runs when the record's
     figures were taken from them, else every run."""
-    from profiler.harness import disturbed_run, on_cpu_times
+    from profiler.harness.stats import disturbed_run, on_cpu_times
 
     samples, waits = record["samples_ms"], record.get("samples_wait_ms")
     basis = (record.get("disturbance") or {}).get("basis")

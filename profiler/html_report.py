@@ -10,8 +10,8 @@ import time
 
 import profiler
 from profiler.escape import printable_text
-from profiler.files import write_atomic
-from profiler.report import _caps, _macs, accuracy_text, ranking, ranking_groups, ranking_latency
+from profiler.harness.files import write_atomic
+from profiler.report import caps_cell, macs_cell, accuracy_text, ranking, ranking_groups, ranking_latency
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -54,12 +54,12 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 """
 
 
-def _e(value):
+def html_text(value):
     """Text as HTML: markup taken literally, control characters (ESC, BEL, newlines) shown as \\xNN."""
     return html.escape(printable_text("" if value is None else str(value)))
 
 
-def _num(value, digits=3):
+def number_text(value, digits=3):
     if value is None or value != value:
         return None
     return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
@@ -67,9 +67,9 @@ def _num(value, digits=3):
 
 def table(header, rows, sortable=True, table_id=None):
     """rows: lists of cells; a cell is text, a number, or (text, sort value, css class)."""
-    attrs = (f' id="{_e(table_id)}"' if table_id else "") + (' class="sortable"' if sortable else "")
+    attrs = (f' id="{html_text(table_id)}"' if table_id else "") + (' class="sortable"' if sortable else "")
     out = [f"<div class=scroll><table{attrs}><thead><tr>"]
-    out += [f"<th>{_e(h)}</th>" for h in header]
+    out += [f"<th>{html_text(h)}</th>" for h in header]
     out.append("</tr></thead><tbody>")
     for row in rows:
         out.append("<tr>")
@@ -77,11 +77,11 @@ def table(header, rows, sortable=True, table_id=None):
             if isinstance(cell, tuple):
                 text, value, css = (cell + (None, None))[:3]
             elif isinstance(cell, (int, float)) and not isinstance(cell, bool):
-                text, value, css = _num(cell), cell, "n"
+                text, value, css = number_text(cell), cell, "n"
             else:
                 text, value, css = cell, None, None
-            attrs = (f' data-v="{_e(value)}"' if value is not None else "") + (f' class="{css}"' if css else "")
-            out.append(f"<td{attrs}>{_e('-' if text is None else text)}</td>")
+            attrs = (f' data-v="{html_text(value)}"' if value is not None else "") + (f' class="{css}"' if css else "")
+            out.append(f"<td{attrs}>{html_text('-' if text is None else text)}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -93,21 +93,21 @@ def figure(path, caption):
     source, mime = (svg, "image/svg+xml") if os.path.isfile(svg) else (path, "image/png")
     with open(source, "rb") as f:
         data = base64.b64encode(f.read()).decode("ascii")
-    return (f'<figure><img alt="{_e(caption)}" src="data:{mime};base64,{data}">'
-            f"<figcaption class=meta>{_e(caption)}</figcaption></figure>")
+    return (f'<figure><img alt="{html_text(caption)}" src="data:{mime};base64,{data}">'
+            f"<figcaption class=meta>{html_text(caption)}</figcaption></figure>")
 
 
 def facts(pairs):
-    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs if v not in (None, "")) + "</dl>"
+    return "<dl>" + "".join(f"<dt>{html_text(k)}</dt><dd>{html_text(v)}</dd>" for k, v in pairs if v not in (None, "")) + "</dl>"
 
 
 def page(title, subtitle, sections):
-    body = "".join(f"<section><h2>{_e(name)}</h2>{content}</section>" for name, content in sections if content)
+    body = "".join(f"<section><h2>{html_text(name)}</h2>{content}</section>" for name, content in sections if content)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
-            f"<h1>{_e(title)}</h1><p class=meta>{_e(subtitle)}</p>{body}"
+            f"<title>{html_text(title)}</title><style>{STYLE}</style></head><body>"
+            f"<h1>{html_text(title)}</h1><p class=meta>{html_text(subtitle)}</p>{body}"
             f"<script>{SORT_SCRIPT}</script></body></html>\n")
 
 
@@ -128,9 +128,9 @@ def _when(records):
 def _prediction_cell(p, digits=3):
     if not p:
         return None
-    text = _num(p["value"], digits)
+    text = number_text(p["value"], digits)
     if p.get("low") is not None:
-        text += f" ({_num(p['low'], digits)}–{_num(p['high'], digits)})"
+        text += f" ({number_text(p['low'], digits)}–{number_text(p['high'], digits)})"
     return (text, p["value"], "n")
 
 
@@ -165,11 +165,11 @@ def results_section(records):
         status = (r["status"], r["status"], "ok" if r["status"] == "ok" else "warn")
         row = [r.get("model"), r.get("runtime"), status, r.get("load_ms")]
         row += [stats.get(k) for k in ("median", "iqr", "min", "max", "p99")]
-        row.append(f"{_num(stats['ci_low'])}–{_num(stats['ci_high'])}" if stats.get("ci_low") is not None else "-")
+        row.append(f"{number_text(stats['ci_low'])}–{number_text(stats['ci_high'])}" if stats.get("ci_low") is not None else "-")
         disturbance = r.get("disturbance") or {}
         row.append(f"{disturbance['runs']} of {disturbance['of']}" if disturbance.get("runs") is not None else "-")
-        macs = _macs(r)
-        row += [r.get("peak_memory_mb"), (macs, None if macs == "-" else float(macs), "n"), _caps(r)]
+        macs = macs_cell(r)
+        row += [r.get("peak_memory_mb"), (macs, None if macs == "-" else float(macs), "n"), caps_cell(r)]
         if metrics:
             prediction = r.get("prediction") or {}
             row += [_prediction_cell(prediction.get(m)) for m in metrics]
@@ -188,7 +188,7 @@ def ranking_section(records):
     if not groups:
         return ""
     ties = [line.strip() for line in ranking(records) if "within each other's noise" in line]
-    notes = "".join(f"<p class=meta>{_e(line)}</p>" for line in ties)
+    notes = "".join(f"<p class=meta>{html_text(line)}</p>" for line in ties)
     return "".join(_ranking_table(basis, ok, index, len(groups) > 1) for index, (basis, ok) in enumerate(groups)) + notes
 
 
@@ -206,7 +206,7 @@ def _ranking_table(basis, ok, index, several):
         if predicted:
             prediction = r.get("prediction") or {}
             p = prediction.get("latency_ms") or {}
-            interval = f"{_num(p['low'])} – {_num(p['high'])}" if p.get("low") is not None else "none"
+            interval = f"{number_text(p['low'])} – {number_text(p['high'])}" if p.get("low") is not None else "none"
             row += [interval] + [(prediction.get(m) or {}).get("value") for m in others] + [_flags(r)]
         rows.append(row)
     if not predicted:  # the group's own basis (ranking_groups), with what the host figures were taken under
@@ -253,7 +253,7 @@ def profile_report(path, records, calibration=None, budget_ms=None, min_accuracy
         warnings = [line for r in records for line in r.get("warnings") or []]
         sections = [("Target, caps and host", target_section(records)), ("Results", results_section(records)),
                     ("Ranking", ranking_section(records)), ("Figures", "".join(figures)),
-                    ("Warnings", "<ul>" + "".join(f"<li class=warn>{_e(w)}</li>" for w in warnings) + "</ul>"
+                    ("Warnings", "<ul>" + "".join(f"<li class=warn>{html_text(w)}</li>" for w in warnings) + "</ul>"
                      if warnings else "")]
         text = page(f"edge-profiler: {len(records)} model(s)", f"measured {_when(records)}; report written "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}", sections)

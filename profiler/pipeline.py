@@ -8,7 +8,7 @@ from profiler.api import ProfileError, check_models
 from profiler.api import profile as profile_models
 from profiler.config import SETTINGS, ConfigError, TargetDevice
 from profiler.escape import printable_text
-from profiler.files import check_writable, clobbered_input, is_special, printable
+from profiler.harness.files import check_writable, clobbered_input, is_special, printable
 
 
 PipelineError = ProfileError  # the command's name for the API's one-line error
@@ -173,7 +173,7 @@ def write_figures(opts, records, calibration=None):
 
 def card_only(opts, target, groups):
     from profiler.analysis import model_card
-    from profiler.files import utf8_names
+    from profiler.harness.files import utf8_names
 
     with utf8_names([p for paths in groups.values() for p in paths]) as names:
         return _cards(opts, target, groups, names, model_card)

@@ -25,7 +25,7 @@ def _mb(value):
     return "-" if value is None else f"{value:.1f}"
 
 
-def _macs(record):
+def macs_cell(record):
     card = record.get("model_card") or {}
     if card.get("macs_unresolved"):
         return "?"
@@ -33,7 +33,7 @@ def _macs(record):
     return "-" if macs is None else _ms(macs / 1e6)
 
 
-def _caps(record):
+def caps_cell(record):
     enforced, target = record.get("enforced") or {}, record.get("target") or {}
     if not enforced:
         return "-"
@@ -99,7 +99,7 @@ def result_rows(records):
         ci = (f"{_ms(stats['ci_low'])}–{_ms(stats['ci_high'])}" if stats and stats.get("ci_low") is not None
               else "-")
         row = [printable_text(r["model"]), r.get("runtime") or "-", r["status"], _ms(r.get("load_ms")), latency, ci,
-               _ms(stats["p99"]) if stats else "-", _mb(r.get("peak_memory_mb")), _macs(r), _caps(r),
+               _ms(stats["p99"]) if stats else "-", _mb(r.get("peak_memory_mb")), macs_cell(r), caps_cell(r),
                ",".join(flags(r)) or "-"]
         if predicted:
             row += _prediction_cells(r.get("prediction"))

@@ -10,7 +10,7 @@ import os
 import sqlite3
 
 from profiler.errors import ProfileError
-from profiler.harness import RESULT_VERSION
+from profiler.harness.record import RESULT_VERSION
 from profiler.schema import record_problem
 
 SCHEMA = """

@@ -47,7 +47,7 @@ def from_store(store, backend, target, groups):
     A stored record counts when its model's sha256, the target, the measurement settings, the
     runtime and its version and the backend all match (the version is the one the backend's empty
     run reports), and its figures are not flagged unstable or disturbed."""
-    from profiler.harness import sha256_of
+    from profiler.harness.files import sha256_of
     from profiler.stability import shaky
     from profiler.store import result_key
 

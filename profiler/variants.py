@@ -23,7 +23,7 @@ import functools
 import json
 import os
 
-from profiler.files import sha256_of, silenced, write_atomic
+from profiler.harness.files import sha256_of, silenced, write_atomic
 
 KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16", "tflite", "openvino"),
          "tflite": ("int8-dynamic", "int8-static", "fp16"),
@@ -47,7 +47,7 @@ class VariantError(Exception):
 
 
 def cache_folder():
-    from profiler.files import cache_folder as user_cache
+    from profiler.harness.files import cache_folder as user_cache
 
     return user_cache("variants")
 
@@ -144,9 +144,9 @@ def _tflite(source, kind, out, samples):
                                                  algorithm_key=AlgorithmName.FLOAT_CASTING, op_config=config)
         quantizer.quantize().export_model(out, overwrite=True)
         return
-    from profiler.runtimes.tflite_adapter import _interpreter
+    from profiler.harness.runtimes.tflite_adapter import interpreter
 
-    signatures = _interpreter.Interpreter(model_path=source).get_signature_list()
+    signatures = interpreter.Interpreter(model_path=source).get_signature_list()
     key = next(iter(signatures))
     (input_name,) = signatures[key]["inputs"][:1]
     quantizer.load_quantization_recipe(recipe.static_wi8_ai8())
@@ -366,7 +366,7 @@ def check_conversion(source, converted, data=None):
     import numpy as np
 
     from profiler.analysis import model_card
-    from profiler.runtimes import adapter, as_nhwc, onnx_adapter, runtime_for
+    from profiler.harness.runtimes import adapter, as_nhwc, onnx_adapter, runtime_for
 
     session = onnx_adapter.load(source, 1)
     specs = onnx_adapter.describe(session)

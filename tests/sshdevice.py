@@ -110,7 +110,7 @@ class Device:
                     f"Host edge-blackhole\n  HostName 192.0.2.1\n  User {USER}\n  IdentityFile {d}/user_key\n"
                     f"  UserKnownHostsFile {d}/known_hosts\n  ConnectTimeout 2\n")
         self.config = f"{d}/ssh_config"
-        from profiler.harness import die_with_parent
+        from profiler.harness.supervisor import die_with_parent
 
         self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", f"{d}/sshd_config"],
                                      stdout=subprocess.DEVNULL, stderr=open(f"{d}/sshd.log", "w"),

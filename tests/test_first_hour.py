@@ -202,12 +202,12 @@ def test_a_card_that_cannot_count_says_so(tmp_path):
 
 
 def test_tiny_figures_keep_three_significant_digits():
-    from profiler.report import _macs, _ms
+    from profiler.report import macs_cell, _ms
 
     assert [_ms(v) for v in (0.0012345, 0.012345, 0.12345, 1.2345, 12.345, 123.45)] == [
         "0.00123", "0.0123", "0.123", "1.23", "12.3", "123"]
-    assert _macs({"model_card": {"macs": 88_064}}) == "0.0881"
-    assert _macs({"model_card": {"macs": None, "macs_unresolved": {"Conv": 1}}}) == "?"
+    assert macs_cell({"model_card": {"macs": 88_064}}) == "0.0881"
+    assert macs_cell({"model_card": {"macs": None, "macs_unresolved": {"Conv": 1}}}) == "?"
 
 
 def test_the_table_of_a_tiny_model_shows_its_figures(digits):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from profiler.harness import latency_stats, percentile
+from profiler.harness.stats import latency_stats, percentile
 
 
 def harness(*args):
@@ -124,7 +124,7 @@ def scripted(path, module):
     """A TorchScript file with its input shape stored, as the zoo writes them."""
     import torch
 
-    from profiler.runtimes.torch_adapter import SHAPES_FILE
+    from profiler.harness.runtimes.torch_adapter import SHAPES_FILE
 
     spec = [{"name": "input", "shape": [1, 4], "dtype": "float32"}]
     torch.jit.save(torch.jit.script(module), str(path), _extra_files={SHAPES_FILE: json.dumps(spec)})

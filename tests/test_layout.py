@@ -98,3 +98,34 @@ def test_profiler_modules_import_no_cycle():
     for module in sorted(edges):
         if module not in state:
             visit(module, [])
+
+
+def test_the_harness_package_imports_nothing_host_side():
+    """What is copied into a container or onto a device (profiler/harness and the version in
+    profiler/__init__.py) imports only itself: a host-side module there would be missing at run time."""
+    offenders = {m: sorted(i for i in found if i != "profiler" and not i.startswith("profiler.harness"))
+                 for m, found in imports("profiler/harness").items()}
+    assert not {m: i for m, i in offenders.items() if i}
+    from profiler.sandbox.base import harness_files
+
+    package, files = harness_files()
+    copied = {f for f in files if f.startswith("harness" + os.sep)}
+    on_disk = {os.path.relpath(os.path.join(folder, n), package)
+               for folder, _, names in os.walk(os.path.join(package, "harness")) for n in names if n.endswith(".py")}
+    assert copied == on_disk and "__init__.py" in files
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = []
+    for package in ("profiler", "calibration"):
+        for folder, _, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(folder, name)
+                for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                        found += [(os.path.relpath(path, ROOT), node.module, a.name) for a in node.names
+                                  if a.name.startswith("_") and not a.name.startswith("__")
+                                  and node.module.split(".")[0] in ("profiler", "calibration")]
+    assert not found

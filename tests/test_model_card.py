@@ -130,7 +130,7 @@ def test_a_torchscript_network_the_exporter_cannot_express_gets_a_one_line_card_
 
     import torch
 
-    from profiler.runtimes.torch_adapter import SHAPES_FILE
+    from profiler.harness.runtimes.torch_adapter import SHAPES_FILE
     from tests.conftest import ROOT
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d((7, 7))).eval()

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT, example, run_cli
 
 import profiler  # noqa: E402
-from profiler.harness import DISTURBED_WAIT_SHARE, latency_stats  # noqa: E402
+from profiler.harness.stats import DISTURBED_WAIT_SHARE, latency_stats  # noqa: E402
 
 
 def target(**settings):
@@ -264,7 +264,7 @@ def test_every_backend_measures_at_the_callers_priority(request, tmp_path):
 
 
 def test_a_busy_neighbour_core_is_measured_and_flagged():
-    from profiler.harness import CONTENDED_SHARE
+    from profiler.harness.disturbance import CONTENDED_SHARE
 
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
@@ -288,7 +288,7 @@ def test_a_busy_neighbour_core_is_measured_and_flagged():
 
 
 def test_contended_means_the_busy_neighbour_moved_the_runs():
-    from profiler.harness import CONTENDED_EFFECT, neighbour_effect
+    from profiler.harness.disturbance import CONTENDED_EFFECT, neighbour_effect
 
     rng = np.random.default_rng(0)
     quiet = list(rng.normal(1.0, 0.01, 100))

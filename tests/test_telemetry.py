@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import example
 
 import profiler  # noqa: E402
-from profiler import telemetry  # noqa: E402
+from profiler.harness import telemetry  # noqa: E402
 
 
 def sysfs(root, temps_mc=(), cores=None, governor="performance"):
@@ -84,7 +84,7 @@ def test_vcgencmd_outputs_parse_as_documented():
 
 def test_a_throttled_record_is_flagged_in_every_export(tmp_path):
     from profiler.export import write_csv, write_json
-    from profiler.harness import measurement_flags
+    from profiler.harness.record import measurement_flags
     from profiler.html_report import profile_report
     from profiler.report import markdown_lines, results_table
 

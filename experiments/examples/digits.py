@@ -105,7 +105,7 @@ def write_cnn_torchscript(net, path):
 
     import torch
 
-    from profiler.runtimes.torch_adapter import SHAPES_FILE
+    from profiler.harness.runtimes.torch_adapter import SHAPES_FILE
 
     spec = [{"name": "input", "shape": [1, 64], "dtype": "float32"}]
     torch.jit.save(torch.jit.trace(net, torch.zeros(1, 64)), path, _extra_files={SHAPES_FILE: json.dumps(spec)})
@@ -168,7 +168,7 @@ def write_tflite(model, path):
 
 def _tensorflow():
     """TensorFlow, imported without its start-up log on the terminal; None when it is not installed."""
-    from profiler.files import silenced
+    from profiler.harness.files import silenced
 
     try:
         with silenced():
@@ -179,7 +179,7 @@ def _tensorflow():
 
 
 def _convert(tf, keras, path):
-    from profiler.files import silenced
+    from profiler.harness.files import silenced
 
     with silenced():  # the converter prints its graph's signature and progress
         data = tf.lite.TFLiteConverter.from_keras_model(keras).convert()

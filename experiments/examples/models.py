@@ -60,7 +60,7 @@ def cnn_torchscript(path, *, size=32, channels=(8, 16), classes=10, seed=0):
     import torch
     from torch import nn
 
-    from profiler.runtimes.torch_adapter import SHAPES_FILE
+    from profiler.harness.runtimes.torch_adapter import SHAPES_FILE
 
     torch.manual_seed(seed)
     layers, width = [], 3

@@ -67,7 +67,7 @@ def export_torchscript(model, input_shape, path):
     """Traced TorchScript with the input shape stored inside, so `profile` needs no INPUT_SHAPES."""
     import torch
 
-    from profiler.runtimes.torch_adapter import SHAPES_FILE
+    from profiler.harness.runtimes.torch_adapter import SHAPES_FILE
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ from experiments.zoo import cache, keras_models
 
 # What each format's file depends on besides the model's name (experiments.zoo.cache keys).
 TORCH_SOURCES = ("experiments.zoo", "experiments.zoo.image", "experiments.zoo.video", "experiments.zoo.nb201",
-                 "profiler.runtimes.torch_adapter")
+                 "profiler.harness.runtimes.torch_adapter")
 # A network without a Keras re-definition (NAS-Bench-201 cells, the 3D networks, ...) reaches TFLite
 # from its ONNX export through the tool's own conversion (profile --variants tflite: onnx2tf, checked).
 EXPORTERS = {"onnx": (TORCH_SOURCES, ("torch", "onnx")), "pt": (TORCH_SOURCES, ("torch",)),

@@ -36,7 +36,7 @@ def key(modules, packages, *arguments):
 
 
 def _cached(cache_key, path):
-    from profiler.files import cache_folder
+    from profiler.harness.files import cache_folder
 
     return os.path.join(cache_folder("zoo", cache_key), os.path.basename(path))
 

@@ -122,7 +122,7 @@ def export_tflite(name, path, int8=False, seed=0):
 # What each format's file depends on besides the network's name (experiments.zoo.cache keys).
 EXPORTERS = {"tflite": (("experiments.zoo.mmb", "experiments.zoo.keras_models"),
                         ("tensorflow", "tf-keras", "tf2cv", "numpy")),
-             "onnx": (("experiments.zoo.mmb", "experiments.zoo", "profiler.runtimes.torch_adapter"),
+             "onnx": (("experiments.zoo.mmb", "experiments.zoo", "profiler.harness.runtimes.torch_adapter"),
                       ("torch", "pytorchcv", "onnx"))}
 EXPORTERS["tflite_int8"] = EXPORTERS["tflite"]
 EXPORTERS["pt"] = EXPORTERS["onnx"]

@@ -286,7 +286,7 @@ def _one_output_class():
 
 # What each format's file depends on besides the network's name (experiments.zoo.cache keys).
 EXPORTERS = {"onnx": (("experiments.zoo.mmb_vit", "experiments.zoo"), ("torch", "transformers", "onnx")),
-             "pt": (("experiments.zoo.mmb_vit", "experiments.zoo", "profiler.runtimes.torch_adapter"),
+             "pt": (("experiments.zoo.mmb_vit", "experiments.zoo", "profiler.harness.runtimes.torch_adapter"),
                     ("torch", "transformers")),
              "tflite": (("experiments.zoo.mmb_vit", "experiments.zoo", "profiler.variants"),
                         ("torch", "transformers", "onnx", "onnxruntime", "onnx2tf", "tensorflow"))}

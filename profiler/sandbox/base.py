@@ -7,7 +7,7 @@ import time
 
 import profiler
 from profiler.cores import physical_first_cores  # noqa: F401  (sandbox users import it from here too)
-from profiler.runtimes import runtime_for
+from profiler.harness.runtimes import runtime_for
 
 LABEL = "edge-profiler"
 OWNER = f"{LABEL}.owner"  # "host:pid" of the process that created a container
@@ -30,8 +30,10 @@ def harness_files():
     """The standalone harness: what a sandbox image or a device needs of this package (numpy and a runtime
     besides); returns (package folder, paths relative to it)."""
     package = os.path.dirname(os.path.abspath(profiler.__file__))
-    files = ["__init__.py", "harness.py", "files.py", "evaluate.py", "telemetry.py"]
-    files += [os.path.join("runtimes", n) for n in sorted(os.listdir(os.path.join(package, "runtimes"))) if n.endswith(".py")]
+    files = ["__init__.py"]  # the version; its public API is imported on first use only
+    for folder, subfolders, names in os.walk(os.path.join(package, "harness")):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+        files += [os.path.relpath(os.path.join(folder, n), package) for n in sorted(names) if n.endswith(".py")]
     return package, files
 
 
@@ -123,7 +125,8 @@ def companion_files(path):
 
 def failure_record(path, runtime, status, error):
     """A row for a model whose sandbox died before the harness could report it."""
-    from profiler.harness import model_name, sha256_of
+    from profiler.harness.record import model_name
+    from profiler.harness.files import sha256_of
 
     try:
         sha = sha256_of(path)
@@ -142,7 +145,7 @@ class Backend:
 
     def run(self, target, paths, on_result, runtime=None):
         """Profile paths (all of one runtime) and call on_result(record) once per model."""
-        from profiler.harness import read_through
+        from profiler.harness.memory import read_through
 
         read_through(paths)  # model pages cached and charged outside the sandbox, cold cache or warm
         overhead = self.overhead(target, runtime or runtime_for(paths[0]))

@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import profiler
 from profiler.config import DEFAULT_BASE_IMAGE, mib_to_bytes
-from profiler.files import private_folder, sweep_dead_folders
+from profiler.harness.files import private_folder, sweep_dead_folders
 from profiler.sandbox.base import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, companion_files, harness_args,
                                    harness_files, harness_record, pick_cores)
 

@@ -16,7 +16,7 @@ import uuid
 
 import profiler
 from profiler.config import mib_to_bytes
-from profiler.harness import die_with_parent
+from profiler.harness.supervisor import die_with_parent
 from profiler.sandbox.base import HOST_GRACE_S, LABEL, Backend, harness_args, harness_record, pick_cores
 
 CFS_PERIOD_US = 100_000

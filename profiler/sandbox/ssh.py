@@ -5,7 +5,7 @@ ProxyJump, ports, IdentityFile), ssh-agent and known_hosts all apply. BatchMode:
 a password prompt; host keys are always verified (an unknown host is an error saying how to
 trust it). One master connection is shared by every command of a run (ControlMaster).
 
-Each batch: the harness (profiler/__init__.py, harness.py, runtimes/) and the models are copied
+Each batch: the harness (profiler/__init__.py and the profiler/harness package) and the models are copied
 into a private folder made by mktemp on the device, the harness runs there and streams its JSON
 records back, and the folder is removed afterwards, on Ctrl-C too, with any harness still running.
 Nothing is capped on the device: the measurement is native. CPU_SET pins it with taskset.
@@ -19,8 +19,8 @@ import subprocess
 import tarfile
 import time
 
-from profiler.files import pid_alive, private_folder, sweep_dead_folders
-from profiler.runtimes import runtime_for
+from profiler.harness.files import pid_alive, private_folder, sweep_dead_folders
+from profiler.harness.runtimes import runtime_for
 from profiler.sandbox.base import (LABEL, Backend, SandboxError, companion_files, failure_record, harness_args,
                                    harness_files, harness_record)
 

@@ -3,11 +3,11 @@
 from . import InputSpec, ModelError, delegate_library, first_line
 
 try:
-    from ai_edge_litert import interpreter as _interpreter
+    from ai_edge_litert import interpreter
 
     PACKAGE = "ai-edge-litert"
 except ImportError:  # devices that still ship the older package
-    from tflite_runtime import interpreter as _interpreter
+    from tflite_runtime import interpreter
 
     PACKAGE = "tflite-runtime"
 
@@ -18,7 +18,7 @@ def version():
     try:
         return dist_version(PACKAGE)
     except Exception:
-        return getattr(_interpreter, "__version__", "unknown")
+        return getattr(interpreter, "__version__", "unknown")
 
 
 EDGETPU_OP = b"edgetpu-custom-op"
@@ -30,18 +30,18 @@ def load(path, threads, delegate=None):
     ('libarmnnDelegate.so:backends=CpuAcc;logging-severity=info', 'libedgetpu.so.1'), loaded with
     the runtime's own load_delegate. A model the default delegate cannot prepare runs on the builtin
     kernels, and info() says so."""
-    resolver = {None: _interpreter.OpResolverType.AUTO, "xnnpack": _interpreter.OpResolverType.AUTO,
-                "none": _interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                "reference": _interpreter.OpResolverType.BUILTIN_REF}
+    resolver = {None: interpreter.OpResolverType.AUTO, "xnnpack": interpreter.OpResolverType.AUTO,
+                "none": interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                "reference": interpreter.OpResolverType.BUILTIN_REF}
     delegates, fallback = [], None
     if delegate not in resolver:
         library, options = delegate_library(delegate)
         try:
-            delegates = [_interpreter.load_delegate(library, options)]
+            delegates = [interpreter.load_delegate(library, options)]
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelError(f"DELEGATE={delegate}: the delegate library cannot be loaded here "
                              f"({' '.join(str(exc).split())[:160]})") from None
-    kind = resolver.get(delegate, _interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    kind = resolver.get(delegate, interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     try:
         interp = _make(path, threads, kind, delegates)
     except Exception as exc:
@@ -63,7 +63,7 @@ def load(path, threads, delegate=None):
 
 
 def _make(path, threads, kind, delegates):
-    interp = _interpreter.Interpreter(model_path=path, num_threads=threads, experimental_delegates=delegates or None,
+    interp = interpreter.Interpreter(model_path=path, num_threads=threads, experimental_delegates=delegates or None,
                                       experimental_op_resolver_type=kind)
     interp.allocate_tensors()
     return interp

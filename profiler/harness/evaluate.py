@@ -10,8 +10,8 @@ import hashlib
 import os
 import zipfile
 
-from profiler.files import printable, sha256_of
-from profiler.runtimes import ModelError, as_nhwc
+from profiler.harness.files import printable, sha256_of
+from profiler.harness.runtimes import ModelError, as_nhwc
 
 TASKS = ("auto", "classification", "regression")
 

@@ -1,0 +1,5 @@
+import sys
+
+from profiler.harness.supervisor import main
+
+sys.exit(main())

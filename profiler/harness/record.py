@@ -1,0 +1,77 @@
+"""The record the harness prints: its version (profiler.store upgrades older rows), the machine it ran
+on, the flags every export shows, and the device CSV's columns."""
+
+import os
+import platform
+
+from profiler import __version__
+from profiler.harness.files import printable
+from profiler.harness.disturbance import CONTENDED_SHARE
+from profiler.harness.stats import DISTURBED_FLAG_SHARE, UNSTABLE_IQR_RATIO, WORKER_SPREAD
+
+
+RESULT_VERSION = 2  # bump when a field changes meaning; profiler.store upgrades old rows
+
+
+def host_info():
+    cpu_model = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith(("model name", "Model", "Hardware")):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu_model": cpu_model, "kernel": platform.release(), "machine": platform.machine(),
+            "python": platform.python_version(), "hostname": platform.node(), "tool_version": __version__}
+
+
+def model_name(path):
+    """The file stem, printable."""
+    return printable(os.path.splitext(os.path.basename(path))[0])
+
+
+def measurement_flags(record):
+    """What a record's figures cannot be trusted for: `unstable` (IQR above 10% of the median),
+    `disturbed` (the figures include runs that waited for a core) and `contended` (the other cores
+    were busy while it was timed)."""
+    flags = []
+    stats, disturbance = record.get("latency_ms"), record.get("disturbance") or {}
+    if record.get("status") == "ok" and stats and stats["median"] > 0 \
+            and stats["iqr"] / stats["median"] > UNSTABLE_IQR_RATIO:
+        flags.append("unstable")
+    if disturbance.get("basis") == "all" and (disturbance.get("share") or 0) > DISTURBED_FLAG_SHARE:
+        flags.append("disturbed")
+    if disturbance.get("basis") == "on_cpu":
+        flags.append("recovered")
+    neighbour = disturbance.get("neighbour")
+    if isinstance(neighbour, dict):
+        contended = neighbour.get("contended")
+    else:  # a record from before the neighbour's effect was measured
+        contended = (disturbance.get("neighbour_busy") or 0) > CONTENDED_SHARE
+    if contended:
+        flags.append("contended")
+    if disturbance.get("oversubscribed"):
+        flags.append("oversubscribed")
+    if ((record.get("telemetry") or {}).get("throttled")):
+        flags.append("throttled")
+    spread = (record.get("workers") or {}).get("median_spread")
+    if spread is not None and spread > WORKER_SPREAD and "unstable" not in flags:
+        flags.append("unstable")
+    return flags
+
+
+CSV_COLUMNS = ["model", "threads", "status", "latency_ms", "latency_mean_ms", "latency_p90_ms",
+               "latency_p99_ms", "load_ms", "peak_memory_mb", "rss_peak_mb", "idle_memory_mb",
+               "runtime", "runtime_version", "sha256", "error"]
+
+
+def csv_row(record):
+    stats = record.get("latency_ms") or {}
+    return {"model": record["model"], "threads": record["threads"], "status": record["status"],
+            "latency_ms": stats.get("median"), "latency_mean_ms": stats.get("mean"),
+            "latency_p90_ms": stats.get("p90"), "latency_p99_ms": stats.get("p99"),
+            "load_ms": record.get("load_ms"), "peak_memory_mb": record.get("peak_memory_mb"),
+            "rss_peak_mb": record.get("rss_peak_mb"), "idle_memory_mb": record.get("idle_memory_mb"),
+            "runtime": record.get("runtime"), "runtime_version": record.get("runtime_version"),
+            "sha256": record.get("sha256"), "error": record.get("error")}
