@@ -57,37 +57,39 @@ def run(n, work, nb201):
     store = os.path.join(work, "known.db")
     batch_s, _ = timed(profiler.profile, known, target, store=store)
 
-    calibration.predict_model(known[0], cal, target, store=store)  # opens the store and the backend once
-    hits, rows = [], []
-    for path in known:
-        seconds, row = timed(calibration.predict_model, path, cal, target, store=store)
-        hits.append(seconds * 1000)
-        rows.append(row)
+    with profiler.Profiler(target, store=store) as session:  # the store and the backend stay open
+        calibration.predict_model(known[0], cal, session=session)
+        hits, rows = [], []
+        for path in known:
+            seconds, row = timed(calibration.predict_model, path, cal, session=session)
+            hits.append(seconds * 1000)
+            rows.append(row)
     assert all(r["status"] == "ok" and r.get("predicted_latency_ms") for r in rows), rows[:2]
     hit_ms = statistics.median(hits)
     print(f"(j) predict_model on {n} networks already in the store: median {hit_ms:.2f} ms per call "
           f"(p90 {sorted(hits)[int(0.9 * n)]:.2f} ms)   (target <= 5 ms)")
 
-    profile_store, predict_store = os.path.join(work, "profile.db"), os.path.join(work, "predict.db")
-    profiler.profile(new[:1], target, store=None, keep_backend=True)  # the one-time empty run, for both
-    calibration.predict_model(new[0], cal, target, store=os.path.join(work, "warm.db"))
-    ratios, profile_s, predict_s = [], [], []
-    for i, path in enumerate(new):
-        def by_profile():
-            return timed(profiler.profile, [path], target, store=profile_store, keep_backend=True)[0]
+    with profiler.Profiler(target, store=os.path.join(work, "profile.db")) as profiling, \
+            profiler.Profiler(target, store=os.path.join(work, "predict.db")) as predicting:
+        profiling.profile(new[:1])  # each session's one-time empty run
+        calibration.predict_model(new[0], cal, session=predicting)
+        ratios, profile_s, predict_s = [], [], []
+        for i, path in enumerate(new[1:]):
+            def by_profile():
+                return timed(profiling.profile, [path])[0]
 
-        def by_predict():
-            return timed(calibration.predict_model, path, cal, target, store=predict_store)[0]
+            def by_predict():
+                return timed(calibration.predict_model, path, cal, session=predicting)[0]
 
-        if i % 2:
-            b, a = by_predict(), by_profile()
-        else:
-            a, b = by_profile(), by_predict()
-        profile_s.append(a)
-        predict_s.append(b)
-        ratios.append(b / a)
+            if i % 2:
+                b, a = by_predict(), by_profile()
+            else:
+                a, b = by_profile(), by_predict()
+            profile_s.append(a)
+            predict_s.append(b)
+            ratios.append(b / a)
     ratio = statistics.median(ratios)
-    print(f"(k) {n} new networks: predict_model {statistics.median(predict_s) * 1000:.0f} ms, profile "
+    print(f"(k) {len(profile_s)} new networks: predict_model {statistics.median(predict_s) * 1000:.0f} ms, profile "
           f"{statistics.median(profile_s) * 1000:.0f} ms per network (medians); median ratio {ratio:.3f}   "
           f"(target <= 1.05); one profile() call over {n} networks takes {batch_s / n * 1000:.0f} ms per network")
     print(json.dumps({"j_hit_ms": round(hit_ms, 3), "k_predict_over_profile": round(ratio, 4),

@@ -279,27 +279,26 @@ def load(path):
     return Calibration(load_json(_path(path, "path")))
 
 
-_OPEN_STORES = {}
-
-
-def predict_model(path, cal, target=None, *, store="profiles.db", force=False, remeasure=False):
+def predict_model(path, cal, target=None, *, store="profiles.db", force=False, remeasure=False, session=None):
     """Profile one model (from the store when it holds it for this target) and predict its device
-    figures: the row `Calibration.predict` would give, as a dict. For search loops: the backend and
-    the store stay open between calls, so a model already measured costs a hash and a lookup.
+    figures: the row `Calibration.predict` would give, as a dict.
 
-    cal: a `Calibration` or its JSON path; target: a `profiler.Target` or an env file path.
+    cal: a `Calibration` or its JSON path; target: a `profiler.Target` or an env file path. For search
+    loops, give a `profiler.Profiler` session instead of target and store: its backend and store stay
+    open between calls, so a model already measured costs a hash and a lookup.
     """
-    from profiler.api import open_store, profile
+    from profiler.api import Profiler, ProfileError
 
     if isinstance(cal, (str, os.PathLike)):
         cal = load(cal)
     if not isinstance(cal, Calibration):
         raise CalibrationError(f"cal: expected a calibration.Calibration or its JSON path, not {type(cal).__name__}")
-    if isinstance(store, (str, os.PathLike)):
-        key = os.path.abspath(store)
-        if key not in _OPEN_STORES:
-            _OPEN_STORES[key] = open_store(store)[0]
-        store = _OPEN_STORES[key]
-    results = profile(path, target, store=store, calibration=cal, force=force, remeasure=remeasure,
-                      keep_backend=True)
+    if session is None:
+        with Profiler(target, store=store) as own:
+            return predict_model(path, cal, force=force, remeasure=remeasure, session=own)
+    if not isinstance(session, Profiler):
+        raise CalibrationError(f"session: expected a profiler.Profiler, not {type(session).__name__}")
+    if target is not None:
+        raise ProfileError("target: a session's target is given when the Profiler is made; give one or the other")
+    results = session.profile(path, calibration=cal, force=force, remeasure=remeasure)
     return prediction_row(results[0])

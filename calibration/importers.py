@@ -12,7 +12,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-MIB = 1024 * 1024
+from profiler.config import MIB
+from profiler.harness.record import CSV_SECONDARY
 
 
 class DeviceLogError(Exception):
@@ -45,8 +46,7 @@ UNITS = {"us": ("ms", 1e-3), "ms": ("ms", 1.0), "s": ("ms", 1e3),
          "kb": ("mb", 1 / 1024), "mb": ("mb", 1.0), "mib": ("mb", 1.0), "bytes": ("mb", 1 / MIB),
          "mj": ("mj", 1.0), "j": ("mj", 1e3), "mw": ("mw", 1.0), "w": ("mw", 1e3)}
 IDENTITY = {"model", "threads", "status", "runtime", "runtime_version", "sha256", "error", "path", "device"}
-# Columns of the harness's own CSV that describe the main metrics rather than add new ones.
-SECONDARY = {"latency_mean_ms", "latency_p90_ms", "latency_p99_ms", "rss_peak_mb", "idle_memory_mb"}
+SECONDARY = set(CSV_SECONDARY)  # columns of the harness's own CSV that describe the main metrics
 
 
 MODEL_EXTENSIONS = {".onnx", ".tflite", ".pt", ".pth", ".pt2", ".ort", ".mlmodel", ".engine", ".trt"}

@@ -18,7 +18,6 @@ Traceback (most recent call last):
 profiler.errors.ProfileError: no_such_model.onnx: model file not found
 """
 
-import atexit
 import os
 import sys
 from collections import OrderedDict
@@ -190,33 +189,68 @@ def predictor_for(calibration, target, force, warn):
                        f"with annotate(record), not {type(calibration).__name__}")
 
 
-_KEPT_BACKENDS = {}  # search loops: one backend per target set-up, so its empty-run timing is paid once
+class Profiler:
+    """A profiling session: one target, with its sandboxes and the results store kept open between
+    calls, for notebooks and search loops (the empty-run timing of a backend is paid once, a model the
+    store holds costs a hash and a lookup). Close it with `close()` or a `with` block.
+
+    >>> import profiler
+    >>> target = profiler.Target.from_env("env.template", backend="local", cpus=1, iterations=20, warmup=2)
+    >>> with profiler.Profiler(target, store=None) as session:
+    ...     first = session.profile("experiments/examples/tiny_cnn.onnx")
+    ...     second = session.profile("experiments/examples/tiny_cnn.tflite")
+    >>> [r["status"] for r in first + second]
+    ['ok', 'ok']
+    """
+
+    def __init__(self, target=None, *, store="profiles.db"):
+        self.target = as_target(target)
+        self._store_given, self._store, self._owns_store, self._opened = store, None, False, False
+        self._backends = {}  # one per target set-up and runtimes
+        self.closed = False
+
+    def store(self):
+        """The results store (None for none), opened on first use."""
+        if not self._opened:
+            self._store, self._owns_store = open_store(self._store_given)
+            self._opened = True
+        return self._store
+
+    def backend(self, target, runtimes, notice, warn):
+        from profiler.sandbox import SandboxError, select_backend
+
+        key = repr({k: v for k, v in target.as_dict().items() if k != "assigned_cores"}) + repr(sorted(runtimes))
+        if key not in self._backends:
+            try:
+                self._backends[key] = select_backend(target, notice=notice, runtimes=runtimes, warn=warn)
+            except SandboxError as exc:
+                raise ProfileError(str(exc)) from None
+        return self._backends[key]
+
+    def profile(self, models, **options):
+        """`profiler.profile(models, target, store=..., **options)` with this session's target and store."""
+        if self.closed:
+            raise ProfileError("this Profiler is closed; make a new one")
+        unknown = sorted(set(options) & {"target", "store"})
+        if unknown:
+            raise ProfileError(f"{unknown[0]}: a Profiler's target and store are given when it is made")
+        return _profile_models(self, models, **options)
+
+    def close(self):
+        while self._backends:
+            self._backends.popitem()[1].close()
+        if self._owns_store and self._store is not None:
+            self._store.close()
+        self._store, self._owns_store, self.closed = None, False, True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-def _backend(target, runtimes, notice, warn, keep):
-    from profiler.sandbox import SandboxError, select_backend
-
-    key = repr({k: v for k, v in target.as_dict().items() if k not in ("assigned_cores",)}) + repr(sorted(runtimes))
-    if keep and key in _KEPT_BACKENDS:
-        return _KEPT_BACKENDS[key]
-    try:
-        backend = select_backend(target, notice=notice, runtimes=runtimes, warn=warn)
-    except SandboxError as exc:
-        raise ProfileError(str(exc)) from None
-    if keep:
-        _KEPT_BACKENDS[key] = backend
-    return backend
-
-
-@atexit.register
-def _close_kept_backends():
-    while _KEPT_BACKENDS:
-        _KEPT_BACKENDS.popitem()[1].close()
-
-
-def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure=False, calibration=None,
-            force=False, progress=False, notice=None, warn=None, on_result=None, keep_backend=False,
-            retries=None, variants=None, reference=None):
+def profile(models, target=None, *, store="profiles.db", **options):
     """Profile model files under the target's caps, as `profile` does, and return `Results`.
 
     models: file paths (.tflite, .onnx, .pt/.pth, .pt2); target: a `Target`, an env file path or None.
@@ -225,14 +259,21 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
     path or dict, to add predicted device figures (`prediction`) to every record. progress: show a
     progress bar on stderr. notice(text)/warn(text): callbacks for remarks and warnings (default: kept
     on the results). on_result(record): called as each model finishes (for exports that must survive a
-    crash). keep_backend: keep the backend for the next call with the same target (search loops).
+    crash). Search loops keep the backend and store open with a `Profiler` session instead.
     variants: e.g. "int8,fp16": each model's variants are made and profiled beside it. reference: one of
     the models; with target data, every other model's `accuracy.agreement` says how closely its outputs
     follow the reference's (a variant's reference is its original by default).
+    Other options: runtime, remeasure, force, retries (see `profile --help`).
     """
+    with Profiler(target, store=store) as session:
+        return session.profile(models, **options)
+
+
+def _profile_models(session, models, *, runtime=None, remeasure=False, calibration=None, force=False, progress=False,
+                    notice=None, warn=None, on_result=None, retries=None, variants=None, reference=None):
     from profiler.harness.files import utf8_names
 
-    target = as_target(target)
+    target = session.target
     if variants is not None and not (isinstance(variants, str) or (
             isinstance(variants, (list, tuple)) and all(isinstance(v, str) for v in variants))):
         raise ProfileError(f"variants: expected a text such as 'int8,fp16' or a list of kinds, not "
@@ -248,8 +289,8 @@ def profile(models, target=None, *, runtime=None, store="profiles.db", remeasure
         if any(given != used for given, used in names.items()):
             groups = OrderedDict((rt, [names[p] for p in paths]) for rt, paths in groups.items())
         shown = {used: printable(given) for given, used in names.items() if given != used}
-        results = _profile(groups, target, runtime, store, remeasure, calibration, force, progress, notice, warn,
-                           on_result, keep_backend, retries, variants, reference, shown)
+        results = _profile(groups, target, runtime, session, remeasure, calibration, force, progress, notice, warn,
+                           on_result, retries, variants, reference, shown)
     if getattr(results, "store_error", None):
         raise ProfileError(results.store_error, results)
     return results
@@ -261,8 +302,8 @@ def as_given(record, shown):
     return dict(record, path=shown[record["path"]]) if record.get("path") in (shown or {}) else record
 
 
-def _profile(groups, target, runtime, store, remeasure, calibration, force, progress, notice, warn, on_result,
-             keep_backend, retries, variants, reference, shown):
+def _profile(groups, target, runtime, session, remeasure, calibration, force, progress, notice, warn, on_result,
+             retries, variants, reference, shown):
     from profiler import report, stability
     from profiler.sandbox import SandboxError
 
@@ -291,20 +332,13 @@ def _profile(groups, target, runtime, store, remeasure, calibration, force, prog
             notice("notice: the calibration uses per-operator times; profiling with --op-profile 20")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
         raise ProfileError(f"retries={retries!r}: a whole number of at least 0")
-    store, opened = open_store(store)
+    store = session.store()
+    backend = session.backend(target, list(groups), notice, warn)
     try:
-        backend = _backend(target, list(groups), notice, warn, keep_backend)
-        try:
-            _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result,
-                     results, stability.REMEASURE if retries is None else retries, references, shown)
-        except SandboxError as exc:  # what was measured is in the store already
-            raise ProfileError(str(exc)) from None
-        finally:
-            if not keep_backend:
-                backend.close()
-    finally:
-        if opened:
-            store.close()
+        _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result,
+                 results, stability.REMEASURE if retries is None else retries, references, shown)
+    except SandboxError as exc:  # what was measured is in the store already
+        raise ProfileError(str(exc)) from None
     for record in unmade:
         results.append(record)
         if on_result is not None:

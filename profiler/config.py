@@ -7,6 +7,8 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+from profiler.harness.memory import MIB
+
 BACKENDS = ("auto", "docker", "local", "slurm", "ssh")
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
@@ -170,7 +172,6 @@ def data_file(data):
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
-MIB = 1024 * 1024  # bytes
 
 
 def mib_to_bytes(mib):

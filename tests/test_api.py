@@ -193,3 +193,33 @@ def test_profile_leaves_the_callers_target_as_it_was_given(tmp_path):
     results = profiler.profile(model, given, store=None, calibration=NeedsOpProfile(), retries=0)
     assert results[0]["status"] == "ok" and results.target.op_profile_runs == 20
     assert dataclasses.asdict(given) == before and given.op_profile_runs in (0, None)
+
+
+def test_a_profiler_session_keeps_its_backend_and_store_open_until_closed(tmp_path, models):
+    """A search loop's session: the sandbox and its empty-run timing are made once, the store stays
+    open (a second call is served from it), and a closed session refuses more work in one line."""
+    path = str(tmp_path / "session.db")
+    with profiler.Profiler(target(), store=path) as session:
+        first = session.profile(models["onnx"])
+        (backend,) = session._backends.values()
+        second = session.profile([models["onnx"], models["dynamic"]])
+        assert list(session._backends.values()) == [backend]  # the same sandbox for the same runtimes
+        store = session.store()
+        assert store is session.store() and isinstance(store, profiler.Store)
+        row = calibration.predict_model(models["slow"], calibration.fit(DEVICE_CSV, host=HOST_JSON, method="ols",
+                                                                        metrics=["latency_ms"]), session=session)
+    assert first[0]["status"] == "ok" and [r["status"] for r in second] == ["ok", "ok"]
+    assert first[0]["executor_overhead"] == second[0]["executor_overhead"]  # timed once, by the one backend
+    if not shaky(first[0]):
+        assert second[0]["latency_ms"] == first[0]["latency_ms"]  # served from the open store
+    assert row["status"] == "ok" and row["predicted_latency_ms"] > 0
+    assert session.closed and session._store is None and not session._backends
+    with pytest.raises(profiler.ProfileError, match="this Profiler is closed"):
+        session.profile(models["onnx"])
+    assert len(profiler.Store(path).to_pandas()) == 3
+    with pytest.raises(profiler.ProfileError, match="store: a Profiler's target and store are given"):
+        profiler.Profiler(target(), store=None).profile(models["onnx"], store=path)
+    cal = calibration.fit(DEVICE_CSV, host=HOST_JSON, method="ols", metrics=["latency_ms"])
+    with profiler.Profiler(target(), store=None) as other, \
+            pytest.raises(profiler.ProfileError, match="target: a session's target"):
+        calibration.predict_model(models["onnx"], cal, target(), session=other)

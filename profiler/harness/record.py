@@ -64,6 +64,8 @@ def measurement_flags(record):
 CSV_COLUMNS = ["model", "threads", "status", "latency_ms", "latency_mean_ms", "latency_p90_ms",
                "latency_p99_ms", "load_ms", "peak_memory_mb", "rss_peak_mb", "idle_memory_mb",
                "runtime", "runtime_version", "sha256", "error"]
+# Columns that describe the main metrics rather than add new ones (calibrate imports the others).
+CSV_SECONDARY = ("latency_mean_ms", "latency_p90_ms", "latency_p99_ms", "rss_peak_mb", "idle_memory_mb")
 
 
 def csv_row(record):
