@@ -21,6 +21,12 @@ def our_jobs():
     return [line for line in done.stdout.splitlines() if "|edge-profiler-" in line]
 
 
+def squeue_all():
+    """Every job in the queue, whoever submitted it."""
+    done = subprocess.run(["squeue", "--noheader", "--format=%i|%j|%T"], capture_output=True, text=True)
+    return done.stdout.splitlines()
+
+
 def profile(tmp_path, *args, timeout=600):
     out = tmp_path / "results.json"
     done = run_cli("profile", "--env", ENV, "--backend", "slurm", "--slurm-folder", tmp_path / "jobs", "--json", out,
@@ -57,8 +63,13 @@ def test_two_concurrent_steps_get_disjoint_cores(models, tmp_path):
     from experiments.examples.models import cnn_onnx
 
     paths = [str(cnn_onnx(tmp_path / f"m{i}.onnx", seed=i, channels=(8 + i, 16))) for i in range(4)]
-    # One node, two cores: disjoint cores for the two steps means they ran side by side
-    done, records = profile(tmp_path, *paths, "--cpus", 1, "--jobs", 2, "--iterations", 3000, "--no-store",
+    # One node, two cores: disjoint cores for the two steps means they ran side by side. A job of an
+    # earlier test still on the node would hold a core and run the two one after the other.
+    deadline = time.monotonic() + 120
+    while squeue_all() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not squeue_all(), "the node should be idle before the two steps start"
+    done, records = profile(tmp_path, *paths, "--cpus", 1, "--jobs", 2, "--iterations", 10000, "--no-store",
                             "--retries", 0)  # one pass: a re-measurement would be a third step
     assert done.returncode == 0, done.stderr
     by_job = {}
