@@ -1,6 +1,6 @@
 """edge-profiler benchmarks: overhead, stability and sandbox cost, printed as figures.
 
-    make bench                     # or: .venv/bin/python benchmarks/run.py [--models 100] [--sections dh]
+    make bench                     # or: .venv/bin/python benchmarks/run.py [--models 100] [--sections dm]
 
 (a) harness median / bare onnxruntime loop median, same model, same core, 1 thread (target <= 1.02)
 (b) spread (max - min) / median of the medians of 5 repeated profiles of a >= 1 ms model (target <= 2%)
@@ -11,7 +11,7 @@
 (e) `profile --card-only` wall time on a 50 MB ONNX model (target < 2 s)
 (f) the executor's overhead: one empty sandbox run (start, interpreter, onnxruntime import,
     teardown) per backend, as every profile reports it; no latency figure includes it
-(h) peak memory of an ONNX and a TorchScript conv stack alone, at the end of a batch after larger
+(m) peak memory of an ONNX and a TorchScript conv stack alone, at the end of a batch after larger
     models, and at the end of that batch while the page cache is dropped every 0.5 s (root only),
     local backend: the headline and its anonymous part (target: within 3% of alone)
 """
@@ -48,7 +48,7 @@ def drop_page_cache():
 
 
 def peak_memory(work, local, figures):
-    """(h): the same model's peak alone, after a batch, and after a batch under page-cache pressure."""
+    """(m): the same model's peak alone, after a batch, and after a batch under page-cache pressure."""
     import threading
 
     from experiments.examples.models import cnn_torchscript
@@ -56,7 +56,7 @@ def peak_memory(work, local, figures):
     try:
         drop_page_cache()
     except OSError as exc:
-        print(f"(h) skipped: cannot drop the page cache here ({exc.strerror})")
+        print(f"(m) skipped: cannot drop the page cache here ({exc.strerror})")
         return
     larger = [cnn_onnx(os.path.join(work, f"weights_{mb}.onnx"), extra_weights_mb=mb) for mb in (256, 96)]
     target = load_target(None, {"CPUS": "1", "MEMORY": "8g", "WARMUP": "5", "ITERATIONS": "20"})
@@ -88,10 +88,10 @@ def peak_memory(work, local, figures):
         cells = []
         for name, record in runs.items():
             ratio = record["peak_memory_mb"] / alone["peak_memory_mb"]
-            figures[f"h_{runtime}_{name.replace(' ', '_')}_ratio"] = ratio
+            figures[f"m_{runtime}_{name.replace(' ', '_')}_ratio"] = ratio
             cells.append(f"{name} {record['peak_memory_mb']:.2f} MiB (anon {record['memory']['anon_mb']:.2f}, "
                          f"file {record['memory']['file_mb']:.2f}; x{ratio:.4f})")
-        print(f"(h) {runtime} peak: " + "; ".join(cells) + "   (target within 3%)")
+        print(f"(m) {runtime} peak: " + "; ".join(cells) + "   (target within 3%)")
 
 
 def bare_loop_median(path, core, iterations, warmup):
@@ -122,14 +122,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=100, help="small CNNs for (c) and (d) (default 100)")
     parser.add_argument("--no-docker", action="store_true", help="skip (d)")
-    parser.add_argument("--sections", default="abcdefh", metavar="LETTERS",
-                        help="which figures to take, e.g. --sections dh (default: all, abcdefh)")
+    parser.add_argument("--sections", default="abcdefm", metavar="LETTERS",
+                        help="which figures to take, e.g. --sections dm (default: all, abcdefm)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="take the chosen figures N times in a row, each printed (default 1)")
     opts = parser.parse_args()
-    unknown = set(opts.sections) - set("abcdefh")
+    unknown = set(opts.sections) - set("abcdefm")
     if unknown or not opts.sections:
-        parser.error(f"--sections: letters from abcdefh, not {opts.sections!r}")
+        parser.error(f"--sections: letters from abcdefm, not {opts.sections!r}")
 
     with tempfile.TemporaryDirectory(prefix="edge-profiler-bench-") as work:  # 73 MB of models, removed after
         for _ in range(max(1, opts.repeat)):
@@ -169,7 +169,7 @@ def run(opts, work):
         print(f"(f) empty run: local {figures['f_empty_local_run_ms']:.0f} ms"
               + (f", Docker {figures['f_empty_docker_run_ms']:.0f} ms" if "f_empty_docker_run_ms" in figures else "")
               + "   (reported, outside every latency figure)")
-    if "h" in opts.sections:
+    if "m" in opts.sections:
         peak_memory(work, local, figures)
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
 

@@ -61,13 +61,8 @@ def measure(path, runtime, opts, cgroup):
     # model's own share (the cgroup's figure is kept beside its peak).
     idle_rss_mb = round(proc_status_mb("VmRSS"), 3)
     idle_cgroup_mb = to_mb(cgroup.usage_bytes()) if opts.cgroup else None
-    t0 = time.perf_counter_ns()
-    session = rt.load(path, opts.threads, **load_options(runtime, opts))
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    session, load_ms, specs, shapes, run = load_model(rt, path, runtime, opts)
     setup = rt.info(session) if hasattr(rt, "info") else None
-    specs = rt.describe(session)
-    shapes = resolve_shapes(specs, opts.batch, parse_input_shapes(opts.input_shapes), os.path.basename(path))
-    run = rt.runner(session, make_inputs(specs, shapes, opts.seed))
 
     t0 = time.perf_counter_ns()
     run()
@@ -85,10 +80,8 @@ def measure(path, runtime, opts, cgroup):
     timings, wait_ns, rss_samples = timed["timings"], timed["wait_ns"], timed["rss_samples"]
     samples_ms = [t / 1e6 for t in timings]
 
-    op_time_ms = None
-    if opts.op_profile and hasattr(rt, "op_times"):
-        op_time_ms = rt.op_times(path, opts.threads, make_inputs(specs, shapes, opts.seed), opts.op_profile,
-                                 classify_op)
+    op_time_ms = rt.op_times(path, opts.threads, make_inputs(specs, shapes, opts.seed), opts.op_profile,
+                             classify_op) if opts.op_profile and hasattr(rt, "op_times") else None
 
     result = {
         "runtime_setup": setup, "telemetry": timed["telemetry"],
@@ -102,28 +95,39 @@ def measure(path, runtime, opts, cgroup):
         "total_runtime_ms": round(sum(timings) / 1e6, 3),
         "cpus_seen": sorted(os.sched_getaffinity(0)),
     }
-    # The peak is what the model's run holds: the worker's resident high-water mark over the load
-    # and the first runs (anonymous memory plus the model and library pages it maps), the figure
-    # benchmark_model reports on a device. The cgroup's peak also counts whichever file pages it was
-    # charged for reading, which moves with the page cache and the models run before, so it is kept
-    # as a diagnostic only.
-    result["peak_memory_mb"], result["idle_memory_mb"] = round(at_peak["VmHWM"], 3), idle_rss_mb
-    result["memory_source"] = "vmhwm"
-    result["memory"] = {
-        "basis": "load_and_first_runs", "allocator": allocator.name,
-        "anon_mb": round(at_peak.get("RssAnon", 0.0) + at_peak.get("RssShmem", 0.0), 3),
-        "file_mb": round(at_peak.get("RssFile", 0.0), 3), "whole_run_peak_mb": result["rss_peak_mb"]}
+    result.update(memory_fields(at_peak, idle_rss_mb, result["rss_peak_mb"], allocator))
     if opts.data:  # after the timed runs and the peak, so neither includes it
         from profiler.harness.evaluate import evaluate
 
         result["accuracy"] = evaluate(rt, session, specs, shapes, opts.data, opts.task, runtime,
                                       limit=cgroup.limit_bytes() if opts.cgroup else None, sha256=opts.data_sha256)
     if opts.cgroup:
-        peak = cgroup.peak_bytes()
-        result["cgroup"] = {"limit_mb": to_mb(cgroup.limit_bytes()), "peak_mb": to_mb(peak),
+        result["cgroup"] = {"limit_mb": to_mb(cgroup.limit_bytes()), "peak_mb": to_mb(cgroup.peak_bytes()),
                             "anon_mb": to_mb(cgroup.anon_bytes()), "throttling": cgroup.throttling(),
                             "idle_mb": idle_cgroup_mb}
     return result
+
+
+def load_model(rt, path, runtime, opts):
+    """(session, load ms, input specs, input shapes, one run) for a model the adapter loads."""
+    t0 = time.perf_counter_ns()
+    session = rt.load(path, opts.threads, **load_options(runtime, opts))
+    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    specs = rt.describe(session)
+    shapes = resolve_shapes(specs, opts.batch, parse_input_shapes(opts.input_shapes), os.path.basename(path))
+    return session, load_ms, specs, shapes, rt.runner(session, make_inputs(specs, shapes, opts.seed))
+
+
+def memory_fields(at_peak, idle_rss_mb, whole_run_peak_mb, allocator):
+    """The record's memory figures. The peak is what the model's run holds: the worker's resident
+    high-water mark over the load and the first runs (anonymous memory plus the model and library
+    pages it maps), the figure benchmark_model reports on a device. The cgroup's peak also counts
+    whichever file pages it was charged for reading, which moves with the page cache and the models
+    run before, so it is kept as a diagnostic only."""
+    return {"peak_memory_mb": round(at_peak["VmHWM"], 3), "idle_memory_mb": idle_rss_mb, "memory_source": "vmhwm",
+            "memory": {"basis": "load_and_first_runs", "allocator": allocator.name,
+                       "anon_mb": round(at_peak.get("RssAnon", 0.0) + at_peak.get("RssShmem", 0.0), 3),
+                       "file_mb": round(at_peak.get("RssFile", 0.0), 3), "whole_run_peak_mb": whole_run_peak_mb}}
 
 
 def timed_runs(run, opts):

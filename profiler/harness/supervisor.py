@@ -23,7 +23,8 @@ from profiler.harness.files import check_writable, sha256_of, write_atomic
 from profiler.harness.runtimes import RUNTIMES, ModelError, adapter, runtime_for
 from profiler.harness.measure import measure, throughput, worker_main
 from profiler.harness.memory import Cgroup, MIB, mapped_files, proc_status_mb, read_through, to_mb
-from profiler.harness.record import (CSV_COLUMNS, RESULT_VERSION, csv_row, host_info, measurement_flags, model_name)
+from profiler.harness.record import (CSV_COLUMNS, RESULT_VERSION, csv_row, flag_warnings, host_info, measurement_flags,
+                                     model_name)
 from profiler.harness.stats import robust_stats
 
 
@@ -211,49 +212,7 @@ def profile_models(opts, emit):
             record.update(status="error", error=f"{path}: {exc.strerror or exc}")
         record.setdefault("error", None)
         record["flags"] = measurement_flags(record)
-        name = f"{record['model']} ({record['runtime']})" if record.get("runtime") else record["model"]
-        warnings = []
-        stats = record.get("latency_ms")
-        if "unstable" in record["flags"]:
-            spread = (record.get("workers") or {}).get("median_spread")
-            warnings.append(f"{name}: the measurement may be unstable: IQR is "
-                            f"{100 * stats['iqr'] / stats['median']:.0f}% of the median"
-                            + (f", its worker processes' medians {100 * spread:.0f}% apart" if spread else "")
-                            + "; close other programs, raise ITERATIONS, or pin CPU_SET away from busy cores")
-        if "contended" in record["flags"]:
-            neighbour = record["disturbance"].get("neighbour") or {}
-            effect = neighbour.get("effect")
-            warnings.append(f"{name}: the other cores were "
-                            f"{100 * (record['disturbance']['neighbour_busy'] or 0):.0f}% busy while it was timed; "
-                            + (f"its runs timed while they were busy were {100 * effect:.1f}% slower than the others"
-                               if effect is not None else "they were busy throughout, so their effect could not be "
-                               "measured")
-                            + ": a busy neighbour slows a model through shared caches and memory (and SMT) without "
-                            "taking its core, so its figures may be high")
-        if "throttled" in record["flags"]:
-            warnings.append(f"{name}: throttled while it was timed: {'; '.join(record['telemetry']['throttled'])}; "
-                            "its figures are those of a slower machine (let the board cool, COOL_DOWN_C=55)")
-        if "oversubscribed" in record["flags"]:
-            over = record["disturbance"]["oversubscribed"]
-            warnings.append(f"{name}: THREADS={over['threads']} on {over['cores']} core(s): the model's own "
-                            f"threads take turns on them (their run-queue wait was {100 * over['wait_share']:.1f}% of "
-                            f"the time, its own doing, not another program's), so its figures are those of "
-                            f"{over['threads']} threads sharing {over['cores']} core(s), not of a "
-                            f"{over['threads']}-core device; use THREADS<={over['cores']} or give the sandbox more cores")
-        if "disturbed" in record["flags"]:
-            d = record["disturbance"]
-            warnings.append(f"{name}: {d['runs']} of {d['of']} timed runs waited for a core "
-                            f"({100 * d['wait_share']:.0f}% of the time); too few undisturbed runs are left, so "
-                            "its figures include them: another program shares this core"
-                            + (f"; with {opts.threads} threads one waiting thread stalls the others, so the time on "
-                               "a CPU cannot stand in for them" if opts.threads > 1 else ""))
-        if "recovered" in record["flags"]:
-            d = record["disturbance"]
-            warnings.append(f"{name}: {d['runs']} of {d['of']} timed runs waited for a core; its figures are each "
-                            f"run's time on a CPU (wall minus the wait), recovered: wall median "
-                            f"{d['wall']['median']:.4g} ms, on a CPU {record['latency_ms']['median']:.4g} ms "
-                            "(another program shares this core)")
-        record["warnings"] = warnings
+        record["warnings"] = flag_warnings(record, opts.threads)
         emit(record)
 
 
