@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _API = {"Target": ("profiler.config", "TargetDevice"), "profile": ("profiler.api", "profile"),
         "Profiler": ("profiler.api", "Profiler"),
-        "Results": ("profiler.api", "Results"), "ProfileError": ("profiler.api", "ProfileError"),
+        "Results": ("profiler.results", "Results"), "ProfileError": ("profiler.api", "ProfileError"),
         "ConfigError": ("profiler.config", "ConfigError"), "Store": ("profiler.store", "Store")}
 __all__ = sorted(_API)
 

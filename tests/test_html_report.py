@@ -133,7 +133,7 @@ def test_calibrate_report_renders_offline(browser, tmp_path):
 
 def test_the_accuracy_front_reaches_the_report_the_figures_and_the_api(browser, digits, tmp_path, monkeypatch):
     import profiler
-    from profiler.api import Results
+    from profiler.results import Results
     from profiler.report import accuracy_score, front, ranking_latency
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
