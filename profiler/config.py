@@ -367,6 +367,18 @@ def load_target(env_path=None, overrides=None, host_cores=None):
 def build_target(values, warnings, host_cores=None):
     t = TargetDevice(warnings=warnings)
     get = values.get
+    host_cores = _cores_and_backend(t, get, host_cores)
+    host_cores = _remote(t, get, host_cores)
+    _fits_host(t, host_cores)
+    _memory_and_threads(t, get, warnings)
+    _runs(t, get)
+    _data_and_timing(t, get)
+    _inputs_and_runtime(t, get)
+    return t
+
+
+def _cores_and_backend(t, get, host_cores):
+    """The name, the cores (CPUS, CPU_SET), JOBS and BACKEND."""
     if get("DEVICE_NAME"):
         t.name = str(get("DEVICE_NAME")).strip()
     if get("CPUS") not in (None, ""):
@@ -389,6 +401,11 @@ def build_target(values, warnings, host_cores=None):
         host_cores = None  # the cores are a node's, and Slurm checks them
         if t.cpu_set:
             raise ConfigError("CPU_SET: Slurm chooses a step's cores; give CPUS only with BACKEND=slurm")
+    return host_cores
+
+
+def _remote(t, get, host_cores):
+    """Where it runs when not on this host: SSH_HOST and its settings, Slurm's."""
     if get("SSH_HOST") not in (None, ""):
         t.ssh_host = str(get("SSH_HOST")).strip()
         if t.ssh_host.startswith("-") or any(c.isspace() for c in t.ssh_host):
@@ -421,6 +438,11 @@ def build_target(values, warnings, host_cores=None):
         bad = [a for a in t.slurm_args if not a.startswith("--") or "=" not in a]
         if bad:
             raise ConfigError(f"SLURM_ARGS: {bad[0]}: write each option as --name=value")
+    return host_cores
+
+
+def _fits_host(t, host_cores):
+    """A cap this host can honour: the cores CPUS, CPU_SET and JOBS ask for exist here."""
     if host_cores is not None:
         available = len(host_cores)
         width = math.ceil(t.cpus)
@@ -440,6 +462,10 @@ def build_target(values, warnings, host_cores=None):
             raise ConfigError(f"JOBS={t.jobs}: {t.jobs} sandboxes of {width} core(s) need {t.jobs * width} cores and "
                               f"this host has {available} usable; use JOBS<={max(1, available // width)} "
                               "(cores are never shared between sandboxes)")
+
+
+def _memory_and_threads(t, get, warnings):
+    """MEMORY, SWAP and THREADS (warned of above the sandbox's cores)."""
     if get("MEMORY") not in (None, ""):
         t.memory_mb = parse_size_mb("MEMORY", get("MEMORY"))
         if t.memory_mb < 6:
@@ -455,6 +481,10 @@ def build_target(values, warnings, host_cores=None):
         warnings.append(f"THREADS={t.threads} is above the {cores} core(s) the sandbox has (CPUS={t.cpus:g}): the "
                         "model's threads will take turns on them, which no device with that many cores does; "
                         "its rows are flagged `oversubscribed`. Use THREADS<=" + str(cores) + " or more CPUS")
+
+
+def _runs(t, get):
+    """How each model is timed: WARMUP, ITERATIONS, TARGET_CI, WORKERS."""
     if get("WARMUP") not in (None, ""):
         t.warmup = _number("WARMUP", get("WARMUP"), int, 0, maximum=MAX_RUNS)
     if get("ITERATIONS") not in (None, ""):
@@ -467,6 +497,10 @@ def build_target(values, warnings, host_cores=None):
             raise ConfigError(f"TARGET_CI={text}: a share of the median below 1 (e.g. 0.01 or 1%)")
     if get("WORKERS") not in (None, ""):
         t.workers = _number("WORKERS", get("WORKERS"), int, 1, maximum=64)
+
+
+def _data_and_timing(t, get):
+    """DATA and TASK, the time budget and timeout, BATCH and BASE_IMAGE."""
     if get("DATA") not in (None, ""):
         t.data = os.path.abspath(str(get("DATA")).strip())
         if not os.path.isfile(t.data):
@@ -493,6 +527,10 @@ def build_target(values, warnings, host_cores=None):
         t.base_image = str(get("BASE_IMAGE")).strip()
     if get("TIMEOUT_S") not in (None, ""):
         t.timeout_s = _number("TIMEOUT_S", get("TIMEOUT_S"), float, 0, strict=True, maximum=MAX_TIMEOUT_S)
+
+
+def _inputs_and_runtime(t, get):
+    """Inputs, seed, operator profile, memory sampling, device RAM, cool-down and the runtime's delegate and providers."""
     if get("INPUT_SHAPES") not in (None, ""):
         from profiler.harness.runtimes import ModelError, parse_input_shapes
 
@@ -532,4 +570,3 @@ def build_target(values, warnings, host_cores=None):
             raise ConfigError(f"EXECUTION_PROVIDERS={get('EXECUTION_PROVIDERS')}: ONNX Runtime provider names, "
                               "comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider")
         t.execution_providers = providers
-    return t
