@@ -49,17 +49,7 @@ def profile(opts, notice, load_calibration=None):
     except ConfigError as exc:
         raise PipelineError(str(exc)) from None
     groups = check_models(opts.models, opts.runtime)
-    outputs = {f"--{option}": getattr(opts, option, None) for option in ("json", "csv", "markdown", "html")}
-    inputs = {"the env file": opts.env, "the calibration file": getattr(opts, "calibration", None),
-              "the results store": None if opts.no_store else opts.store}
-    inputs.update({f"the model file {path}": path for path in opts.models})
-    clash = clobbered_input(outputs, inputs)
-    if clash:
-        raise PipelineError(clash)
-    for option, path in outputs.items():
-        check_output(path, option)
-    if getattr(opts, "plot", None) and os.path.exists(opts.plot) and not os.path.isdir(opts.plot):
-        raise PipelineError(f"--plot {opts.plot}: is a file, not a folder")
+    check_outputs(opts)
 
     if opts.card_only:
         for warning in target.warnings:
@@ -91,14 +81,7 @@ def profile(opts, notice, load_calibration=None):
         if load_calibration is None:
             raise PipelineError("--calibration: this command cannot read calibration files")
         calibration = load_calibration(opts.calibration)
-    store = None
-    if not opts.no_store:
-        from profiler.store import Store, StoreError
-
-        try:
-            store = Store(opts.store, wait_s=getattr(opts, "store_wait", None) or 10.0)
-        except StoreError as exc:
-            raise PipelineError(str(exc)) from None
+    store = None if opts.no_store else store_for(opts)
     try:
         records = profile_models(opts.models, target, runtime=opts.runtime, store=store,
                                  remeasure=getattr(opts, "remeasure", False), calibration=calibration,
@@ -115,27 +98,7 @@ def profile(opts, notice, load_calibration=None):
             store.close()
     exports(records, final=True)  # the store's records too, in the order given
 
-    _out(report.results_table(records))
-    ranked = report.ranking(records)
-    if ranked:
-        print()
-        _out(ranked)
-    front = report.front_lines(records, getattr(opts, "budget_ms", None), getattr(opts, "min_accuracy", None),
-                               target.device_ram_mb)
-    if front:
-        print()
-        _out(front)
-    overhead = report.overhead_lines(records)
-    if overhead and not opts.quiet:
-        print()
-        _out(overhead)
-    for line in records.warnings:
-        _err(line)
-    for record in records:
-        if record["status"] == "error":
-            _err(f"profile: error: {record['error']}")
-        elif record["status"] in ("oom", "timeout"):
-            _err(f"profile: {record['model']}: {record['status']}: {record['error']}")
+    print_results(opts, records, target)
     try:
         figures = write_figures(opts, records, calibration)
     except OSError as exc:  # a full disk, a read-only or virtual folder: one line, the rest is saved
@@ -148,6 +111,52 @@ def profile(opts, notice, load_calibration=None):
     for path in figures:
         notice(f"wrote {path}")
     return records
+
+
+def check_outputs(opts):
+    """Every output writable and none of them an input of this run (the env file, the calibration, the
+    store, a model), before anything is measured."""
+    outputs = {f"--{option}": getattr(opts, option, None) for option in ("json", "csv", "markdown", "html")}
+    inputs = {"the env file": opts.env, "the calibration file": getattr(opts, "calibration", None),
+              "the results store": None if opts.no_store else opts.store}
+    inputs.update({f"the model file {path}": path for path in opts.models})
+    clash = clobbered_input(outputs, inputs)
+    if clash:
+        raise PipelineError(clash)
+    for option, path in outputs.items():
+        check_output(path, option)
+    if getattr(opts, "plot", None) and os.path.exists(opts.plot) and not os.path.isdir(opts.plot):
+        raise PipelineError(f"--plot {opts.plot}: is a file, not a folder")
+
+
+def store_for(opts):
+    """The results store --store names, opened for this command."""
+    from profiler.store import Store, StoreError
+
+    try:
+        return Store(opts.store, wait_s=getattr(opts, "store_wait", None) or 10.0)
+    except StoreError as exc:
+        raise PipelineError(str(exc)) from None
+
+
+def print_results(opts, records, target):
+    """The table, the ranking, the front and the overhead on stdout; warnings and failed rows on stderr."""
+    _out(report.results_table(records))
+    sections = [report.ranking(records),
+                report.front_lines(records, getattr(opts, "budget_ms", None), getattr(opts, "min_accuracy", None),
+                                   target.device_ram_mb),
+                None if opts.quiet else report.overhead_lines(records)]
+    for lines in sections:
+        if lines:
+            print()
+            _out(lines)
+    for line in records.warnings:
+        _err(line)
+    for record in records:
+        if record["status"] == "error":
+            _err(f"profile: error: {record['error']}")
+        elif record["status"] in ("oom", "timeout"):
+            _err(f"profile: {record['model']}: {record['status']}: {record['error']}")
 
 
 def write_figures(opts, records, calibration=None):
