@@ -130,6 +130,13 @@ class Device:
         done = subprocess.run(["pgrep", "-u", USER, "-f", "profiler.harness"], capture_output=True, text=True)
         return done.stdout.split()
 
+    def harness_running(self):
+        """The device user's harness interpreter itself (`python -u -m profiler.harness`), not the shell
+        that starts it, whose command line names it too until it execs."""
+        done = subprocess.run(["pgrep", "-u", USER, "-f", r"^\S*python\S* -u -m profiler\.harness "],
+                              capture_output=True, text=True)
+        return done.stdout.split()
+
     def folders(self):
         return [n for n in os.listdir("/tmp") if n.startswith("edge-profiler.")
                 and os.stat(os.path.join("/tmp", n)).st_uid == pwd.getpwnam(USER).pw_uid]

@@ -133,9 +133,9 @@ def test_ctrl_c_leaves_no_harness_and_no_folder_on_the_device(ssh_device, models
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not ssh_device.processes() and time.monotonic() < deadline:
+        while not ssh_device.harness_running() and time.monotonic() < deadline:
             time.sleep(0.2)
-        if not ssh_device.processes():
+        if not ssh_device.harness_running():
             ended = child.poll() is not None
             pytest.fail("the harness never started on the device"
                         + (f"; the command ended with {child.returncode}: {child.communicate()[1][-2000:]}" if ended
@@ -162,9 +162,9 @@ def test_the_next_run_stops_and_removes_what_a_killed_run_left_on_both_sides(ssh
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not ssh_device.processes() and time.monotonic() < deadline:
+        while not ssh_device.harness_running() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert ssh_device.processes(), "the harness never started on the device"
+        assert ssh_device.harness_running(), "the harness never started on the device"
     finally:
         child.kill()  # SIGKILL: no cleanup of its own can run
         child.wait()
