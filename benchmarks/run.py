@@ -64,9 +64,8 @@ def peak_memory(work, local, figures):
     for runtime, path in (("onnx", cnn_onnx(os.path.join(work, "stack.onnx"), **stack)),
                           ("torch", cnn_torchscript(os.path.join(work, "stack.pt"), **stack))):
         runs = {"alone": profile(local, target, [path], runtime)[1][-1]}
-        batch = []
         for p in larger:
-            batch += profile(local, target, [p])[1]
+            profile(local, target, [p])
         runs["after a batch"] = profile(local, target, [path], runtime)[1][-1]
         stop = threading.Event()
 

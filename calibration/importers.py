@@ -46,7 +46,6 @@ UNITS = {"us": ("ms", 1e-3), "ms": ("ms", 1.0), "s": ("ms", 1e3),
          "kb": ("mb", 1 / 1024), "mb": ("mb", 1.0), "mib": ("mb", 1.0), "bytes": ("mb", 1 / MIB),
          "mj": ("mj", 1.0), "j": ("mj", 1e3), "mw": ("mw", 1.0), "w": ("mw", 1e3)}
 IDENTITY = {"model", "threads", "status", "runtime", "runtime_version", "sha256", "error", "path", "device"}
-SECONDARY = set(CSV_SECONDARY)  # columns of the harness's own CSV that describe the main metrics
 
 
 MODEL_EXTENSIONS = {".onnx", ".tflite", ".pt", ".pth", ".pt2", ".ort", ".mlmodel", ".engine", ".trt"}
@@ -107,7 +106,7 @@ def read_csv_text(text, path, default_threads=None):
         raise DeviceLogError(f"{path}: missing column 'threads' (or give --threads)")
     metric_columns = {}
     for column in columns:
-        if column in IDENTITY or column in SECONDARY:
+        if column in IDENTITY or column in CSV_SECONDARY:
             continue
         metric_columns[column] = _canonical(column, f"{path}: header")
     rows, seen = [], {}

@@ -140,9 +140,9 @@ class Profiler:
         """`profiler.profile(models, target, store=..., **options)` with this session's target and store."""
         if self.closed:
             raise ProfileError("this Profiler is closed; make a new one")
-        unknown = sorted(set(options) & {"target", "store"})
-        if unknown:
-            raise ProfileError(f"{unknown[0]}: a Profiler's target and store are given when it is made")
+        twice = sorted(set(options) & {"target", "store"})
+        if twice:
+            raise ProfileError(f"{twice[0]}: a Profiler's target and store are given when it is made")
         return _profile_models(self, models, **options)
 
     def close(self):

@@ -42,8 +42,6 @@ def neighbour_busy(before, after):
 
 
 CONTENDED_EFFECT = 0.03  # runs timed while the neighbours were busy, this much slower: flagged `contended`
-
-
 NEIGHBOUR_BLOCK_S = 0.05  # /proc/stat counts 10 ms ticks: a block shorter than this says nothing
 
 

@@ -4,7 +4,6 @@ counters, and the page cache read through."""
 import os
 
 
-
 MIB = 1024 * 1024
 
 

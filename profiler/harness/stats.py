@@ -4,7 +4,6 @@ a wait for a core disturbed (figures from the undisturbed runs, or recovered fro
 import math
 
 
-
 UNSTABLE_IQR_RATIO = 0.10
 
 
@@ -36,14 +35,10 @@ def latency_stats(samples_ms):
 # disturbed: another process held its core. Latency figures come from the undisturbed runs when
 # at least MIN_CLEAN_SHARE of them are left, else from all, flagged.
 DISTURBED_WAIT_SHARE = 0.02
-
-
 MIN_CLEAN_SHARE = 0.5
 
 
 DISTURBED_FLAG_SHARE = 0.10  # a record whose figures include more disturbed runs than this is flagged
-
-
 MAX_ADAPTIVE_RUNS = 100000
 
 

@@ -41,8 +41,6 @@ def die_with_parent():
         pass
 
 
-
-
 def run_model(path, runtime, opts, cgroup):
     """Measure one model in opts.workers fresh worker processes, the timed runs split between them,
     and pool their runs (pyperf's design): one process that happens to run slow (its memory layout,
