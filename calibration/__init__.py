@@ -4,6 +4,13 @@ Owns modelling: device-log importers, fits and priors, suggested references, pre
 figures. It may import `profiler` (records, stores, profiling for predict_model); `profiler` never imports
 it. A `Calibration` makes the predictor `profiler.profile(calibration=...)` annotates records with.
 
+Modules by job: `hostdata` reads host results and pairs them with device rows (`importers` reads the
+device's logs); `fitting` fits one mapping per metric, thread count and precision (`models` holds the
+estimators and the card features they read, `priors` the shipped shapes, `mix` the operator mix);
+`fits` is one fitted mapping (`Fit`), whose estimator predicts and gives its interval; `predicting`
+applies a calibration's fits to records; `schema` is the file: its JSON Schema, version, upgrades,
+writing and reading; `api` the `Calibration` object and the functions above; `cli` the command.
+
 The public API (`calibration.fit`, `calibration.load`, `calibration.predict_model`, `calibration.suggest`,
 `Calibration`, `CalibrationError`) is imported on first use.
 """

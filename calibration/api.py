@@ -15,29 +15,57 @@ calibration.errors.CalibrationError: experiments/nb201_pi5/calibrate_example/no_
 """
 
 import os
+from collections.abc import Mapping
 
 from calibration.errors import CalibrationError
 from profiler.escape import printable_text as printable
 
 
-class Calibration:
-    """A fitted calibration: the versioned JSON body (`data`) with methods to predict, plot and save."""
+class Calibration(Mapping):
+    """A fitted calibration: its fits (`Fit` objects, whose estimators predict and give their
+    intervals) and what it was made from (runtime, target, precisions, references left out…), read as a
+    mapping in the shape it is saved in. `save` and `load` are the only places it is a JSON body; a
+    body of an older version is upgraded on load."""
 
     def __init__(self, data, warnings=()):
+        from calibration.fits import Fit
         from calibration.schema import calibration_problem
 
-        if not isinstance(data, dict):
-            raise CalibrationError(f"Calibration: expected the calibration's JSON body (a dict), not "
+        if not isinstance(data, Mapping):
+            raise CalibrationError(f"Calibration: expected the calibration's fields (a mapping), not "
                                    f"{type(data).__name__}")
-        problem = calibration_problem(data)
+        fits = data.get("fits")
+        body = dict(data, fits=[f.to_dict() if isinstance(f, Fit) else f for f in fits]) \
+            if isinstance(fits, (list, tuple)) else dict(data)
+        problem = calibration_problem(body)
         if problem:
             raise CalibrationError(f"Calibration: not a usable calibration ({problem})")
-        self.data = data
+        self._fields = dict(body, fits=[f if isinstance(f, Fit) else Fit.from_dict(f) for f in fits])
         self.warnings = list(warnings)
 
-    method = property(lambda self: self.data.get("method"))
-    runtime = property(lambda self: self.data.get("runtime"))
-    fits = property(lambda self: self.data["fits"])
+    def __getitem__(self, key):
+        return self._fields[key]
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self):
+        return len(self._fields)
+
+    @property
+    def data(self):
+        """The JSON body `save` writes (a fresh copy: editing it changes nothing here)."""
+        return self.to_dict()
+
+    def to_dict(self):
+        """The JSON body `save` writes."""
+        import copy
+
+        return copy.deepcopy(dict(self._fields, fits=[f.to_dict() for f in self.fits]))
+
+    method = property(lambda self: self._fields.get("method"))
+    runtime = property(lambda self: self._fields.get("runtime"))
+    fits = property(lambda self: self._fields["fits"])
 
     def __repr__(self):
         metrics = sorted({f["metric"] for f in self.fits})
@@ -64,18 +92,18 @@ class Calibration:
 
     def predictor(self, *, force=False, warn=print, device_ram_mb=None):
         """The one-method predictor `profiler.profile(calibration=...)` annotates each record with."""
-        from calibration.core import Predictor
+        from calibration.predicting import Predictor
 
-        return Predictor(self.data, force=force, warn=warn, device_ram_mb=device_ram_mb)
+        return Predictor(self, force=force, warn=warn, device_ram_mb=device_ram_mb)
 
     def annotate(self, records, *, force=False, device_ram=None, device_threads=None):
         """The records with `prediction` added (device value, 95% interval, flags); warnings go to self.warnings."""
-        from calibration.core import Predictor
+        from calibration.predicting import Predictor
 
         if device_threads is not None and (isinstance(device_threads, bool) or not isinstance(device_threads, int)
                                            or device_threads < 1):
             raise CalibrationError(f"device_threads={device_threads!r}: a whole number of threads above 0")
-        predictor = Predictor(self.data, force=force, warn=self.warnings.append, device_ram_mb=_ram(device_ram),
+        predictor = Predictor(self, force=force, warn=self.warnings.append, device_ram_mb=_ram(device_ram),
                               device_threads=device_threads)
         records = [predictor.annotate(dict(r)) for r in host_records(records)]
         self.warnings += predictor.mix_advice(records)
@@ -98,11 +126,11 @@ class Calibration:
 
     def save(self, path):
         """Write the calibration JSON (atomically), as `calibrate --out` does."""
-        from calibration.core import save
+        from calibration.schema import write
 
         path = _path(path, "path")
         try:
-            save(self.data, path)
+            write(self.to_dict(), path)
         except OSError as exc:
             raise CalibrationError(f"{path}: cannot write the calibration ({exc.strerror or exc})") from None
 
@@ -114,7 +142,7 @@ class Calibration:
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise CalibrationError(f"{folder}: is a file, not a folder for figures")
         try:
-            return plot_all(self.data, folder, device_name)
+            return plot_all(self, folder, device_name)
         except OSError as exc:
             raise CalibrationError(f"{folder}: cannot write the figures ({exc.strerror or exc})") from None
 
@@ -170,7 +198,7 @@ def _ram(size):
 def host_records(host, store="profiles.db", runtime=None, target_name=None):
     """Host records from records/`Results`, a `Store`, a store path (.db), a `profile --json`/`--csv` path
     or None (the store at `store`)."""
-    from calibration.core import load_host
+    from calibration.hostdata import load_host
     from profiler.store import Store
 
     if isinstance(host, Store):
@@ -202,7 +230,8 @@ def host_records(host, store="profiles.db", runtime=None, target_name=None):
 def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=None, start=None, end=None,
                 store="profiles.db", device_target=None):
     """Device measurements from log paths, a DataFrame in the CSV's shape, or the store's native rows."""
-    from calibration import core, importers
+    from calibration import importers
+    from calibration.hostdata import device_rows_from_store
 
     if device is None and not device_target:
         raise CalibrationError("give device logs, or --device-target NAME to take the device rows from the store")
@@ -212,7 +241,7 @@ def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=N
             or not all(isinstance(p, (str, os.PathLike)) and not isinstance(p, bytes) for p in paths)):
         raise CalibrationError(f"device: expected a device log path, a list of them or a DataFrame, not "
                                f"{type(device).__name__}")
-    rows = core.device_rows_from_store(os.fspath(store), device_target) if device_target else []
+    rows = device_rows_from_store(os.fspath(store), device_target) if device_target else []
     if device is not None and hasattr(device, "to_csv"):  # a DataFrame: the columns of a device CSV
         rows += importers.read_csv_text(device.to_csv(index=False), "the device DataFrame", default_threads=threads)
         device = []
@@ -242,12 +271,12 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
     named in a warning either way). force: keep a fit on fewer than 3 references (unchecked: no
     leave-one-out error, no interval); refused without it.
     """
-    from calibration import core
+    from calibration.fitting import METHODS, build
     from calibration.importers import DeviceLogError
     from calibration.report import warnings
 
-    if method not in core.METHODS:
-        raise CalibrationError(f"method {method!r}: choose from {', '.join(core.METHODS)}")
+    if method not in METHODS:
+        raise CalibrationError(f"method {method!r}: choose from {', '.join(METHODS)}")
     if isinstance(metrics, str):
         metrics = [metrics]
     if metrics is not None and not (isinstance(metrics, (list, tuple)) and all(isinstance(m, str) for m in metrics)):
@@ -267,16 +296,16 @@ def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=N
              if r.get("status", "ok") == "ok" and not r.get("native_device")]
     if not hosts:
         raise CalibrationError("no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
-    data = core.build(rows, hosts, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady,
-                      force=bool(force))
+    data = build(rows, hosts, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady,
+                 force=bool(force))
     return Calibration(data, warnings(data))
 
 
 def load(path):
     """A calibration saved by `Calibration.save` or `calibrate --out`."""
-    from calibration.core import load as load_json
+    from calibration.schema import read
 
-    return Calibration(load_json(_path(path, "path")))
+    return Calibration(read(_path(path, "path")))
 
 
 def predict_model(path, cal, target=None, *, store="profiles.db", force=False, remeasure=False, session=None):

@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+from calibration.errors import CalibrationError
 from profiler.cli import Parser
 from profiler.harness.runtimes import RUNTIMES
 from profiler.escape import printable_text
@@ -146,7 +147,6 @@ def fail(message):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    from calibration.errors import CalibrationError
     from calibration.importers import DeviceLogError
     from profiler.api import ProfileError
     from profiler.config import ConfigError
@@ -166,7 +166,7 @@ def main(argv=None):
 
 
 def fit(opts):
-    from calibration import api, core, report
+    from calibration import api, report
     from profiler.harness.files import check_writable, clobbered_input
 
     inputs = {f"the device log {path}": path for path in opts.device}
@@ -174,17 +174,17 @@ def fit(opts):
                    "the prior file": opts.prior if opts.prior not in ("auto", "none") else None})
     clash = clobbered_input({"--out": opts.out, "--html": opts.html}, inputs)
     if clash:
-        raise core.CalibrationError(clash)
+        raise CalibrationError(clash)
     for path in (opts.out, opts.html):
         if path:
             check_writable(path)  # before any work, so a bad path costs nothing
     if opts.plot and os.path.exists(opts.plot) and not os.path.isdir(opts.plot):
-        raise core.CalibrationError(f"--plot {opts.plot}: is a file, not a folder")
+        raise CalibrationError(f"--plot {opts.plot}: is a file, not a folder")
     calibration = api.fit(opts.device or None, opts.host, method=opts.method, store=opts.store, runtime=opts.runtime,
                           metrics=opts.metric, fmt=opts.format, model=opts.model, threads=opts.threads,
                           device_ram=opts.device_ram, start=opts.start, end=opts.end, prior=opts.prior,
                           device_target=opts.device_target, skip_unsteady=opts.skip_unsteady, force=opts.force)
-    for line in report.fit_table(calibration.data):
+    for line in report.fit_table(calibration):
         print(printable_text(line))
     for line in calibration.warnings:
         print(printable_text(line), file=sys.stderr)
@@ -197,13 +197,14 @@ def fit(opts):
     if opts.html:
         from calibration.html import calibration_report
 
-        calibration_report(opts.html, calibration.data, opts.device_name)
+        calibration_report(opts.html, calibration, opts.device_name)
         print(f"report {opts.html}")
     return 0
 
 
 def predict(opts):
-    from calibration import api, core, report
+    from calibration import api, report
+    from calibration.hostdata import load_host
     from profiler.export import write_json
     from profiler.harness.files import check_writable, clobbered_input
 
@@ -211,11 +212,11 @@ def predict(opts):
                                                      "the host results": opts.host,
                                                      "the results store": None if opts.host else opts.store})
     if clash:
-        raise core.CalibrationError(clash)
+        raise CalibrationError(clash)
     if opts.json:
         check_writable(opts.json)
     calibration = api.load(opts.calibration)
-    records = calibration.annotate(core.load_host(opts.host, opts.store), force=opts.force, device_ram=opts.device_ram,
+    records = calibration.annotate(load_host(opts.host, opts.store), force=opts.force, device_ram=opts.device_ram,
                                    device_threads=opts.device_threads)
     for line in calibration.warnings:
         print(printable_text(line), file=sys.stderr)
@@ -229,7 +230,6 @@ def predict(opts):
 
 
 def suggest(opts):
-    from calibration import core
     from calibration.references import suggest as choose
     from profiler.export import write_json
     from profiler.harness.files import check_writable, clobbered_input
@@ -237,13 +237,13 @@ def suggest(opts):
     clash = clobbered_input({"--json": opts.json}, {"the host results": opts.host, "the --have list": opts.have,
                                                      "the results store": opts.store})
     if clash:
-        raise core.CalibrationError(clash)
+        raise CalibrationError(clash)
     if opts.json:
         check_writable(opts.json)
     if opts.k is not None and opts.k < 1:
-        raise core.CalibrationError(f"-k {opts.k}: suggest at least 1 reference")
+        raise CalibrationError(f"-k {opts.k}: suggest at least 1 reference")
     if opts.models and opts.host:
-        raise core.CalibrationError("give candidate MODEL files or --host results, not both")
+        raise CalibrationError("give candidate MODEL files or --host results, not both")
     have = have_names(opts.have) if opts.have else []
     host = opts.host
     if opts.models:

@@ -13,7 +13,7 @@ from profiler.html_report import html_text, number_text, facts, figure, page, ta
 def calibration_report(path, calibration, device_name="device"):
     """Write the report of one fit: the fit table, every reference, the figures and the provenance."""
     from calibration.api import Calibration
-    from calibration.core import fit_label
+    from calibration.fits import fit_label
     from calibration.plots import plot_all
 
     fits = calibration["fits"]

@@ -112,6 +112,32 @@ def record_features(record):
     return features
 
 
+# Corrections the relative model may add to the plain host ratio: work by operator class (where a
+# device's kernels differ most from the host's), per-node overhead, memory traffic, a constant.
+# Transformer work (attention's activation-by-activation MACs, softmax, normalisation and GELU elements)
+# joined them after helping on both dev phones' vision transformers (experiments/mmb_phones/vit); a CNN
+# has none of it, so its fits are unchanged.
+TRANSFORMER_FEATURES = ("macs:attention", "softmax_elements", "norm_elements", "gelu_elements")
+RELATIVE_FEATURES = tuple(f"macs:{c}" for c in ("conv_1x1", "conv_kxk", "depthwise", "grouped", "fc/matmul")) + (
+    "conv_nodes", "nodes", "activation_bytes", "macs:narrow") + TRANSFORMER_FEATURES
+# Kept for the relative model only: it helped there on both dev phones (experiments/mmb_phones);
+# the absolute feature model was not tried with it.
+RELATIVE_ONLY = ("macs:narrow",)
+CONSTANT = "constant"
+
+
+def feature_matrix(records, names):
+    """Rows of the named features; a feature a record has no entry for is 0, CONSTANT is 1."""
+    rows = [dict(record_features(r), **{CONSTANT: 1.0}) for r in records]
+    return np.array([[row.get(name, 0.0) for name in names] for row in rows], float)
+
+
+def relative_columns(records, *first):
+    """The card corrections every record has, after the given leading columns, and the constant."""
+    common = set.intersection(*(set(record_features(r)) for r in records))
+    return list(first) + [f for f in RELATIVE_FEATURES if f in common] + [CONSTANT]
+
+
 def _nnls_intercept(A, y, ridge):
     """min ||A·w + b − y||² + ridge·||w||², w ≥ 0, b free (centering removes b)."""
     from scipy.optimize import nnls

@@ -23,7 +23,8 @@ import os
 
 import numpy as np
 
-from calibration.core import MIX_CLASSES, MIX_MIN_SHARE, CalibrationError, operator_mix
+from calibration.errors import CalibrationError
+from calibration.mix import MIX_CLASSES, MIX_MIN_SHARE, operator_mix
 
 RANGE_FROM_K = 6  # from this many references on, the fastest and slowest candidates are among them
 
@@ -111,7 +112,7 @@ def _swap_in(D, chosen, fixed, candidates):
 def design_columns(records):
     """The relative model's columns for each candidate, as that model weighs them: every column over
     the candidate's host latency (the model fits relative error), scaled to a mean of 1."""
-    from calibration.core import feature_matrix, relative_columns
+    from calibration.models import feature_matrix, relative_columns
 
     columns = relative_columns(records, "host_latency_ms")
     X = feature_matrix(records, columns)

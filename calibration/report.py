@@ -1,6 +1,6 @@
 """Formatters for `calibrate`: each returns lines; the CLI prints them."""
 
-from calibration.core import fit_label
+from calibration.fits import fit_label
 
 
 NEXT_GAIN_WORTH = 0.5  # points of leave-one-out MAPE below which another reference buys little

@@ -1,7 +1,18 @@
-"""The JSON Schema of a calibration file (`calibrate --out`, `Calibration.save`): checked whole on
-load, so that an edited or truncated file is one line naming its field, never a KeyError later."""
+"""A calibration file (`calibrate --out`, `Calibration.save`): its JSON Schema, checked whole on load
+so that an edited or truncated file is one line naming its field, never a KeyError later; its version,
+with the steps that upgrade an older file; writing and reading it."""
 
+import json
+import os
+
+from calibration.errors import CalibrationError
 from profiler.schema import NON_NEGATIVE, NUMBER, POSITIVE, nullable, problem
+
+SCHEMA = "edge-profiler/calibration"
+SCHEMA_VERSION = 1  # 1: first version (linear, feature and relative fits per metric and thread count)
+# {version: the step that makes a body of that version into one of the next}; a file of an older
+# version is upgraded step by step on load (none yet: version 1 is the only one written so far)
+UPGRADES = {}
 
 STRING = {"type": "string"}
 NAMES = {"type": "array", "items": STRING}
@@ -86,3 +97,51 @@ def calibration_problem(data):
         if fit["host_range"][0] > fit["host_range"][1]:
             return f"fits[{i}].host_range: low above high"
     return None
+
+
+def upgraded(data, where):
+    """A calibration body of any version this edge-profiler knows, brought to SCHEMA_VERSION."""
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CalibrationError(f"{where}: calibration schema version {version!r} is not a whole number of at least 1; "
+                               "refit with `calibrate`")
+    if version > SCHEMA_VERSION:
+        raise CalibrationError(f"{where}: calibration schema version {version} is not supported: a newer "
+                               f"edge-profiler wrote it (this one reads versions 1 to {SCHEMA_VERSION}, older ones "
+                               "upgraded); upgrade edge-profiler or refit with `calibrate`")
+    while version < SCHEMA_VERSION:
+        if version not in UPGRADES:
+            raise CalibrationError(f"{where}: calibration schema version {version} cannot be upgraded; refit with "
+                                   "`calibrate`")
+        data, version = UPGRADES[version](dict(data)), version + 1
+        data["version"] = version
+    return data
+
+
+def write(body, path):
+    """Write a calibration body (atomically)."""
+    from profiler.export import write_json
+
+    write_json(path, body)
+
+
+def read(path):
+    """The checked calibration body in `path`, upgraded to this version."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise CalibrationError(f"{path}: not a regular file (a calibration is a JSON file)")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise CalibrationError(f"{path}: calibration file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path}: not a calibration JSON ({exc})") from None
+    except OSError as exc:
+        raise CalibrationError(f"{path}: cannot read the calibration ({exc.strerror or exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise CalibrationError(f"{path}: not an edge-profiler calibration (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+    data = upgraded(data, path)
+    found = calibration_problem(data)
+    if found:
+        raise CalibrationError(f"{path}: not a usable calibration ({found}); refit with `calibrate`")
+    return data

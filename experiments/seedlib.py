@@ -304,7 +304,9 @@ def common_arguments(parser, here, cpus, memory, quick_help):
 
 def calibrate_with_device(rows, device_csv, out, runtime, latency_metric="mean_ms"):
     """Full calibration against a device CSV (model, threads, latency_ms, ...): figures with R²."""
-    from calibration import core, importers, plots
+    from calibration import importers, plots
+    from calibration.api import Calibration
+    from calibration.fitting import build
 
     device = importers.load(device_csv)
     latency, memory = summarise(rows, latency_metric), summarise(rows, "peak_memory_mb")
@@ -312,8 +314,8 @@ def calibrate_with_device(rows, device_csv, out, runtime, latency_metric="mean_m
              "peak_memory_mb": memory.get((m, c), (None,))[0]} for (m, c), v in latency.items()]
     # The full runs have a reference per zoo model; --quick has two, a fit no leave-one-out can check,
     # kept all the same and named unchecked in RESULTS.md.
-    calibration = core.build(device, host, "ols", force=True)
-    core.save(calibration, os.path.join(out, "calibration.json"))
+    calibration = Calibration(build(device, host, "ols", force=True))
+    calibration.save(os.path.join(out, "calibration.json"))
     figures = plots.plot_all(calibration, out, "device")
     return calibration, figures
 

@@ -69,7 +69,7 @@ def markdown_lines(records):
 def flags(record):
     """Every reason to doubt a record's figures: the measurement's own flags (unstable, disturbed,
     remeasured) and its prediction's (extrapolated, outside_mix, bounded: a fit that would have
-    crossed zero there, see calibration.core.bounded_value)."""
+    crossed zero there, see calibration.fits.bounded_value)."""
     found = list(record.get("flags") or [])
     for p in (record.get("prediction") or {}).values():
         if p.get("extrapolated") and "extrapolated" not in found:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from calibration import core, importers
+from calibration import importers
+from calibration.fitting import fit_one
 from calibration.models import LinearCalibration
 from tests.conftest import ROOT, SHARED, run_cli
 
@@ -88,7 +89,7 @@ def test_bad_device_input_is_one_line(tmp_path, text, message):
 
 def test_exact_synthetic_data_recovers_a_and_b():
     x = np.array([0.5, 1.2, 3.3, 4.0, 7.5, 11.0])
-    fit = core.fit_one([f"m{i}" for i in range(6)], x, 3.7 * x - 0.03, "ols")
+    fit = fit_one([f"m{i}" for i in range(6)], x, 3.7 * x - 0.03, "ols")
     assert fit["a"] == pytest.approx(3.7, rel=1e-3) and fit["b"] == pytest.approx(-0.03, rel=1e-3)
     assert fit["r2"] == pytest.approx(1.0)
 
@@ -97,7 +98,7 @@ def test_loocv_and_intervals_match_independent_formulas():
     rng = np.random.default_rng(3)
     x = rng.uniform(1, 20, 9)
     y = 2.5 * x + 1 + rng.normal(0, 0.8, 9)
-    fit = core.fit_one([f"m{i}" for i in range(9)], x, y, "ols")
+    fit = fit_one([f"m{i}" for i in range(9)], x, y, "ols")
     # LOOCV by the hat-matrix shortcut: e_i / (1 - h_ii)
     X = np.column_stack([x, np.ones(9)])
     hat = X @ np.linalg.inv(X.T @ X) @ X.T
@@ -110,13 +111,13 @@ def test_loocv_and_intervals_match_independent_formulas():
     x0 = 25.0
     s = np.sqrt(np.mean(((loo - y) / y) ** 2))
     t = stats.t.ppf(0.975, 7)
-    inside = core.predict_value(fit, 10.0)
+    inside = fit.predict(10.0)
     assert inside["value"] == pytest.approx(reg.slope * 10 + reg.intercept)
     assert (inside["low"], inside["high"]) == pytest.approx((inside["value"] * np.exp(-t * s),
                                                              inside["value"] * np.exp(t * s)))
     assert inside["extrapolated"] is False
     # outside the references' host range the interval widens by 1 + the log-distance past the edge
-    p = core.predict_value(fit, x0)
+    p = fit.predict(x0)
     widen = 1 + np.log(x0 / x.max())
     assert p["value"] == pytest.approx(reg.slope * x0 + reg.intercept)
     assert (p["low"], p["high"]) == pytest.approx((p["value"] * np.exp(-t * s * widen),
@@ -129,7 +130,7 @@ def test_loocv_and_intervals_match_independent_formulas():
 def test_leverage_names_the_point_that_carries_the_fit():
     x = np.array([1.0, 1.1, 1.2, 1.3, 1.4, 20.0])
     y = np.array([3.0, 2.6, 3.5, 2.9, 3.4, 60.0])
-    fit = core.fit_one(list("abcdef"), x, y, "ols")
+    fit = fit_one(list("abcdef"), x, y, "ols")
     assert [p["model"] for p in fit["leverage"]] == ["f"]
     assert fit["leverage"][0]["r2_without"] < 0.5 < fit["r2"]
 
@@ -339,3 +340,51 @@ def test_references_measured_in_another_format_than_the_host_profiles_warn_once(
 
         fit = calibration.fit(str(path), host=host, method="relative", metrics=["latency_ms"]).data["fits"][0]
         assert (fit.get("prior") or {}).get("runtime") == ("onnx->tflite" if gap else None), fit.get("prior")
+
+
+def test_a_saved_calibration_loads_saves_and_predicts_unchanged(tmp_path):
+    """A calibration file written by an earlier release (the committed examples) loads into fits that
+    predict themselves, saves back to the same body, and the saved copy predicts the same figures."""
+    import calibration
+    from calibration.fits import Fit
+
+    folder = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example")
+    host = json.load(open(os.path.join(folder, "host.json")))
+    for name in ("calib_auto.json", "calib_ols.json"):
+        cal = calibration.load(os.path.join(folder, name))
+        assert all(isinstance(f, Fit) and hasattr(f.estimator, "coef_") for f in cal.fits)
+        cal.save(tmp_path / name)
+        assert json.load(open(tmp_path / name)) == json.load(open(os.path.join(folder, name)))
+        again = calibration.load(tmp_path / name).predict(host)
+        assert again.equals(cal.predict(host))
+
+
+def test_a_fit_keeps_the_estimator_it_made():
+    host = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    fit = fit_one([f"m{i}" for i in range(5)], host, 3 * host + 0.5, "ols")
+    assert fit["a"] == pytest.approx(3) and fit.estimator.coef_[0] == fit["a"]
+    assert fit.predict(10.0)["value"] == pytest.approx(30.5)
+    with pytest.raises(TypeError):  # the statistics are read, never edited in place
+        fit["a"] = 1.0
+
+
+def test_an_older_calibration_version_is_upgraded_on_load(tmp_path, monkeypatch):
+    """The loader brings an older body to the current version step by step; a version with no step
+    to the next is a one-line error, as is one newer than this release."""
+    import calibration
+    from calibration import schema
+
+    path = os.path.join(ROOT, "experiments", "nb201_pi5", "calibrate_example", "calib_ols.json")
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(schema, "UPGRADES", {1: lambda body: dict(body, step_one=True),
+                                             2: lambda body: dict(body, step_two=body["step_one"])})
+    cal = calibration.load(path)
+    assert (cal["version"], cal["step_one"], cal["step_two"]) == (3, True, True)
+    monkeypatch.setattr(schema, "UPGRADES", {2: lambda body: body})
+    with pytest.raises(calibration.CalibrationError, match="version 1 cannot be upgraded"):
+        calibration.load(path)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(dict(json.load(open(path)), version=2)))
+    with pytest.raises(calibration.CalibrationError, match="a newer edge-profiler wrote it"):
+        calibration.load(newer)

@@ -6,14 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from calibration import core
+from calibration.fitting import fit_group
+from calibration.models import CONSTANT
+from calibration.priors import PRIORS, PRIOR_SCHEMA, load_prior, prior_key, split_key
 from calibration.references import design_columns, design_order, order
 from tests.test_relative_calibration import records_from, spread
 
 
 def write_priors(path, keys):
     shape = {"constant": 1.0, "nodes": 0.01}
-    path.write_text(json.dumps({"schema": core.PRIOR_SCHEMA, "version": 1,
+    path.write_text(json.dumps({"schema": PRIOR_SCHEMA, "version": 1,
                                 "priors": {key: {"shape": shape, "source": key} for key in keys}}))
     return str(path)
 
@@ -23,7 +25,7 @@ def test_the_prior_of_the_same_precision_at_the_nearest_thread_count_is_taken(tm
                                                    "tflite int8 @2", "torch"])
 
     def key(runtime, precision, threads):
-        prior = core.load_prior(runtime, path, precision=precision, threads=threads)
+        prior = load_prior(runtime, path, precision=precision, threads=threads)
         return prior and prior["key"]
 
     assert key("tflite", "fp32", 1) == "tflite"
@@ -34,15 +36,15 @@ def test_the_prior_of_the_same_precision_at_the_nearest_thread_count_is_taken(tm
     assert key("tflite", "fp16", 2) == "tflite @2"  # not int8: the fp32 priors
     assert key("torch", "int8 static", 2) == "torch"  # no int8 prior for torch: its fp32 one
     assert key("onnx", "fp32", 1) is None
-    assert core.prior_key("tflite", "int8 static", 4) == "tflite int8 @4" and core.prior_key("torch", "fp32", 1) == "torch"
+    assert prior_key("tflite", "int8 static", 4) == "tflite int8 @4" and prior_key("torch", "fp32", 1) == "torch"
 
 
 def test_every_shipped_prior_key_reads_back():
-    with open(core.PRIORS) as f:
+    with open(PRIORS) as f:
         shipped = json.load(f)["priors"]
     for key in shipped:
-        runtime, precision, threads = core._split_key(key)
-        assert core.load_prior(runtime, precision=precision, threads=threads)["key"] == key
+        runtime, precision, threads = split_key(key)
+        assert load_prior(runtime, precision=precision, threads=threads)["key"] == key
 
 
 def test_a_calibration_across_threads_and_in_int8_takes_and_names_its_prior(tmp_path):
@@ -77,9 +79,9 @@ def test_auto_scores_every_candidate_by_nested_leave_one_out():
     records = records_from(host, {"conv_kxk": conv, **{k.split(":")[1]: v for k, v in noise.items()}})
     device = 2.5 * host * (1 + rng.normal(0, 0.05, len(host)))
     names = [r["model"] for r in records]
-    fit = core.fit_group(names, records, host, device, "auto", prior=None)
+    fit = fit_group(names, records, host, device, "auto", prior=None)
     for candidate in ("relative", "features"):
-        alone = core.fit_group(names, records, host, device, candidate, prior=None)
+        alone = fit_group(names, records, host, device, candidate, prior=None)
         # the score is the nested one (every choice made again in each fold), not the one with the
         # full set's choices held fixed
         assert fit["auto"]["loo_mape"][candidate] == pytest.approx(alone["loo_mape"])
@@ -95,7 +97,7 @@ def test_the_design_spreads_the_references_over_the_relative_models_columns():
         picks = design_order(records, k)
         assert len(set(picks)) == k == len(picks)
         A, columns = design_columns(records)
-        assert columns[0] == "host_latency_ms" and columns[-1] == core.CONSTANT
+        assert columns[0] == "host_latency_ms" and columns[-1] == CONSTANT
 
         def logdet(chosen):
             return np.linalg.slogdet(1e-2 * np.eye(A.shape[1]) + A[chosen].T @ A[chosen])[1]
@@ -117,10 +119,10 @@ def test_a_device_with_known_multiplicative_noise_is_covered_about_95_percent():
     for _ in range(200):
         refs = rng.choice(len(host), 10, replace=False)
         held = rng.choice(np.setdiff1d(np.arange(len(host)), refs), 20, replace=False)
-        fit = core.fit_group([names[i] for i in refs], [records[i] for i in refs], host[refs], device[refs],
+        fit = fit_group([names[i] for i in refs], [records[i] for i in refs], host[refs], device[refs],
                              "relative", prior=None)
         for i in held:
-            p = core.predict_value(fit, host[i], records[i])
+            p = fit.predict(host[i], records[i])
             inside.append(p["low"] <= device[i] <= p["high"])
     coverage = float(np.mean(inside))
     assert 0.90 <= coverage <= 0.98, coverage

@@ -5,7 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from calibration import core
+from calibration.errors import CalibrationError
+from calibration.fitting import AUTO_OVER_RELATIVE, auto_choice, fit_group
+from calibration.models import feature_matrix
 from tests.conftest import SHARED
 
 DATASET = os.path.join(SHARED, "datasets", "nb201-pi5")
@@ -22,7 +24,7 @@ def synthetic(n, seed):
 
 def choose(records, y):
     names = [r["model"] for r in records]
-    fit = core.fit_group(names, records, [r["latency_ms"]["median"] for r in records], y, "auto")
+    fit = fit_group(names, records, [r["latency_ms"]["median"] for r in records], y, "auto")
     return fit
 
 
@@ -34,17 +36,17 @@ def test_a_purely_linear_truth_keeps_the_relative_model_which_holds_it():
     # ratio + constant is the line: ols is no better by the margin a switch needs, so relative stays
     errors = fit["auto"]["loo_mape"]
     assert fit["auto"]["chose"] == "relative", fit["auto"]["why"]
-    assert not errors["ols"] < core.AUTO_OVER_RELATIVE * errors["relative"]
+    assert not errors["ols"] < AUTO_OVER_RELATIVE * errors["relative"]
     test_records, conv2, pool2, _ = synthetic(5, 3)
     for record, c, p in zip(test_records, conv2, pool2):
-        assert core.predict_value(fit, c + p, record)["value"] == pytest.approx(3.0 * (c + p) + 0.1, rel=0.03)
+        assert fit.predict(c + p, record)["value"] == pytest.approx(3.0 * (c + p) + 0.1, rel=0.03)
 
 
 def test_without_a_relative_fit_the_simplest_good_candidate_is_chosen():
-    assert core.auto_choice({"ols": 5.0, "loglinear": 4.9, "features": 4.0}) == "features"
-    assert core.auto_choice({"ols": 5.0, "loglinear": 4.9, "features": 4.9}) == "ols"
-    assert core.auto_choice({"ols": 5.0, "relative": 6.0, "features": 2.0}) == "features"  # under 40% of 6.0
-    assert core.auto_choice({"ols": 3.0, "relative": 6.0, "features": 2.5}) == "relative"
+    assert auto_choice({"ols": 5.0, "loglinear": 4.9, "features": 4.0}) == "features"
+    assert auto_choice({"ols": 5.0, "loglinear": 4.9, "features": 4.9}) == "ols"
+    assert auto_choice({"ols": 5.0, "relative": 6.0, "features": 2.0}) == "features"  # under 40% of 6.0
+    assert auto_choice({"ols": 3.0, "relative": 6.0, "features": 2.5}) == "relative"
 
 
 def test_two_op_classes_at_different_ratios_choose_features():
@@ -56,7 +58,7 @@ def test_two_op_classes_at_different_ratios_choose_features():
     # The fit recovers the two ratios on whichever representation of the classes it selected.
     test_records, conv2, pool2, _ = synthetic(5, 3)
     for record, c, p in zip(test_records, conv2, pool2):
-        assert core.predict_value(fit, c + p, record)["value"] == pytest.approx(5 * c + p + 0.05, rel=0.02)
+        assert fit.predict(c + p, record)["value"] == pytest.approx(5 * c + p + 0.05, rel=0.02)
 
 
 def test_auto_scores_features_by_nested_leave_one_out_and_keeps_the_fixed_selection_figure():
@@ -65,9 +67,9 @@ def test_auto_scores_features_by_nested_leave_one_out_and_keeps_the_fixed_select
     auto = choose(records, y)
     # This truth has a relative noise, so the relative model may win; the feature candidate's score is checked.
     assert auto["auto"]["chose"] in ("features", "relative"), auto["auto"]["why"]
-    fit = core.fit_group([r["model"] for r in records], records, [r["latency_ms"]["median"] for r in records], y,
+    fit = fit_group([r["model"] for r in records], records, [r["latency_ms"]["median"] for r in records], y,
                          "features")
-    X = core.feature_matrix(records, fit["model"]["selected"])
+    X = feature_matrix(records, fit["model"]["selected"])
     # Independently: refit only the weights of the selected features on each fold (plain least squares).
     loo = []
     for i in range(len(y)):
@@ -94,16 +96,16 @@ def test_a_model_with_no_operator_of_a_selected_class_is_predicted_not_refused()
     assert any("pool" in name for name in fit["model"]["selected"]), fit["model"]["selected"]
     no_pool = {"model": "no_pool", "latency_ms": {"median": 2.0}, "op_time_ms": {"conv_kxk": 2.0},
                "model_card": {"macs_by_class": {"conv_kxk": 2e6}, "nodes": 40}}
-    assert core.predict_value(fit, 2.0, no_pool)["value"] == pytest.approx(5 * 2.0 + 0.05, rel=0.02)
+    assert fit.predict(2.0, no_pool)["value"] == pytest.approx(5 * 2.0 + 0.05, rel=0.02)
     # A record with no operator profile and no card at all still lacks them, and says how to get them.
-    with pytest.raises(core.CalibrationError, match="lacks feature"):
-        core.predict_value(fit, 2.0, {"model": "bare", "latency_ms": {"median": 2.0}})
+    with pytest.raises(CalibrationError, match="lacks feature"):
+        fit.predict(2.0, {"model": "bare", "latency_ms": {"median": 2.0}})
 
 
 def test_never_more_coefficients_than_references_minus_two():
     records, conv, pool, rng = synthetic(5, 4)
     y = 5.0 * conv + 1.0 * pool + rng.normal(0, 0.05, 5)
-    fit = core.fit_group([r["model"] for r in records], records, conv + pool, y, "features")
+    fit = fit_group([r["model"] for r in records], records, conv + pool, y, "features")
     assert len(fit["model"]["selected"]) + 1 <= len(records) - 2
 
 

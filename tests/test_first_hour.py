@@ -37,28 +37,29 @@ def test_a_line_below_its_references_never_predicts_zero_or_less(digits, tmp_pat
 
 
 def test_every_fit_kind_bounds_a_figure_at_or_below_zero():
-    from calibration import core
+    from calibration.errors import CalibrationError
+    from calibration.fits import Fit
 
     cal = json.load(open(OLS))
     fit = next(f for f in cal["fits"] if f["metric"] == "latency_ms")
     # an edited fit whose line is negative even at its references falls back to the nearest
     # reference's device/host ratio, never a figure at or below zero
-    fit = dict(fit, model=dict(fit["model"], intercept=-1e6), interval=None)
+    fit = Fit.from_dict(dict(fit, model=dict(fit["model"], intercept=-1e6), interval=None))
     nearest = min(fit["references"], key=lambda r: abs(np.log(0.5 / r["host"])))
-    p = core.predict_value(fit, 0.5)
+    p = fit.predict(0.5)
     assert p["value"] == pytest.approx(0.5 * nearest["device"] / nearest["host"]) and p["bounded"]
-    with pytest.raises(core.CalibrationError, match="no reference ratio"):
-        core.predict_value(dict(fit, references=[]), 0.5)
+    with pytest.raises(CalibrationError, match="no reference ratio"):
+        Fit.from_dict(dict(fit, references=[])).predict(0.5)
 
 
 def test_the_interval_widens_with_the_distance_outside_the_references(digits, tmp_path):
-    from calibration import core
+    from calibration.fits import Fit
 
     cal = json.load(open(OLS))
-    fit = next(f for f in cal["fits"] if f["metric"] == "latency_ms")
+    fit = Fit.from_dict(next(f for f in cal["fits"] if f["metric"] == "latency_ms"))
     low, high = fit["host_range"]
     widths = [np.log(p["high"] / p["low"]) for p in
-              (core.predict_value(fit, h) for h in ((low + high) / 2, low / 3, low / 30))]
+              (fit.predict(h) for h in ((low + high) / 2, low / 3, low / 30))]
     assert widths[0] < widths[1] < widths[2]
     assert widths[2] / widths[0] == pytest.approx(1 + np.log(30), rel=1e-6)
 

@@ -112,7 +112,7 @@ def test_names_are_escaped_for_terminal_markdown_csv_and_figures(tmp_path):
 
 
 def test_profile_csv_names_read_back_as_given_by_calibrate(tmp_path):
-    from calibration.core import load_host
+    from calibration.hostdata import load_host
 
     path = tmp_path / "=m.onnx"
     shutil.copy(ONNX, path)

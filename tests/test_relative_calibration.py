@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from calibration import core, metrics as M
+from calibration import metrics as M
+from calibration.api import Calibration, load
+from calibration.fitting import build, fit_group
+from calibration.predicting import Predictor
 
 
 def records_from(host, macs_by_class, nodes=None):
@@ -33,8 +36,8 @@ def test_a_relative_error_truth_is_fitted_better_relatively_than_absolutely():
     names = [r["model"] for r in records]
 
     def held_out_mape(method):
-        fit = core.fit_group([names[i] for i in refs], [records[i] for i in refs], host[refs], device[refs], method)
-        predicted = [core.predict_value(fit, host[i], records[i])["value"] for i in held]
+        fit = fit_group([names[i] for i in refs], [records[i] for i in refs], host[refs], device[refs], method)
+        predicted = [fit.predict(host[i], records[i])["value"] for i in held]
         return M.mape(device[held], predicted), fit
 
     relative, fit = held_out_mape("relative")
@@ -43,7 +46,7 @@ def test_a_relative_error_truth_is_fitted_better_relatively_than_absolutely():
     assert relative < 5.0, relative
     assert relative < 0.5 * min(absolute, ols), (relative, absolute, ols)
     # Its interval is relative, from the references' leave-one-out residuals: about ±2 × 3%.
-    prediction = core.predict_value(fit, 10.0, records_from([10.0], {"conv_kxk": [1e7]})[0])
+    prediction = fit.predict(10.0, records_from([10.0], {"conv_kxk": [1e7]})[0])
     assert 0.85 < prediction["low"] / prediction["value"] < 0.97
     assert 1.03 < prediction["high"] / prediction["value"] < 1.15
 
@@ -58,8 +61,8 @@ def test_a_class_the_device_runs_slowly_is_learned_when_references_allow():
     names = [r["model"] for r in records]
     errors = {}
     for method in ("relative", "ols"):
-        fit = core.fit_group(names[:40], records[:40], host[:40], device[:40], method)
-        predicted = [core.predict_value(fit, host[i], records[i])["value"] for i in range(40, 80)]
+        fit = fit_group(names[:40], records[:40], host[:40], device[:40], method)
+        predicted = [fit.predict(host[i], records[i])["value"] for i in range(40, 80)]
         errors[method] = M.mape(device[40:], predicted)
     assert errors["relative"] < 2.5, errors  # about the 1% noise
     assert errors["relative"] < 0.3 * errors["ols"], errors
@@ -69,24 +72,24 @@ def test_few_references_give_the_plain_ratio():
     rng, host, conv = spread(3, 13)
     device = 2.0 * host
     records = records_from(host, {"conv_kxk": conv})
-    fit = core.fit_group([r["model"] for r in records], records, host, device, "relative")
+    fit = fit_group([r["model"] for r in records], records, host, device, "relative")
     assert fit["model"]["selected"] == ["host_latency_ms"]
-    assert core.predict_value(fit, 7.0, records_from([7.0], {"conv_kxk": [7e6]})[0])["value"] == pytest.approx(14.0)
+    assert fit.predict(7.0, records_from([7.0], {"conv_kxk": [7e6]})[0])["value"] == pytest.approx(14.0)
 
 
 def test_a_model_outside_the_references_operator_mix_is_flagged_with_advice():
     rng, host, conv = spread(12, 14)
     device = 3.0 * host
     references = records_from(host, {"conv_kxk": conv, "grouped": np.zeros(12)})
-    fit = core.fit_group([r["model"] for r in references], references, host, device, "relative")
+    fit = fit_group([r["model"] for r in references], references, host, device, "relative")
     assert fit["mix"]["grouped"]["share"] == 0.0
     inside = records_from([5.0], {"conv_kxk": [5e6], "grouped": [0.0]})[0]
     outside = records_from([5.0], {"conv_kxk": [3e6], "grouped": [2e6]})[0]
-    assert "outside_mix" not in core.predict_value(fit, 5.0, inside)
-    assert core.predict_value(fit, 5.0, outside)["outside_mix"] == ["grouped"]
+    assert "outside_mix" not in fit.predict(5.0, inside)
+    assert fit.predict(5.0, outside)["outside_mix"] == ["grouped"]
 
-    calibration = {"runtime": None, "fits": [dict(fit, metric="latency_ms", threads=1)]}
-    predictor = core.Predictor(calibration, warn=lambda m: None)
+    calibration = {"runtime": None, "fits": [fit.with_fields(metric="latency_ms", threads=1)]}
+    predictor = Predictor(calibration, warn=lambda m: None)
     candidates = records_from([5.0, 6.0, 7.0], {"conv_kxk": [3e6, 5e6, 1e6], "grouped": [2e6, 0.0, 6e6]})
     for i, record in enumerate(candidates):
         record["model"] = ["regnet_a", "resnet_b", "regnet_c"][i]
@@ -107,12 +110,12 @@ def test_relative_fit_survives_save_and_load(tmp_path):
                                     "source": "test"})() for r, d in zip(records, device)]
     for r in records:
         r["threads"] = 1
-    calibration = core.build(device_rows, records, "relative")
-    core.save(calibration, tmp_path / "calib.json")
-    loaded = core.load(tmp_path / "calib.json")
+    built = Calibration(build(device_rows, records, "relative"))
+    built.save(tmp_path / "calib.json")
+    loaded = load(tmp_path / "calib.json")
     probe = records_from([4.0], {"conv_kxk": [4e6], "grouped": [1.2e6]})[0]
-    assert (core.predict_value(loaded["fits"][0], 4.0, probe)["value"]
-            == pytest.approx(core.predict_value(calibration["fits"][0], 4.0, probe)["value"]))
+    assert (loaded["fits"][0].predict(4.0, probe)["value"]
+            == pytest.approx(built["fits"][0].predict(4.0, probe)["value"]))
 
 
 def test_check_estimator():

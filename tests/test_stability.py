@@ -194,23 +194,22 @@ def test_remeasure_keeps_the_steadiest_attempt_and_lists_every_one():
 
 
 def test_a_relative_interval_holds_the_quiet_truth_under_known_host_noise():
-    from calibration import core
+    from calibration.fitting import fit_one
 
     rng = np.random.default_rng(7)
     host = np.exp(rng.uniform(np.log(2), np.log(200), 12))
     device = 4.0 * host * np.exp(rng.normal(0, 0.03, 12))
-    fit = core.fit_one([f"m{i}" for i in range(12)], host, device, "ols")
-    fit["metric"] = "latency_ms"
+    fit = fit_one([f"m{i}" for i in range(12)], host, device, "ols").with_fields(metric="latency_ms")
     truth_host = 3.3
     covered = 0
     for noise in rng.normal(0, 0.05, 200):  # the host figure off by its own noise, which its CI states
         measured = truth_host * np.exp(noise)
         record = {"latency_ms": {"median": measured, "ci_low": measured * 0.9, "ci_high": measured * 1.1}}
-        p = core.predict_value(fit, measured, record)
+        p = fit.predict(measured, record)
         assert p["low"] > 0 and p["low"] / p["value"] == pytest.approx(p["value"] / p["high"])  # relative
         covered += p["low"] <= 4.0 * truth_host <= p["high"]
     assert covered >= 190
-    quiet = core.predict_value(fit, truth_host, {"latency_ms": {"median": truth_host, "ci_low": truth_host,
+    quiet = fit.predict(truth_host, {"latency_ms": {"median": truth_host, "ci_low": truth_host,
                                                                   "ci_high": truth_host}})
     assert quiet["high"] - quiet["low"] < p["high"] - p["low"]  # the host's uncertainty widens it
 

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import run_cli
 
 import calibration  # noqa: E402
-from calibration import core  # noqa: E402
+from calibration.mix import outside_mix, reference_mix  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,9 @@ def test_the_set_spans_the_host_range_and_every_operator_class(candidates):
     for k in range(3, len(records) + 1):
         chosen = {p["model"] for p in calibration.suggest(records, k=k)}
         refs = [r for r in records if r["model"] in chosen]
-        fit = {"mix": core.reference_mix([r["model"] for r in refs], refs)}
+        fit = {"mix": reference_mix([r["model"] for r in refs], refs)}
         # the out-of-mix warning would fire for none of the candidates
-        assert not [r["model"] for r in records if core.outside_mix(fit, r)], (k, chosen)
+        assert not [r["model"] for r in records if outside_mix(fit, r)], (k, chosen)
 
 
 def test_references_already_measured_that_miss_the_ends_get_them_next(candidates):

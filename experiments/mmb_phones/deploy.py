@@ -31,7 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from calibration import core, metrics as M  # noqa: E402
+from calibration import metrics as M  # noqa: E402
+from calibration.fitting import fit_group  # noqa: E402
+from calibration.priors import prior_key  # noqa: E402
 from experiments.mmb_phones import run as base  # noqa: E402
 
 MIN_NETWORKS = 50
@@ -75,7 +77,7 @@ def prior_for(data, selector, profile, records):
     configs = sorted(set(rows["cores"]))
     if not configs:
         return None
-    distance = {c: (abs(threads_of(c) - mine), threads_of(c) > mine) for c in configs}  # as core.load_prior
+    distance = {c: (abs(threads_of(c) - mine), threads_of(c) > mine) for c in configs}  # as load_prior
     chosen = [c for c in configs if distance[c] == min(distance.values())]
     return base.mean_prior([base.learn_prior(data, dict(selector, device=other, cores=c), profile, records)
                             for c in chosen], source="")
@@ -93,7 +95,7 @@ def shipped_priors(data, records, slices_):
         threads = threads_of(selector["cores"])
         if selector["precision"] == "fp32" and threads == 1:
             continue
-        key = core.prior_key(RUNTIME_OF[selector["framework"]], selector["precision"], threads)
+        key = prior_key(RUNTIME_OF[selector["framework"]], selector["precision"], threads)
         groups.setdefault(key, []).append((selector, profile))
     priors = {}
     for key, members in sorted(groups.items()):
@@ -108,8 +110,8 @@ def fit_predict(method, refs, held, host, y, prior):
     recs = [host[n] for n in refs]
     x = [r["latency_ms"]["median"] for r in recs]
     with np.errstate(divide="ignore", invalid="ignore"):
-        fit = core.fit_group(refs, recs, x, [y[n] for n in refs], method, prior=prior)
-    return [core.predict_value(fit, host[n]["latency_ms"]["median"], host[n]) for n in held], fit
+        fit = fit_group(refs, recs, x, [y[n] for n in refs], method, prior=prior)
+    return [fit.predict(host[n]["latency_ms"]["median"], host[n]) for n in held], fit
 
 
 def score(measured, predictions):

@@ -16,7 +16,6 @@
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -26,7 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from calibration import core, metrics as M  # noqa: E402
+from calibration import metrics as M  # noqa: E402
+from calibration.fitting import fit_group  # noqa: E402
+from calibration.mix import outside_mix  # noqa: E402
+from calibration.priors import PRIOR_SCHEMA, learn_shape  # noqa: E402
+from calibration.errors import CalibrationError  # noqa: E402
 
 # One slice: the device rows it takes, and the host profile (runtime and file) it is calibrated against.
 SLICES = {
@@ -173,20 +176,32 @@ def macs(record):
 def fit_and_predict(method, refs, held, records, y, prior=None):
     """Fit `method` on the reference networks, predict the held-out ones: (predicted, fit).
 
-    `relative` and `auto` use `prior` (a shape learned on another device); `relative:none` none."""
+    `relative` and `auto` use `prior` (a shape learned on another device); `relative:none` none. Where a
+    method cannot fit these references (a slope that is not positive) it has no fit: every prediction is NaN (scored
+    as outside ±10 %, left out of the MAPE and rank medians, and counted as `no_fit`)."""
+    try:
+        return _fit_and_predict(method, refs, held, records, y, prior)
+    except (ValueError, CalibrationError):
+        return np.full(len(held), np.nan), None
+
+
+def _fit_and_predict(method, refs, held, records, y, prior):
     recs = [records[n] for n in refs]
     if method == "flops":  # the baseline: a·MACs + b (FLOPs ≈ 2·MACs, the same fit)
-        fit = core.fit_group(refs, recs, [macs(r) for r in recs], [y[n] for n in refs], "ols")
-        return np.array([core.predict_value(fit, macs(records[n]))["value"] for n in held]), fit
+        fit = fit_group(refs, recs, [macs(r) for r in recs], [y[n] for n in refs], "ols")
+        return np.array([fit.predict(macs(records[n]))["value"] for n in held]), fit
     x = [r["latency_ms"]["median"] for r in recs]
     name, _, variant = method.partition(":")
-    fit = core.fit_group(refs, recs, x, [y[n] for n in refs], name, prior=None if variant == "none" else prior,
+    fit = fit_group(refs, recs, x, [y[n] for n in refs], name, prior=None if variant == "none" else prior,
                          nested_loo=False)
-    return np.array([core.predict_value(fit, records[n]["latency_ms"]["median"], records[n])["value"]
+    return np.array([fit.predict(records[n]["latency_ms"]["median"], records[n])["value"]
                      for n in held]), fit
 
 
 def scores(measured, predicted):
+    if np.isnan(predicted).any():  # no fit (see fit_and_predict)
+        return {"mape": float("nan"), "within10": 0.0, "spearman": float("nan"), "kendall": float("nan"),
+                "no_fit": True}
     return {"mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
             "spearman": M.spearman(measured, predicted), "kendall": M.kendall(measured, predicted)}
 
@@ -204,7 +219,7 @@ def random_draws(names, records, y, methods, ks, draws, seed, prior=None):
                 predicted, fit = fit_and_predict(method, refs, held, records, y, prior)
                 score = scores(measured, predicted)
                 if method == "auto":
-                    score["chose"] = fit["auto"]["chose"]
+                    score["chose"] = fit["auto"]["chose"] if fit else "no fit"
                 out.setdefault((k, method), []).append(score)
                 if k == 10:
                     typical.setdefault(method, []).append((score["mape"], held, measured, predicted))
@@ -241,7 +256,7 @@ def chosen_sets(names, records, y, ks, prior=None, method="auto"):
             measured = np.array([y[n] for n in held])
             predicted, fit = fit_and_predict(method, refs, held, records, y, prior)
             score = scores(measured, predicted)
-            score["outside_mix"] = sum(bool(core.outside_mix(fit, records[n])) for n in held)
+            score["outside_mix"] = sum(bool(outside_mix(fit, records[n])) for n in held) if fit else 0
             score["references"] = refs
             out[(k, rule)] = score
     return out
@@ -283,7 +298,10 @@ def leave_one_family_out(names, families, records, y, methods, prior=None):
 
 
 def median_scores(per_draw):
-    table = {m: statistics.median(d[m] for d in per_draw) for m in ("mape", "within10", "spearman", "kendall")}
+    """Medians over the draws; a draw with no fit counts as 0 % within ±10 % and is left out of the others."""
+    table = {m: float(np.nanmedian([d[m] for d in per_draw])) if not all(np.isnan(d[m]) for d in per_draw)
+             else float("nan") for m in ("mape", "within10", "spearman", "kendall")}
+    table["no_fit"] = sum(bool(d.get("no_fit")) for d in per_draw)
     if "chose" in per_draw[0]:
         chosen = [d["chose"] for d in per_draw]
         table["chose"] = {c: chosen.count(c) for c in sorted(set(chosen))}
@@ -316,7 +334,7 @@ def learn_prior(data, selector, profile, records):
     if len(names) < 10:
         return None
     source = f"{selector['device']} {selector['framework']} {selector['precision']} {selector['cores']}"
-    return {"shape": core.learn_shape([host[n] for n in names], [y[n] for n in names]), "source": source}
+    return {"shape": learn_shape([host[n] for n in names], [y[n] for n in names]), "source": source}
 
 
 def evaluate_slice(data, selector, profile, records, ks, draws, seed, methods=METHODS, families=True):
@@ -368,7 +386,7 @@ def save_priors(priors, path):
         with open(path) as f:
             priors = dict(json.load(f).get("priors", {}), **priors)
     try:
-        write_json(path, {"schema": core.PRIOR_SCHEMA, "version": 1,
+        write_json(path, {"schema": PRIOR_SCHEMA, "version": 1,
                           "note": "written by experiments/mmb_phones/run.py --write-priors (fp32, one thread) and "
                                   "experiments/mmb_phones/deploy.py --write-priors (int8, several threads); see their "
                                   "RESULTS.md", "priors": priors})
@@ -379,7 +397,7 @@ def save_priors(priors, path):
 
 def lofo_summary(lofo):
     """{method: (median family MAPE, share of families with MAPE ≤ 10 %)}."""
-    return {m: (statistics.median(s["mape"] for s in per.values()),
+    return {m: (float(np.nanmedian([s["mape"] for s in per.values()])),
                 100 * np.mean([s["mape"] <= 10 for s in per.values()])) for m, per in lofo.items()}
 
 
@@ -406,6 +424,8 @@ def write_results(out, results, meta, ks):
                 if row:
                     note = (" (chose " + ", ".join(f"{c} ×{n}" for c, n in row["chose"].items()) + ")"
                             if "chose" in row else "")
+                    if row.get("no_fit"):
+                        note += f" (no fit on {row['no_fit']} draw{'s' if row['no_fit'] != 1 else ''}: slope ≤ 0)"
                     lines.append(f"| {k} | {method}{note} | {row['mape']:.1f} | {row['within10']:.1f} | "
                                  f"{row['spearman']:.4f} | {row['kendall']:.4f} |")
         if result.get("chosen"):
@@ -567,7 +587,7 @@ def main(argv=None):
     import shlex
 
     argv = sys.argv[1:] if argv is None else argv
-    meta = {"command": "python experiments/mmb_phones/run.py " + " ".join(shlex.quote(str(a)) for a in argv),
+    meta = {"command": ("python experiments/mmb_phones/run.py " + " ".join(shlex.quote(str(a)) for a in argv)).rstrip(),
             "networks": len(names), "families": data[data["model"].isin(names)]["family"].nunique(),
             "draws": opts.draws, "seed": opts.seed, "dataset": os.path.basename(os.path.normpath(opts.dataset)),
             "host": every[0]["host"].get("cpu_model", "?"), "backend": every[0].get("backend"),

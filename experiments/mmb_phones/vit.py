@@ -91,14 +91,14 @@ def feature_trial(data, selector, records, ks, draws, seed, profile="torch"):
     """{(k, candidate): median scores} of the relative model (prior from the other phone) without the
     transformer card features, and with each of them and all four added to its corrections: how they
     were judged before they were adopted (they must help on both phones)."""
-    from calibration import core
+    from calibration import models  # relative_columns reads its RELATIVE_FEATURES
 
-    shipped = core.RELATIVE_FEATURES
-    without = tuple(f for f in shipped if f not in core.TRANSFORMER_FEATURES)
+    shipped = models.RELATIVE_FEATURES
+    without = tuple(f for f in shipped if f not in models.TRANSFORMER_FEATURES)
     out = {}
     try:
         for label, extra in {"without them": (), **TRIAL_FEATURES}.items():
-            core.RELATIVE_FEATURES = without + extra
+            models.RELATIVE_FEATURES = without + extra
             profiles = {profile: records}
             names, host, y, _ = run.slice_data(data, selector, profile, profiles)
             prior = run.learn_prior(data, run.prior_source(selector), profile, profiles)
@@ -106,7 +106,7 @@ def feature_trial(data, selector, records, ks, draws, seed, profile="torch"):
                                            draws, seed, prior)
             out.update({(k, label): run.median_scores(v) for (k, _), v in per_draw.items()})
     finally:
-        core.RELATIVE_FEATURES = shipped
+        models.RELATIVE_FEATURES = shipped
     return out
 
 

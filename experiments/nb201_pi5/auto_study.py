@@ -26,7 +26,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from calibration import core, metrics as M  # noqa: E402
+from calibration import metrics as M  # noqa: E402
+from calibration.fitting import auto_choice, auto_score, fit_group  # noqa: E402
 from calibration.models import record_features  # noqa: E402
 from experiments.nb201_pi5.run import check_draws  # noqa: E402
 
@@ -66,13 +67,13 @@ def study(records, kind, seed, k, draws):
         refs = sorted(int(i) for i in rng.choice(len(records), size=k, replace=False))
         held = [i for i in range(len(records)) if i not in set(refs)]
         names = [f"n{i}" for i in refs]
-        fits = {m: core.fit_group(names, [records[i] for i in refs], host[refs], device[refs], m) for m in SINGLE}
+        fits = {m: fit_group(names, [records[i] for i in refs], host[refs], device[refs], m) for m in SINGLE}
         scores = {}
         for method, fit in fits.items():
-            predicted = np.array([core.predict_value(fit, host[i], records[i])["value"] for i in held])
+            predicted = np.array([fit.predict(host[i], records[i])["value"] for i in held])
             scores[method] = 100 * M.within(device[held], predicted)
-        nested = core.auto_choice({m: f.get("loo_mape", float("inf")) for m, f in fits.items()})
-        fixed = core.auto_choice({m: core.auto_score(f) for m, f in fits.items()})
+        nested = auto_choice({m: f.get("loo_mape", float("inf")) for m, f in fits.items()})
+        fixed = auto_choice({m: auto_score(f) for m, f in fits.items()})
         scores["auto, nested"], scores["auto, selection fixed"] = scores[nested], scores[fixed]
         for name, value in scores.items():
             within.setdefault(name, []).append(value)

@@ -28,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from calibration import core, metrics as M  # noqa: E402
+from calibration import metrics as M  # noqa: E402
+from calibration.fitting import AUTO_CANDIDATES, auto_choice, auto_score, fit_group  # noqa: E402
 
 METHODS = ("ols", "loglinear", "features", "relative", "auto")
 TARGETS = {"latency": "lat_ms_median", "energy": "energy_mj"}
@@ -106,19 +107,19 @@ def evaluate(ids, rows, records, ks, draws, seed):
                 names = [f"nb201_{i:05d}" for i in refs]
                 recs = [records[i] for i in refs]
                 x = [records[i]["latency_ms"]["median"] for i in refs]
-                fits = {m: core.fit_group(names, recs, x, y, m) for m in core.AUTO_CANDIDATES}
-                errors = {m: core.auto_score(f) for m, f in fits.items()}
-                fits["auto"] = fits[core.auto_choice(errors)]
+                fits = {m: fit_group(names, recs, x, y, m) for m in AUTO_CANDIDATES}
+                errors = {m: auto_score(f) for m, f in fits.items()}
+                fits["auto"] = fits[auto_choice(errors)]
                 measured = np.array([rows[i][column] for i in held])
                 for method, fit in fits.items():
-                    got = [core.predict_value(fit, records[i]["latency_ms"]["median"], records[i]) for i in held]
+                    got = [fit.predict(records[i]["latency_ms"]["median"], records[i]) for i in held]
                     predicted = np.array([p["value"] for p in got])
                     inside = [p["low"] <= m <= p["high"] for m, p in zip(measured, got) if "low" in p]
                     score = {"mape": M.mape(measured, predicted), "within10": 100 * M.within(measured, predicted),
                              "spearman": M.spearman(measured, predicted), "kendall": M.kendall(measured, predicted),
                              "inside": int(sum(inside)), "intervals": len(inside)}
                     if method == "auto":
-                        score["chose"] = core.auto_choice(errors)
+                        score["chose"] = auto_choice(errors)
                     scores.setdefault((quantity, k, method), []).append(score)
                     if k == 10 and quantity == "latency":
                         typical.setdefault(method, []).append((score["mape"], measured, predicted, refs, held))
