@@ -83,7 +83,7 @@ def _steadier(backend, target, runtime, fresh, save):
     """Measure again the models whose figures are flagged unstable or disturbed (a busy host: on a
     shared machine one such reference can carry a whole calibration), keep each model's steadiest
     measurement, marked `remeasured`, and save it. Returns how many re-measurements were made."""
-    from profiler.api import add_card
+    from profiler.batch import add_card
     from profiler.stability import remeasure
 
     def measure(groups, emit):
@@ -106,7 +106,7 @@ def profile_cached(paths, store_path, env, runtime, progress=True):
     import time
 
     from profiler.harness.files import sha256_of
-    from profiler.api import add_card
+    from profiler.batch import add_card
     from profiler.store import Store
 
     target = load_target(None, env)

@@ -19,7 +19,6 @@ profiler.errors.ProfileError: no_such_model.onnx: model file not found
 """
 
 import os
-import sys
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -143,7 +142,9 @@ class Profiler:
         twice = sorted(set(options) & {"target", "store"})
         if twice:
             raise ProfileError(f"{twice[0]}: a Profiler's target and store are given when it is made")
-        return _profile_models(self, models, **options)
+        from profiler.batch import Request
+
+        return _profile_models(self, models, Request.from_options(options))
 
     def close(self):
         while self._backends:
@@ -178,85 +179,77 @@ def profile(models, target=None, *, store="profiles.db", **options):
         return session.profile(models, **options)
 
 
-def _profile_models(session, models, *, runtime=None, remeasure=False, calibration=None, force=False, progress=False,
-                    notice=None, warn=None, on_result=None, retries=None, variants=None, reference=None):
+def _profile_models(session, models, request):
     from profiler.harness.files import utf8_names
 
-    target = session.target
-    if variants is not None and not (isinstance(variants, str) or (
-            isinstance(variants, (list, tuple)) and all(isinstance(v, str) for v in variants))):
-        raise ProfileError(f"variants: expected a text such as 'int8,fp16' or a list of kinds, not "
-                           f"{type(variants).__name__}")
-    if on_result is not None and not callable(on_result):
-        raise ProfileError(f"on_result: expected a function of one record, not {type(on_result).__name__}")
     if isinstance(models, (str, os.PathLike)) and not isinstance(models, bytes):
         models = [models]
     elif isinstance(models, (bytes, dict)) or not hasattr(models, "__iter__"):
         raise ProfileError(f"models: expected a model path or a list of them, not {type(models).__name__}")
-    groups = check_models(list(models), runtime)
+    groups = check_models(list(models), request.runtime)
     with utf8_names([p for paths in groups.values() for p in paths]) as names:
         if any(given != used for given, used in names.items()):
             groups = OrderedDict((rt, [names[p] for p in paths]) for rt, paths in groups.items())
         shown = {used: printable(given) for given, used in names.items() if given != used}
-        results = _profile(groups, target, runtime, session, remeasure, calibration, force, progress, notice, warn,
-                           on_result, retries, variants, reference, shown)
+        results = _profile(session, groups, request, shown)
     if getattr(results, "store_error", None):
         raise ProfileError(results.store_error, results)
     return results
 
 
-def as_given(record, shown):
-    """The record of a file reached through a UTF-8 link (shown: {link: name as given, its bytes
-    shown as \\xNN}) named as given; any other record as it is."""
-    return dict(record, path=shown[record["path"]]) if record.get("path") in (shown or {}) else record
+def reference_map(groups, request, variant_of, shown, target):
+    """{model path: the path it is compared with}: a variant's original, and request.reference for
+    every other model (checked: one of the models, with data to compare on)."""
+    references = {path: v["_source"] for path, v in variant_of.items()}
+    reference = request.reference
+    if reference is None:
+        return references
+    found = check_models([reference], request.runtime)
+    (reference,) = [p for paths in found.values() for p in paths]
+    reference = next((used for used, given in shown.items() if given == printable(reference)), reference)
+    if not any(reference in paths for paths in groups.values()):
+        raise ProfileError(f"reference {reference}: is not one of the models profiled (give it as a model too)")
+    if not target.data:
+        raise ProfileError("reference: the agreement with a reference is measured on --data FILE.npz; give one")
+    references.update({p: reference for paths in groups.values() for p in paths if p != reference and p not in references})
+    return references
 
 
-def _profile(groups, target, runtime, session, remeasure, calibration, force, progress, notice, warn, on_result,
-             retries, variants, reference, shown):
+def _profile(session, groups, request, shown):
     from profiler import report, stability
+    from profiler.batch import Batch, add_variants, as_given
     from profiler.sandbox import SandboxError
 
+    target = session.target
     results = Results(target=target)
-    notice = notice or results.notices.append
-    warn = warn or results.warnings.append
-    variant_of, unmade = _add_variants(groups, variants, target, warn) if variants is not None else ({}, [])
-    references = {path: v["_source"] for path, v in variant_of.items()}
-    if reference is not None:
-        found = check_models([reference], runtime)
-        (reference,) = [p for paths in found.values() for p in paths]
-        reference = next((used for used, given in shown.items() if given == printable(reference)), reference)
-        if not any(reference in paths for paths in groups.values()):
-            raise ProfileError(f"reference {reference}: is not one of the models profiled (give it as a model too)")
-        if not target.data:
-            raise ProfileError("reference: the agreement with a reference is measured on --data FILE.npz; give one")
-        references.update({p: reference for paths in groups.values() for p in paths
-                           if p != reference and p not in references})
+    request = replace(request, notice=request.notice or results.notices.append,
+                      warn=request.warn or results.warnings.append)
+    variant_of, unmade = add_variants(groups, request.variants, target, request.warn) \
+        if request.variants is not None else ({}, [])
+    references = reference_map(groups, request, variant_of, shown, target)
     for warning in target.warnings:
-        notice(f"warning: {warning}")
+        request.notice(f"warning: {warning}")
     predictor = None
-    if calibration is not None:
-        predictor = predictor_for(calibration, target, force, warn)
+    if request.calibration is not None:
+        predictor = predictor_for(request.calibration, target, request.force, request.warn)
         if predictor.needs_op_profile() and not target.op_profile_runs:
             target = results.target = replace(target, op_profile_runs=20)  # the caller's Target stays as given
-            notice("notice: the calibration uses per-operator times; profiling with --op-profile 20")
-    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
-        raise ProfileError(f"retries={retries!r}: a whole number of at least 0")
+            request.notice("notice: the calibration uses per-operator times; profiling with --op-profile 20")
     store = session.store()
-    backend = session.backend(target, list(groups), notice, warn)
+    backend = session.backend(target, list(groups), request.notice, request.warn)
+    batch = Batch(backend, target, store, results, request, predictor, references, shown)
     try:
-        _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result,
-                 results, stability.REMEASURE if retries is None else retries, references, shown)
+        batch.measure(groups, stability.REMEASURE if request.retries is None else request.retries)
     except SandboxError as exc:  # what was measured is in the store already
         raise ProfileError(str(exc)) from None
     for record in unmade:
         results.append(record)
-        if on_result is not None:
-            on_result(record)
+        if request.on_result is not None:
+            request.on_result(record)
     for i, record in enumerate(results):
         results[i] = as_given(record, shown)
-    for record in results:
-        if record.get("path") in variant_of:
-            record["variant"] = {k: v for k, v in variant_of[record["path"]].items() if k != "_source"}
+        if results[i].get("path") in variant_of:
+            results[i]["variant"] = {k: v for k, v in variant_of[results[i]["path"]].items() if k != "_source"}
     results.warnings += report.cap_warnings(results)
     if predictor is not None:
         results.warnings += predictor.mix_advice(results)
@@ -265,199 +258,3 @@ def _profile(groups, target, runtime, session, remeasure, calibration, force, pr
     return results
 
 
-def _add_variants(groups, variants, target, warn):
-    """Adds each model's variants to its runtime's group. Returns ({variant path: its `variant`
-    object}, [error records of the variants that could not be made]): one model whose converter
-    fails costs its own variant rows, never the run."""
-    from profiler.harness.record import model_name
-    from profiler.harness.runtimes import parse_input_shapes, runtime_for
-    from profiler.variants import VariantError, calibration_samples, conversion_check, make, parse
-
-    try:
-        names = parse(variants if isinstance(variants, str) else ",".join(map(str, variants)))
-    except VariantError as exc:
-        raise ProfileError(str(exc)) from None
-    shapes = parse_input_shapes(target.input_shapes) if target.input_shapes else None
-    found, skipped, failed, calibrated = {}, [], [], None
-    for runtime, paths in list(groups.items()):
-        for path in list(paths):
-            for name in names:
-                try:
-                    made = make(path, [name], target.data, skipped=skipped, shapes=shapes)
-                except VariantError as exc:
-                    failed.append({"model": f"{model_name(path)}.{name}", "path": path, "runtime": runtime,
-                                   "status": "error", "error": str(exc), "flags": [],
-                                   "variant": {"of": model_name(path), "kind": name}})
-                    continue
-                for kind, out, sha in made:
-                    if out in found:  # int8 without data is int8-dynamic: asked for twice, made once
-                        continue
-                    groups.setdefault(runtime_for(out), []).append(out)  # a TorchScript file's are ONNX
-                    found[out] = {"of": model_name(path), "kind": kind, "source_sha256": sha, "_source": path}
-                    check = conversion_check(out)
-                    if check is not None:  # a change of format, checked against its source when made
-                        found[out]["conversion"] = check
-                    if kind.endswith("int8-static"):
-                        calibrated = calibrated or calibration_samples(target.data)  # the same data for all
-                        found[out]["calibration"] = dict(calibrated)
-                        if calibrated["scored"]:
-                            warn(f"warning: {model_name(out)}: int8-static was calibrated on the first "
-                                 f"{calibrated['samples']} samples of x_data, which are scored too; "
-                                 "add an x_calibration array to the data file to keep them apart")
-    for line in skipped:
-        warn(f"warning: {line}")
-    return found, failed
-
-
-def _measure(backend, target, groups, store, remeasure, predictor, progress, notice, warn, on_result, results,
-             retries, references=None, shown=None):
-    from profiler import cores, sweep
-
-    outputs = {}  # path -> the evaluation's outputs, for the agreement of a model with its reference
-    total = sum(len(p) for p in groups.values())
-    if store is not None and not remeasure:
-        stored, groups, shaky = sweep.from_store(store, backend, target, groups)
-        if stored:
-            notice(f"{len(stored)} of {total} from the store (measured before for this target; --remeasure "
-                   "measures them again)")
-            for record in stored:
-                if predictor is not None:
-                    predictor.annotate(record)
-                results.append(keep_outputs(record, outputs))
-        if shaky:
-            notice(f"{shaky} stored record(s) were unstable or disturbed; measuring them again")
-        if store.skipped:
-            notice(f"warning: {len(store.skipped)} unreadable row(s) of the store skipped ({store.skipped[0]}); "
-                   "their models are measured again")
-    if not groups:
-        return
-    choice = cores.for_target(target)  # free cores, claimed until this run ends
-    if choice is not None:
-        for line in choice.warnings:
-            warn(line)
-        target = replace(target, assigned_cores=choice.cores)
-    try:
-        _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice,
-             outputs, references, shown)
-    finally:
-        if choice is not None:
-            choice.release()
-
-
-def _run(backend, target, groups, store, predictor, progress, notice, on_result, results, retries, choice,
-         outputs=None, references=None, shown=None):
-    from profiler import stability, sweep
-    from profiler.interrupts import undivided
-    from profiler.store import StoreError
-
-    bar = _progress(sum(len(p) for p in groups.values()), progress)
-    outputs = {} if outputs is None else outputs
-
-    def save(record):
-        if store is not None and not getattr(results, "store_error", None):
-            try:
-                store.save(record)
-            except StoreError as exc:  # the measurement stands; the store is reported once, at the end
-                results.store_error = str(exc)
-
-    def public(record):
-        return as_given(record, shown)
-
-    def finish(record, index=None):
-        """Cores, card and prediction added, then the results (appended, or row `index` replaced: the
-        same model measured again), the exports and the store gain the row together."""
-        if choice is not None:
-            record["cores"] = dict(choice.info)
-        add_card(record, target)
-        if predictor is not None:
-            predictor.annotate(record)
-        kept = keep_outputs(record, outputs)
-        with undivided():
-            if index is None:
-                results.append(kept)
-            else:
-                results[index] = kept
-            if on_result is not None:
-                on_result(public(kept))  # the same model again: exports replace its row
-            save(public(record))  # the store keeps the outputs, for the agreement of a later run's variants
-
-    def one(record):
-        finish(record)
-        bar.update(1)
-        bar.set_postfix_str(f"{record['model']}: {record['status']}")
-
-    try:
-        sweep.run_all(backend, target, groups, one)
-    finally:
-        bar.close()
-    fresh = {i: r for i, r in enumerate(results) if not r.get("from_store")}
-    if retries and any(stability.shaky(r) for r in fresh.values()) and not backend.cancelled:
-        changed, made = stability.remeasure(fresh, lambda again, emit: sweep.run_all(backend, target, again, emit),
-                                            retries)
-        for i, record in changed.items():
-            finish(record, i)
-        notice(f"{made} unstable or disturbed measurement(s) taken again; the steadiest of each kept")
-    if references:
-        for record in add_agreement(results, outputs, references):
-            if not record.get("from_store"):
-                full = dict(record, accuracy=dict(record["accuracy"], outputs=outputs[record["path"]][1]))
-                save(public(full))
-
-
-def keep_outputs(record, outputs):
-    """The record as results and exports show it, without the evaluation's raw outputs (kept in
-    `outputs` by path, with their packed form, for the agreement with a reference)."""
-    accuracy = record.get("accuracy")
-    if not isinstance(accuracy, dict) or "outputs" not in accuracy:
-        return record
-    from profiler.harness.evaluate import unpack_outputs
-
-    unpacked = unpack_outputs(accuracy["outputs"])
-    if unpacked is not None and record.get("path"):
-        outputs[record["path"]] = (unpacked, accuracy["outputs"])
-    return dict(record, accuracy={k: v for k, v in accuracy.items() if k != "outputs"})
-
-
-def add_agreement(results, outputs, references):
-    """Each model with a reference (a variant's original, or the one given as reference) gains
-    accuracy.agreement; returns the records that changed."""
-    from profiler.harness.evaluate import agreement
-
-    changed = []
-    names = {r.get("path"): r.get("model") for r in results}
-    for i, record in enumerate(results):
-        reference = references.get(record.get("path"))
-        if reference is None or reference == record.get("path") or not isinstance(record.get("accuracy"), dict):
-            continue
-        if record.get("path") not in outputs or reference not in outputs:
-            continue
-        if (record.get("accuracy") or {}).get("data_sha256") != _data_sha(results, reference):
-            continue
-        found = agreement(outputs[reference][0], outputs[record["path"]][0], names.get(reference))
-        if found is not None:
-            results[i] = dict(record, accuracy=dict(record["accuracy"], agreement=found))
-            changed.append(results[i])
-    return changed
-
-
-def _data_sha(results, path):
-    return next(((r.get("accuracy") or {}).get("data_sha256") for r in results if r.get("path") == path), None)
-
-
-def add_card(record, target):
-    if record.get("status") != "ok":
-        return
-    try:
-        from profiler.analysis import model_card
-
-        record["model_card"] = model_card(record["path"], target, shapes=record.get("input_shapes"))
-        record["precision"] = record["model_card"].get("precision")
-    except Exception as exc:  # a card is extra information; it never fails a measurement
-        record["model_card"] = {"error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}
-
-
-def _progress(total, show):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="model", desc="profiling", file=sys.stderr,
-                disable=True if not show or total < 2 else None, leave=False)

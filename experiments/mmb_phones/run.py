@@ -152,7 +152,7 @@ def profile_all(paths, store_path, backend_name, op_profile=10, iterations=None,
             env["OP_PROFILE"] = str(op_profile)
         records[profile] = profile_cached(paths[fmt], store_path, env, runtime)
         if runtime == "tflite":  # cards are cheap here: always the current card code's
-            from profiler.api import add_card
+            from profiler.batch import add_card
 
             for record in records[profile].values():
                 add_card(record, None)
