@@ -16,6 +16,8 @@ calibration.errors.CalibrationError: experiments/nb201_pi5/calibrate_example/no_
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Optional
 
 from calibration.errors import CalibrationError
 from profiler.escape import printable_text as printable
@@ -227,13 +229,55 @@ def host_records(host, store="profiles.db", runtime=None, target_name=None):
     return load_host(host, os.fspath(store), runtime, target_name=target_name)
 
 
-def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=None, start=None, end=None,
-                store="profiles.db", device_target=None):
-    """Device measurements from log paths, a DataFrame in the CSV's shape, or the store's native rows."""
+@dataclass(frozen=True)
+class FitOptions:
+    """`fit`'s keyword options, as `calibrate`'s flags name them (see `fit` and `calibrate --help`)."""
+
+    method: str = "auto"
+    store: Any = "profiles.db"
+    runtime: Optional[str] = None
+    metrics: Any = None
+    fmt: str = "auto"  # the device logs' format
+    model: Optional[str] = None  # the model a single-model log (benchmark_model, perf_test, jtop) measured
+    threads: Optional[int] = None  # threads of device rows that do not say
+    device_ram: Any = None
+    start: Optional[str] = None  # a jtop log's window
+    end: Optional[str] = None
+    prior: Any = "auto"
+    device_target: Optional[str] = None
+    skip_unsteady: bool = False
+    force: bool = False
+
+    @classmethod
+    def from_options(cls, options):
+        """Checked options; an unknown one, or a value of the wrong kind, is a CalibrationError naming it."""
+        from calibration.fitting import METHODS
+
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise CalibrationError(f"{unknown[0]}: not an option of fit (options: {', '.join(sorted(known))})")
+        opts = cls(**options)
+        if opts.method not in METHODS:
+            raise CalibrationError(f"method {opts.method!r}: choose from {', '.join(METHODS)}")
+        metrics = [opts.metrics] if isinstance(opts.metrics, str) else opts.metrics
+        if metrics is not None and not (isinstance(metrics, (list, tuple)) and all(isinstance(m, str) for m in metrics)):
+            raise CalibrationError(f"metrics: expected a list of metric names such as ['latency_ms'], not "
+                                   f"{type(metrics).__name__}")
+        if not isinstance(opts.store, (str, os.PathLike)) or isinstance(opts.store, bytes):
+            raise CalibrationError(f"store: expected a store path, not {type(opts.store).__name__}")
+        if opts.prior not in ("auto", "none") and not os.path.isfile(opts.prior):
+            raise CalibrationError(f"--prior {opts.prior}: prior file not found")
+        return replace(opts, metrics=metrics, force=bool(opts.force))
+
+
+def device_rows(device, opts, device_ram_mb=None):
+    """Device measurements from log paths, a DataFrame in the CSV's shape, or the store's native rows
+    (opts: `FitOptions`)."""
     from calibration import importers
     from calibration.hostdata import device_rows_from_store
 
-    if device is None and not device_target:
+    if device is None and not opts.device_target:
         raise CalibrationError("give device logs, or --device-target NAME to take the device rows from the store")
     paths = [device] if isinstance(device, (str, os.PathLike)) else device
     if device is not None and not hasattr(device, "to_csv") and (
@@ -241,13 +285,14 @@ def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=N
             or not all(isinstance(p, (str, os.PathLike)) and not isinstance(p, bytes) for p in paths)):
         raise CalibrationError(f"device: expected a device log path, a list of them or a DataFrame, not "
                                f"{type(device).__name__}")
-    rows = device_rows_from_store(os.fspath(store), device_target) if device_target else []
+    rows = device_rows_from_store(os.fspath(opts.store), opts.device_target) if opts.device_target else []
     if device is not None and hasattr(device, "to_csv"):  # a DataFrame: the columns of a device CSV
-        rows += importers.read_csv_text(device.to_csv(index=False), "the device DataFrame", default_threads=threads)
+        rows += importers.read_csv_text(device.to_csv(index=False), "the device DataFrame",
+                                        default_threads=opts.threads)
         device = []
     for path in [device] if isinstance(device, (str, os.PathLike)) else (device or []):
-        rows += importers.load(os.fspath(path), fmt, model=model, threads=threads, device_ram_mb=device_ram_mb,
-                               start=start, end=end)
+        rows += importers.load(os.fspath(path), opts.fmt, model=opts.model, threads=opts.threads,
+                               device_ram_mb=device_ram_mb, start=opts.start, end=opts.end)
     seen = {}
     for row in rows:
         key = (row.model.lower(), row.threads)
@@ -258,46 +303,37 @@ def device_rows(device, *, fmt="auto", model=None, threads=None, device_ram_mb=N
     return rows
 
 
-def fit(device=None, host=None, *, method="auto", store="profiles.db", runtime=None, metrics=None, fmt="auto",
-        model=None, threads=None, device_ram=None, start=None, end=None, prior="auto", device_target=None,
-        skip_unsteady=False, force=False):
+def fit(device=None, host=None, **options):
     """Fit device ≈ f(host) per metric and thread count, as `calibrate` does; returns a `Calibration`.
 
     device: a device log path (CSV, harness JSON, benchmark_model, onnxruntime_perf_test, jtop), a list of
     them, or a DataFrame with a model column, threads and metric columns with unit suffixes (latency_ms).
     host: the host profiles: `profiler.profile`'s results, a `profile --json`/`--csv` path, a `Store` or a
-    store path; None reads the store at `store`. method: auto, ols, robust, loglinear, relative, features.
-    skip_unsteady: leave out references whose host figure is flagged unstable or disturbed (they are
-    named in a warning either way). force: keep a fit on fewer than 3 references (unchecked: no
-    leave-one-out error, no interval); refused without it.
+    store path; None reads the store at `store`.
+    Options (`FitOptions`): method: auto, ols, robust, loglinear, relative, features. store, runtime,
+    metrics (e.g. ["latency_ms"]), fmt, model, threads, device_ram (MiB or a text such as 4g), start and
+    end (a jtop log's window), prior ('auto', 'none' or a prior file), device_target (take the device
+    rows from the store's `profile --on` measurements of that target). skip_unsteady: leave out
+    references whose host figure is flagged unstable or disturbed (they are named in a warning either
+    way). force: keep a fit on fewer than 3 references (unchecked: no leave-one-out error, no interval);
+    refused without it.
     """
-    from calibration.fitting import METHODS, build
+    from calibration.fitting import build
     from calibration.importers import DeviceLogError
     from calibration.report import warnings
 
-    if method not in METHODS:
-        raise CalibrationError(f"method {method!r}: choose from {', '.join(METHODS)}")
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if metrics is not None and not (isinstance(metrics, (list, tuple)) and all(isinstance(m, str) for m in metrics)):
-        raise CalibrationError(f"metrics: expected a list of metric names such as ['latency_ms'], not "
-                               f"{type(metrics).__name__}")
-    if not isinstance(store, (str, os.PathLike)) or isinstance(store, bytes):
-        raise CalibrationError(f"store: expected a store path, not {type(store).__name__}")
-    if prior not in ("auto", "none") and not os.path.isfile(prior):
-        raise CalibrationError(f"--prior {prior}: prior file not found")
-    device_ram_mb = _ram(device_ram)
+    opts = FitOptions.from_options(options)
+    device_ram_mb = _ram(opts.device_ram)
     try:
-        rows = device_rows(device, fmt=fmt, model=model, threads=threads, device_ram_mb=device_ram_mb, start=start,
-                           end=end, store=store, device_target=device_target)
+        rows = device_rows(device, opts, device_ram_mb)
     except DeviceLogError as exc:
         raise CalibrationError(str(exc)) from None
-    hosts = [r for r in host_records(host, store, runtime, device_target)
+    hosts = [r for r in host_records(host, opts.store, opts.runtime, opts.device_target)
              if r.get("status", "ok") == "ok" and not r.get("native_device")]
     if not hosts:
-        raise CalibrationError("no successful host profiles" + (f" for runtime {runtime}" if runtime else ""))
-    data = build(rows, hosts, method, metrics, device_ram_mb, prior=prior, skip_unsteady=skip_unsteady,
-                 force=bool(force))
+        raise CalibrationError("no successful host profiles" + (f" for runtime {opts.runtime}" if opts.runtime else ""))
+    data = build(rows, hosts, opts.method, opts.metrics, device_ram_mb, prior=opts.prior,
+                 skip_unsteady=opts.skip_unsteady, force=opts.force)
     return Calibration(data, warnings(data))
 
 

@@ -36,6 +36,8 @@ CASES = {
     "profile(calibration=123)": lambda: profiler.profile(ONNX, target(), store=None, calibration=123),
     "profile(calibration={})": lambda: profiler.profile(ONNX, target(), store=None, calibration={}),
     "profile(retries=-1)": lambda: profiler.profile(ONNX, target(), store=None, retries=-1),
+    "profile(an unknown option)": lambda: profiler.profile(ONNX, target(), store=None, iteration=5),
+    "profile(variants=5)": lambda: profiler.profile(ONNX, target(), store=None, variants=5),
     "Target.from_env({})": lambda: profiler.Target.from_env({}),
     "Target.from_env(iterations=10**30)": lambda: profiler.Target.from_env(iterations=10 ** 30),
     "Target.from_env(target_ci=2)": lambda: profiler.Target.from_env(target_ci=2),
