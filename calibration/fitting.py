@@ -87,25 +87,25 @@ def fit_features(names, records, y, nested_loo=True):
            "r2": r2, "adj_r2": M.adjusted_r2(r2, n, p - 1), "rmse": M.rmse(y, pred), "mape": M.mape(y, pred),
            "spearman": M.spearman(host, y), "kendall": M.kendall(host, y),
            "host_range": [float(host.min()), float(host.max())]}
-    stats = _model_fit_tail(fit, names, host, y, pred, lambda: fitters.FeatureCalibration(), X, model.loo_mape_, n - p,
-                            nested_loo)
+    stats = _model_fit_tail(fit, names, host, X, y, model, n - p, nested_loo)
     return Fit(model, stats, available)
 
 
-def _model_fit_tail(fit, names, host, y, pred, make, X, selected_loo_mape, dof, nested_loo=True):
+def _model_fit_tail(fit, names, host, X, y, model, dof, nested_loo=True):
     """References, nested leave-one-out error and a relative interval from its residuals.
 
-    selected_loo_mape is the leave-one-out error with the fit's own choices (features, ridge) held
+    The model's loo_mape_ is the leave-one-out error with the fit's own choices (features, ridge) held
     fixed and only the weights refitted per fold: what `auto` compares (see auto_score). Without
     nested_loo (studies that only need the predictions), the costly nested refits are skipped."""
     from scipy import stats
+    from sklearn.base import clone
 
     n = len(y)
     references = [{"model": name, "host": float(h), "device": float(d), "fitted": float(q)}
-                  for name, h, d, q in zip(names, host, y, pred)]
-    fit["selected_loo_mape"] = float(selected_loo_mape)
-    if nested_loo and n >= MIN_INTERVALS + 1:
-        loo = np.array([make().fit(X[np.arange(n) != i], y[np.arange(n) != i]).predict(X[i:i + 1])[0]
+                  for name, h, d, q in zip(names, host, y, model.predict(X))]
+    fit["selected_loo_mape"] = float(model.loo_mape_)
+    if nested_loo and n >= MIN_INTERVALS + 1:  # each fold makes the method's own choices again
+        loo = np.array([clone(model).fit(X[np.arange(n) != i], y[np.arange(n) != i]).predict(X[i:i + 1])[0]
                         for i in range(n)])
         fit["loo_mape"] = M.mape(y, loo)
         fit["loo_within_10pct"] = M.within(y, loo)
@@ -140,8 +140,7 @@ def fit_relative(names, records, y, host_metric="host_latency_ms", prior="auto",
     if prior is not None:
         fit["prior"] = {"runtime": prior.get("runtime"), "source": prior.get("source"),
                         **({"key": prior["key"]} if prior.get("key") else {})}
-    stats = _model_fit_tail(fit, names, host, y, pred, lambda: fitters.RelativeCalibration(prior=shape), X,
-                            model.loo_mape_, n - 1, nested_loo)
+    stats = _model_fit_tail(fit, names, host, X, y, model, n - 1, nested_loo)
     return Fit(model, stats, columns)
 
 

@@ -62,6 +62,41 @@ class Predictor:
         return record
 
     def _annotate(self, record):
+        refused = self.refusal(record)
+        if refused:
+            return refused
+        threads = record_threads(record)
+        prediction, why = {}, []
+        for metric in ("latency_ms", "peak_memory_mb", "energy_mj"):
+            fit = self._fit(metric, threads, record.get("precision"))
+            host = host_value(record, metric)[0] if fit else None
+            if fit and positive(host):
+                try:
+                    prediction[metric] = fit.predict(host, record)
+                    if fit.get("host_threads"):
+                        prediction[metric].update(device_threads=fit["threads"], host_threads=fit["host_threads"])
+                except CalibrationError as exc:
+                    self.warn(f"warning: no {metric} prediction: {exc}")
+                    why.append(f"{metric}: {exc}")
+            elif fit:
+                why.append(f"{metric}: no positive host figure")
+        if not any(f["metric"] in ("latency_ms", "peak_memory_mb", "energy_mj")
+                   and f.get("host_threads", f["threads"]) == threads for f in self.calibration["fits"]) \
+                and not prediction:
+            have = sorted({f["threads"] for f in self.calibration["fits"]})
+            why.insert(0, f"the calibration has fits for {', '.join(map(str, have))} thread(s), not {threads} "
+                          "(--force takes the nearest)")
+        if self.device_ram_mb and "peak_memory_mb" in prediction:
+            p = prediction["peak_memory_mb"]
+            p["exceeds_device_ram"] = p["value"] > self.device_ram_mb
+        if prediction:
+            record["prediction"] = prediction
+            return None
+        return "; ".join(why) or "no fit of the calibration applies"
+
+    def refusal(self, record):
+        """Why this calibration does not predict this record without --force (another runtime or
+        precision than its references), warned once per kind; None when it may."""
         runtime = self.calibration.get("runtime")
         if runtime and record.get("runtime") != runtime:
             key = ("runtime", record.get("runtime"))
@@ -95,34 +130,7 @@ class Predictor:
             if not self.force:
                 return (f"the calibration has fits for {', '.join(sorted(p for p in fitted if p))} references, not "
                         f"{record.get('precision') or 'an unknown precision'} (--force)")
-        threads = record_threads(record)
-        prediction, why = {}, []
-        for metric in ("latency_ms", "peak_memory_mb", "energy_mj"):
-            fit = self._fit(metric, threads, record.get("precision"))
-            host = host_value(record, metric)[0] if fit else None
-            if fit and positive(host):
-                try:
-                    prediction[metric] = fit.predict(host, record)
-                    if fit.get("host_threads"):
-                        prediction[metric].update(device_threads=fit["threads"], host_threads=fit["host_threads"])
-                except CalibrationError as exc:
-                    self.warn(f"warning: no {metric} prediction: {exc}")
-                    why.append(f"{metric}: {exc}")
-            elif fit:
-                why.append(f"{metric}: no positive host figure")
-        if not any(f["metric"] in ("latency_ms", "peak_memory_mb", "energy_mj")
-                   and f.get("host_threads", f["threads"]) == threads for f in self.calibration["fits"]) \
-                and not prediction:
-            have = sorted({f["threads"] for f in self.calibration["fits"]})
-            why.insert(0, f"the calibration has fits for {', '.join(map(str, have))} thread(s), not {threads} "
-                          "(--force takes the nearest)")
-        if self.device_ram_mb and "peak_memory_mb" in prediction:
-            p = prediction["peak_memory_mb"]
-            p["exceeds_device_ram"] = p["value"] > self.device_ram_mb
-        if prediction:
-            record["prediction"] = prediction
-            return None
-        return "; ".join(why) or "no fit of the calibration applies"
+        return None
 
     def mix_advice(self, records):
         """Warnings for predictions outside the references' operator mix, each naming the class, the

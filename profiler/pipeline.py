@@ -56,26 +56,7 @@ def profile(opts, notice, load_calibration=None):
             notice(f"warning: {warning}")
         return card_only(opts, target, groups)
 
-    def exports(records, final=False):
-        # Written after every model, so an interrupted run keeps what it measured; a FIFO or a device
-        # is written once, at the end (its reader takes one document).
-        try:
-            for option, write in (("json", export.write_json), ("csv", export.write_csv),
-                                  ("markdown", export.write_markdown)):
-                path = getattr(opts, option, None)
-                if path and (final or not is_special(path)):
-                    write(path, records)
-        except OSError as exc:  # e.g. the disk filled up; the sandbox is removed on the way out
-            raise PipelineError(f"{exc.filename}: {exc.strerror}") from None
-
-    so_far = {}  # (runtime, path) -> record: a model measured again replaces its row
-    if opts.csv:
-        import pandas  # noqa: F401  imported now, so writing the CSV after each model is quick
-
-    def on_result(record):
-        so_far[(record.get("runtime"), record.get("path"))] = record
-        exports(list(so_far.values()))
-
+    exports = Exports(opts)
     calibration = None
     if opts.calibration:
         if load_calibration is None:
@@ -87,7 +68,7 @@ def profile(opts, notice, load_calibration=None):
                                  remeasure=getattr(opts, "remeasure", False), calibration=calibration,
                                  force=opts.force, progress=not opts.quiet, notice=notice, retries=opts.retries,
                                  variants=getattr(opts, "variants", None), reference=getattr(opts, "reference", None),
-                                 warn=_err, on_result=on_result)
+                                 warn=_err, on_result=exports.add)
         store_error = None
     except ProfileError as exc:
         if exc.results is None:
@@ -96,7 +77,7 @@ def profile(opts, notice, load_calibration=None):
     finally:
         if store is not None:
             store.close()
-    exports(records, final=True)  # the store's records too, in the order given
+    exports.write(records, final=True)  # the store's records too, in the order given
 
     print_results(opts, records, target)
     try:
@@ -111,6 +92,31 @@ def profile(opts, notice, load_calibration=None):
     for path in figures:
         notice(f"wrote {path}")
     return records
+
+
+class Exports:
+    """The --json/--csv/--markdown files, written after every model so that an interrupted run keeps what
+    it measured; a FIFO or a device is written once, at the end (its reader takes one document)."""
+
+    def __init__(self, opts):
+        self.opts = opts
+        self.so_far = {}  # (runtime, path) -> record: a model measured again replaces its row
+        if opts.csv:
+            import pandas  # noqa: F401  imported now, so writing the CSV after each model is quick
+
+    def add(self, record):
+        self.so_far[(record.get("runtime"), record.get("path"))] = record
+        self.write(list(self.so_far.values()))
+
+    def write(self, records, final=False):
+        try:
+            for option, write in (("json", export.write_json), ("csv", export.write_csv),
+                                  ("markdown", export.write_markdown)):
+                path = getattr(self.opts, option, None)
+                if path and (final or not is_special(path)):
+                    write(path, records)
+        except OSError as exc:  # e.g. the disk filled up; the sandbox is removed on the way out
+            raise PipelineError(f"{exc.filename}: {exc.strerror}") from None
 
 
 def check_outputs(opts):

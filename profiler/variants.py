@@ -421,7 +421,8 @@ def _torchscript(source, out, shapes):
         import torch  # noqa: F401
     except ImportError:
         raise VariantError(f"{source}: TorchScript variants need torch: pip install 'edge-profiler[torch]'") from None
-    from profiler.analysis import CardError, torchscript_to_onnx
+    from profiler.cards.common import CardError
+    from profiler.cards.torchscript import torchscript_to_onnx
 
     try:
         data, _ = torchscript_to_onnx(source, shapes or {}, fold_constants=True,

@@ -70,7 +70,7 @@ def test_formats_agree_within_one_percent(exported, name):
 def test_narrow_convolutions_are_counted_by_their_output_channels_per_group(tmp_path):
     from experiments.examples.models import cnn_onnx
 
-    from profiler.analysis import NARROW_CHANNELS
+    from profiler.cards.common import NARROW_CHANNELS
 
     wide = model_card(cnn_onnx(tmp_path / "wide.onnx", channels=(NARROW_CHANNELS + 1, 64)))
     narrow = model_card(cnn_onnx(tmp_path / "narrow.onnx", channels=(NARROW_CHANNELS, 8)))

@@ -82,7 +82,7 @@ def test_random_weights_keep_activations_at_a_trained_networks_scale():
 def test_an_einsum_product_of_two_activations_is_attention_work():
     from onnx import TensorProto, helper
 
-    from profiler.analysis import onnx_card_from_model
+    from profiler.cards.onnx import onnx_card_from_model
 
     q = helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 2, 10, 8])
     k = helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, 2, 12, 8])

@@ -9,6 +9,7 @@ computer benchmarks use; a model with several inputs takes one array per input n
 import hashlib
 import os
 import zipfile
+from typing import Any, NamedTuple
 
 from profiler.harness.files import printable, sha256_of
 from profiler.harness.runtimes import ModelError, as_nhwc
@@ -226,10 +227,22 @@ def agreement(reference, outputs, name):
     return result if len(result) > 2 else None
 
 
-def evaluate(rt, session, specs, shapes, path, task="auto", runtime=None, limit=None, sha256=None):
-    """The record's `accuracy` object: task, metrics, number of samples, the data file's sha256 (as
-    given, else hashed here). limit: the sandbox's memory cap in bytes, if any."""
+class Loaded(NamedTuple):
+    """A model loaded by a runtime adapter: what evaluation runs it with."""
+
+    rt: Any  # the runtime adapter
+    session: Any
+    specs: Any  # its inputs' names, shapes and types
+    shapes: Any  # the input shapes it ran with
+    runtime: str
+
+
+def evaluate(model, path, task="auto", limit=None, sha256=None):
+    """The record's `accuracy` object for a `Loaded` model: task, metrics, number of samples, the data
+    file's sha256 (as given, else hashed here). limit: the sandbox's memory cap in bytes, if any."""
     import numpy as np
+
+    rt, session, specs, shapes, runtime = model
 
     inputs, labels = load_data(path, specs, limit)
     n = len(next(iter(inputs.values())))

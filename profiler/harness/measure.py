@@ -97,9 +97,9 @@ def measure(path, runtime, opts, cgroup):
     }
     result.update(memory_fields(at_peak, idle_rss_mb, result["rss_peak_mb"], allocator))
     if opts.data:  # after the timed runs and the peak, so neither includes it
-        from profiler.harness.evaluate import evaluate
+        from profiler.harness.evaluate import Loaded, evaluate
 
-        result["accuracy"] = evaluate(rt, session, specs, shapes, opts.data, opts.task, runtime,
+        result["accuracy"] = evaluate(Loaded(rt, session, specs, shapes, runtime), opts.data, opts.task,
                                       limit=cgroup.limit_bytes() if opts.cgroup else None, sha256=opts.data_sha256)
     if opts.cgroup:
         result["cgroup"] = {"limit_mb": to_mb(cgroup.limit_bytes()), "peak_mb": to_mb(cgroup.peak_bytes()),

@@ -311,12 +311,13 @@ class DockerBackend(Backend):
         image = self.image_for(runtime)
         stage = [None]
         try:
-            options, inside, facts = self.container_options(target, paths, stage)
-            return self._run_container(target, paths, runtime, emit, enforced, image, options, inside, facts)
+            prepared = self.container_options(target, paths, stage)  # (options, paths inside, facts)
+            return self._run_container(target, paths, runtime, emit, enforced, image, prepared)
         finally:
             unstage(stage)
 
-    def _run_container(self, target, paths, runtime, emit, enforced, image, options, inside, facts):
+    def _run_container(self, target, paths, runtime, emit, enforced, image, prepared):
+        options, inside, facts = prepared
         enforced.update(facts)
         host_path = dict(zip(inside, paths))
 
