@@ -189,7 +189,8 @@ def _ram(size):
         return size
     if size is None:
         return size
-    from profiler.config import ConfigError, parse_size_mb
+    from profiler.config import ConfigError
+    from profiler.values import parse_size_mb
 
     try:
         return parse_size_mb("--device-ram", size)

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from profiler.config import MIB
+from profiler.harness.memory import MIB
 from profiler.harness.record import CSV_SECONDARY
 
 

@@ -172,7 +172,8 @@ def add_variants(groups, variants, target, warn):
     fails costs its own variant rows, never the run."""
     from profiler.harness.record import model_name
     from profiler.harness.runtimes import parse_input_shapes, runtime_for
-    from profiler.variants import VariantError, calibration_samples, conversion_check, make, parse
+    from profiler.conversions import conversion_check
+    from profiler.variants import VariantError, calibration_samples, make, parse
 
     try:
         names = parse(variants if isinstance(variants, str) else ",".join(map(str, variants)))

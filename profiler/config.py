@@ -1,20 +1,21 @@
-"""env.template (python-dotenv format) -> a validated TargetDevice."""
+"""env.template (python-dotenv format) -> a validated TargetDevice.
+
+One module of about 440 lines on purpose: the settings table (SETTINGS, from which the env file, the
+command-line options and the API keywords are made), the Target it fills and the steps that fill it
+read each other at every line. Parsing one value (sizes, numbers, core lists) is `profiler.values`."""
 
 import math
 import os
-import re
 import shlex
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-from profiler.harness.memory import MIB
+from profiler.errors import ConfigError
+from profiler.values import (MAX_THREADS, MAX_TIMEOUT_S, MIN_CPUS, data_file, docker_args, parse_cpu_set,
+                             parse_size_mb, setting_number)
 
 BACKENDS = ("auto", "docker", "local", "slurm", "ssh")
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
-
-
-class ConfigError(Exception):
-    """A bad setting; the message names the key and fits on one line."""
 
 
 @dataclass
@@ -97,7 +98,7 @@ class TargetDevice:
         >>> Target.from_env(cpus=-1)
         Traceback (most recent call last):
         ...
-        profiler.config.ConfigError: CPUS=-1: must be greater than 0
+        profiler.errors.ConfigError: CPUS=-1: must be greater than 0
         """
         if path is not None and (not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes)):
             raise ConfigError(f"path: expected an env file path or None, not {type(path).__name__}")
@@ -124,137 +125,6 @@ class TargetDevice:
         from profiler.cores import physical_first_cores
 
         return load_target(path, overrides, host_cores=physical_first_cores())
-
-
-def data_file(data):
-    """The .npz path for data given as arrays: x_data, (x_data, y_data), or a dict of arrays (x_data
-    and y_data, or one array per input name), written to ~/.cache/edge-profiler/data/ under the sha256
-    of its content, so the same arrays are one file and one store key."""
-    import hashlib
-    import io
-
-    import numpy as np
-
-    if isinstance(data, dict):
-        arrays = dict(data)
-    elif isinstance(data, tuple) and len(data) == 2:
-        arrays = {"x_data": data[0], "y_data": data[1]}
-    elif hasattr(data, "shape") and hasattr(data, "dtype"):
-        arrays = {"x_data": data}
-    else:
-        raise ConfigError(f"data: an .npz path, an array of samples, (x_data, y_data) or a dict of arrays, "
-                          f"not {type(data).__name__}")
-    try:
-        arrays = {str(k): np.asarray(v) for k, v in arrays.items()}
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"data: not arrays ({exc})") from None
-    if any(a.dtype == object for a in arrays.values()):
-        raise ConfigError("data: arrays of numbers, not Python objects")
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    content = buffer.getvalue()
-    from profiler.harness.files import cache_folder
-
-    folder = cache_folder("data")
-    path = os.path.join(folder, hashlib.sha256(content).hexdigest()[:24] + ".npz")
-    if not os.path.isfile(path):
-        import tempfile
-
-        try:
-            os.makedirs(folder, exist_ok=True)
-            handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
-            with os.fdopen(handle, "wb") as f:
-                f.write(content)
-            os.replace(partial, path)  # whole or not at all: another run may be writing the same file
-        except OSError as exc:
-            raise ConfigError(f"data: cannot write the arrays to {folder} ({exc.strerror})") from None
-    return path
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
-
-
-def mib_to_bytes(mib):
-    """A size in MiB (MEMORY, SWAP: settings are held in MiB) as the whole bytes a kernel or engine takes."""
-    return int((mib or 0) * MIB)
-
-
-_SCALE_MB = {"": 1 / MIB, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
-MAX_SIZE_MB = 1024.0 ** 3  # 1 PiB
-MAX_CORE = 4095  # the kernel's largest CPU number on common builds (CONFIG_NR_CPUS)
-MAX_THREADS = 128  # far above any edge device; the sandbox's process limit (512) leaves room for it
-MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week; a larger value overflows the timers that enforce it
-MIN_CPUS = 0.01  # Docker's and the CFS quota's granularity: below it a cap is not applied
-
-
-def parse_size_mb(key, text):
-    """Docker-style sizes: 512m, 2g, 1.5G, 1024k; a bare number is bytes."""
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ConfigError(f"{key}={text}: not a size; use e.g. 512m or 2g")
-    value = float(match.group(1)) * _SCALE_MB[match.group(2).lower()]
-    if value > MAX_SIZE_MB:  # beyond what a cgroup or the Engine API can hold (int64 bytes)
-        raise ConfigError(f"{key}={text}: larger than any memory a cap can express (at most 1024t)")
-    return value
-
-
-def _number(key, text, kind=float, minimum=None, strict=False, maximum=None):
-    try:
-        value = kind(str(text).strip())
-    except ValueError:
-        raise ConfigError(f"{key}={text}: not a{'n integer' if kind is int else ' number'}") from None
-    if kind is float and not math.isfinite(value):
-        raise ConfigError(f"{key}={text}: not a finite number")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        relation = "greater than" if strict else "at least"
-        raise ConfigError(f"{key}={text}: must be {relation} {minimum:g}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{key}={text}: must be at most {maximum:g}")
-    return value
-
-
-def parse_cpu_set(key, text):
-    """'0,2-3' -> [0, 2, 3]."""
-    cores = set()
-    try:
-        for part in filter(None, (p.strip() for p in str(text).split(","))):
-            low, dash, high = part.partition("-")
-            first, last = int(low), int(high if dash else low)  # "0-" is an error, not core 0
-            if first < 0 or last < first:
-                raise ValueError
-            if last > MAX_CORE:
-                raise ConfigError(f"{key}={text}: core {last} is beyond any CPU number (at most {MAX_CORE})")
-            cores.update(range(first, last + 1))
-    except ValueError:
-        raise ConfigError(f"{key}={text}: not a core list; use e.g. 0,2 or 0-3") from None
-    if not cores:
-        raise ConfigError(f"{key}={text}: names no core")
-    return sorted(cores)
-
-
-def _docker_args(text, values, warnings):
-    """Auptimizer's DOCKER_ARGS: the cap flags in it become ordinary keys."""
-    flags = {"--cpus": "CPUS", "--memory": "MEMORY", "-m": "MEMORY", "--cpuset-cpus": "CPU_SET"}
-    try:
-        tokens = shlex.split(text)
-    except ValueError as exc:  # e.g. an unbalanced quote
-        raise ConfigError(f"DOCKER_ARGS={text}: cannot be split into arguments ({exc})") from None
-    i = 0
-    while i < len(tokens):
-        name, eq, value = tokens[i].partition("=")
-        if name in flags:
-            if not eq:
-                i += 1
-                value = tokens[i] if i < len(tokens) else ""
-            values.setdefault(flags[name], value)
-        elif name == "--memory-swap":
-            if not eq:
-                i += 1
-                value = tokens[i] if i < len(tokens) else ""
-            values.setdefault("_MEMORY_SWAP", value)
-        else:
-            warnings.append(f"DOCKER_ARGS: {tokens[i]} is not used by edge-profiler")
-        i += 1
 
 
 # Every setting: (env key, command-line option or None, help). The env file, the options of `profile`
@@ -353,7 +223,7 @@ def load_target(env_path=None, overrides=None, host_cores=None):
             if key in ALIASES:
                 values.setdefault(ALIASES[key], value)
             elif key == "DOCKER_ARGS":
-                _docker_args(value, values, warnings)
+                docker_args(value, values, warnings)
             elif key in KEYS:
                 values[key] = value
             else:
@@ -382,7 +252,7 @@ def _cores_and_backend(t, get, host_cores):
     if get("DEVICE_NAME"):
         t.name = str(get("DEVICE_NAME")).strip()
     if get("CPUS") not in (None, ""):
-        t.cpus = _number("CPUS", get("CPUS"), float, 0, strict=True)
+        t.cpus = setting_number("CPUS", get("CPUS"), float, 0, strict=True)
         if t.cpus < MIN_CPUS:
             raise ConfigError(f"CPUS={get('CPUS')}: below {MIN_CPUS:g}, the smallest CPU cap that can be enforced")
     if get("CPU_SET") not in (None, ""):
@@ -392,7 +262,7 @@ def _cores_and_backend(t, get, host_cores):
         elif len(t.cpu_set) < math.ceil(t.cpus):
             raise ConfigError(f"CPU_SET={get('CPU_SET')}: lists {len(t.cpu_set)} cores but CPUS={t.cpus:g}")
     if get("JOBS") not in (None, ""):
-        t.jobs = _number("JOBS", get("JOBS"), int, 1, maximum=MAX_JOBS)
+        t.jobs = setting_number("JOBS", get("JOBS"), int, 1, maximum=MAX_JOBS)
     if get("BACKEND") not in (None, ""):
         t.backend = str(get("BACKEND")).strip().lower()
         if t.backend not in BACKENDS:
@@ -413,7 +283,7 @@ def _remote(t, get, host_cores):
     if get("SSH_CONFIG") not in (None, "") and not os.path.isfile(str(get("SSH_CONFIG"))):
         raise ConfigError(f"SSH_CONFIG={get('SSH_CONFIG')}: file not found")
     if get("SSH_CONNECT_TIMEOUT_S") not in (None, ""):
-        t.ssh_connect_timeout_s = _number("SSH_CONNECT_TIMEOUT_S", get("SSH_CONNECT_TIMEOUT_S"), float, 0,
+        t.ssh_connect_timeout_s = setting_number("SSH_CONNECT_TIMEOUT_S", get("SSH_CONNECT_TIMEOUT_S"), float, 0,
                                           strict=True, maximum=3600)
     if t.ssh_host and t.backend == "auto":
         t.backend = "ssh"  # a device named is a device measured on
@@ -474,7 +344,7 @@ def _memory_and_threads(t, get, warnings):
         t.swap_mb = parse_size_mb("SWAP", get("SWAP"))
     elif get("_MEMORY_SWAP") not in (None, "") and t.memory_mb:
         t.swap_mb = max(0.0, parse_size_mb("DOCKER_ARGS --memory-swap", get("_MEMORY_SWAP")) - t.memory_mb)
-    t.threads = (_number("THREADS", get("THREADS"), int, 1, maximum=MAX_THREADS) if get("THREADS") not in (None, "")
+    t.threads = (setting_number("THREADS", get("THREADS"), int, 1, maximum=MAX_THREADS) if get("THREADS") not in (None, "")
                  else math.ceil(t.cpus))
     cores = len(t.cpu_set) if t.cpu_set else math.ceil(t.cpus)
     if t.threads > cores and t.backend != "ssh":  # on a device the harness checks its own cores
@@ -486,17 +356,17 @@ def _memory_and_threads(t, get, warnings):
 def _runs(t, get):
     """How each model is timed: WARMUP, ITERATIONS, TARGET_CI, WORKERS."""
     if get("WARMUP") not in (None, ""):
-        t.warmup = _number("WARMUP", get("WARMUP"), int, 0, maximum=MAX_RUNS)
+        t.warmup = setting_number("WARMUP", get("WARMUP"), int, 0, maximum=MAX_RUNS)
     if get("ITERATIONS") not in (None, ""):
-        t.iterations = _number("ITERATIONS", get("ITERATIONS"), int, 1, maximum=MAX_RUNS)
+        t.iterations = setting_number("ITERATIONS", get("ITERATIONS"), int, 1, maximum=MAX_RUNS)
     if get("TARGET_CI") not in (None, ""):
         text = str(get("TARGET_CI")).strip()
-        value = _number("TARGET_CI", text[:-1] if text.endswith("%") else text, float, 0)
+        value = setting_number("TARGET_CI", text[:-1] if text.endswith("%") else text, float, 0)
         t.target_ci = value / 100 if text.endswith("%") else value
         if t.target_ci >= 1:
             raise ConfigError(f"TARGET_CI={text}: a share of the median below 1 (e.g. 0.01 or 1%)")
     if get("WORKERS") not in (None, ""):
-        t.workers = _number("WORKERS", get("WORKERS"), int, 1, maximum=64)
+        t.workers = setting_number("WORKERS", get("WORKERS"), int, 1, maximum=64)
 
 
 def _data_and_timing(t, get):
@@ -519,14 +389,14 @@ def _data_and_timing(t, get):
         if t.task not in ("auto", "classification", "regression"):
             raise ConfigError(f"TASK={get('TASK')}: choose auto, classification or regression")
     if get("TIME_BUDGET_S") not in (None, ""):
-        t.time_budget_s = _number("TIME_BUDGET_S", get("TIME_BUDGET_S"), float, 0, strict=True,
+        t.time_budget_s = setting_number("TIME_BUDGET_S", get("TIME_BUDGET_S"), float, 0, strict=True,
                                   maximum=MAX_TIMEOUT_S)
     if get("BATCH") not in (None, ""):
-        t.batch = _number("BATCH", get("BATCH"), int, 1)
+        t.batch = setting_number("BATCH", get("BATCH"), int, 1)
     if get("BASE_IMAGE") not in (None, ""):
         t.base_image = str(get("BASE_IMAGE")).strip()
     if get("TIMEOUT_S") not in (None, ""):
-        t.timeout_s = _number("TIMEOUT_S", get("TIMEOUT_S"), float, 0, strict=True, maximum=MAX_TIMEOUT_S)
+        t.timeout_s = setting_number("TIMEOUT_S", get("TIMEOUT_S"), float, 0, strict=True, maximum=MAX_TIMEOUT_S)
 
 
 def _inputs_and_runtime(t, get):
@@ -540,9 +410,9 @@ def _inputs_and_runtime(t, get):
             raise ConfigError(str(exc)) from None
         t.input_shapes = str(get("INPUT_SHAPES")).strip()
     if get("SEED") not in (None, ""):
-        t.seed = _number("SEED", get("SEED"), int, 0, maximum=2 ** 32 - 1)  # numpy's seed range
+        t.seed = setting_number("SEED", get("SEED"), int, 0, maximum=2 ** 32 - 1)  # numpy's seed range
     if get("OP_PROFILE") not in (None, ""):
-        t.op_profile_runs = _number("OP_PROFILE", get("OP_PROFILE"), int, 0)
+        t.op_profile_runs = setting_number("OP_PROFILE", get("OP_PROFILE"), int, 0)
     if get("SAMPLE_MEMORY") not in (None, ""):
         flag = str(get("SAMPLE_MEMORY")).strip().lower()
         if flag not in ("0", "1", "true", "false", "yes", "no"):
@@ -551,7 +421,7 @@ def _inputs_and_runtime(t, get):
     if get("DEVICE_RAM") not in (None, ""):
         t.device_ram_mb = parse_size_mb("DEVICE_RAM", get("DEVICE_RAM"))
     if get("COOL_DOWN_C") not in (None, ""):
-        t.cool_down_c = _number("COOL_DOWN_C", get("COOL_DOWN_C"), float, 1, maximum=150)
+        t.cool_down_c = setting_number("COOL_DOWN_C", get("COOL_DOWN_C"), float, 1, maximum=150)
     if get("DELEGATE") not in (None, ""):
         t.delegate = str(get("DELEGATE")).strip()
         if t.delegate.lower() in ("none", "xnnpack", "reference"):

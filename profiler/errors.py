@@ -1,4 +1,4 @@
-"""The error every part of `profiler` raises for a run it cannot do (one line for the user)."""
+"""The errors every part of `profiler` raises (one line for the user): a run it cannot do, a bad setting."""
 
 
 class ProfileError(Exception):
@@ -8,3 +8,11 @@ class ProfileError(Exception):
     def __init__(self, message, results=None):
         super().__init__(message)
         self.results = results
+
+
+class ConfigError(Exception):
+    """A bad setting; the message names the key and fits on one line."""
+
+
+class VariantError(Exception):
+    """A variant that cannot be made, or a conversion that changed the function; one line."""

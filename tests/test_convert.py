@@ -57,7 +57,8 @@ def test_an_image_model_converts_to_nhwc_and_its_variants_follow(tmp_path, monke
 
 def test_a_converted_file_that_computes_something_else_is_refused(tmp_path):
     from experiments.examples.digits import build
-    from profiler.variants import VariantError, check_conversion
+    from profiler.conversions import check_conversion
+    from profiler.variants import VariantError
 
     made = build(str(tmp_path), mlp=True)
     # the digits perceptron in TFLite takes and gives what the CNN does, and answers differently

@@ -102,7 +102,7 @@ def test_attention_is_counted_alike_in_onnx_in_the_converted_tflite_and_in_openv
     pytest.importorskip("onnx2tf", reason="ONNX to TFLite needs `make convert-packages`")
     ov = pytest.importorskip("openvino")
     from experiments.zoo import export_onnx
-    from profiler.variants import check_conversion, onnx_to_tflite
+    from profiler.conversions import check_conversion, onnx_to_tflite
 
     class Block(torch.nn.Module):
         def __init__(self):

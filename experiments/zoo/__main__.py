@@ -60,7 +60,7 @@ def converted_tflite(name, path):
     against it (profiler.variants: onnx2tf after onnxruntime's constant folding)."""
     import tempfile
 
-    from profiler.variants import check_conversion, onnx_to_tflite
+    from profiler.conversions import check_conversion, onnx_to_tflite
 
     model, shape = zoo.build(name)
     import shutil

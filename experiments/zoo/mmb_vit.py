@@ -302,7 +302,7 @@ def cache_key(name, fmt, seed=0):
 def export(name, formats, folder):
     """Write the requested formats ('onnx', 'pt', 'tflite') of one network as <folder>/<name>.<format>;
     returns {format: path}. The TFLite file is the ONNX export converted and checked against it (a
-    conversion that changes the function raises profiler.variants.VariantError). Files already there are
+    conversion that changes the function raises profiler.errors.VariantError). Files already there are
     kept; files exported before by the same code and packages come from the export cache."""
     import tempfile
 
@@ -323,7 +323,7 @@ def export(name, formats, folder):
             elif fmt == "pt":
                 export_torchscript(model, input_shape(name), tmp)
             else:
-                from profiler.variants import check_conversion, onnx_to_tflite
+                from profiler.conversions import check_conversion, onnx_to_tflite
 
                 with tempfile.TemporaryDirectory(prefix="edge-profiler-vit-") as work:
                     source = os.path.join(work, f"{name}.onnx")

@@ -2,6 +2,10 @@
 
 One container runs a whole batch (one target, one runtime), so start-up is paid once.
 Every container carries the edge-profiler label and is removed whatever happens.
+
+One module of about 450 lines on purpose: the image (offline base, runtime wheels, the harness
+package), the container's options and caps, its run and the sweep of orphaned containers share the
+Engine client, the label and the owner they are found by.
 """
 
 import hashlib
@@ -19,7 +23,8 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 import profiler
-from profiler.config import DEFAULT_BASE_IMAGE, mib_to_bytes
+from profiler.config import DEFAULT_BASE_IMAGE
+from profiler.values import mib_to_bytes
 from profiler.harness.files import private_folder, sweep_dead_folders
 from profiler.sandbox.base import (HOST_GRACE_S, LABEL, OWNER, Backend, SandboxError, companion_files, harness_args,
                                    harness_files, harness_record, pick_cores)

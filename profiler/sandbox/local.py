@@ -15,7 +15,7 @@ import time
 import uuid
 
 import profiler
-from profiler.config import mib_to_bytes
+from profiler.values import mib_to_bytes
 from profiler.harness.supervisor import die_with_parent
 from profiler.sandbox.base import HOST_GRACE_S, LABEL, Backend, harness_args, harness_record, pick_cores
 
