@@ -10,14 +10,22 @@ place that imports both packages; no library module imports the command layer (t
 image or onto a device, where only numpy and one runtime are installed, so this file imports nothing
 at load time and the harness package imports nothing of `profiler` outside itself; the host side
 imports from the harness, never the reverse (tests/test_layout.py).
+
+Host side, by job: `config` (the settings table and the Target; `values` parses one value), `api`
+(profile and the Profiler session), `batch` (one call's measurements: store, sweep, re-measurement,
+agreement), `sweep`, `stability` and `cores` (batches run on claimed cores, shaky figures taken
+again), `sandbox/` (the backends), `analysis` and `cards/` (model cards), `variants` and
+`conversions` (made models, checked), `schema` (a record's fields), `store`, `results`, `export`,
+`report`, `html_report` and `figures` (what a run leaves, `escape` making names safe in each),
+`errors` (ProfileError, ConfigError, VariantError), `interrupts`; `pipeline` and `cli` are the command.
 """
 
 __version__ = "0.1.0"
 
 _API = {"Target": ("profiler.config", "TargetDevice"), "profile": ("profiler.api", "profile"),
         "Profiler": ("profiler.api", "Profiler"),
-        "Results": ("profiler.results", "Results"), "ProfileError": ("profiler.api", "ProfileError"),
-        "ConfigError": ("profiler.config", "ConfigError"), "Store": ("profiler.store", "Store")}
+        "Results": ("profiler.results", "Results"), "ProfileError": ("profiler.errors", "ProfileError"),
+        "ConfigError": ("profiler.errors", "ConfigError"), "Store": ("profiler.store", "Store")}
 __all__ = sorted(_API)
 
 
