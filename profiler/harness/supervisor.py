@@ -21,7 +21,7 @@ import time
 
 from profiler.harness.files import check_writable, sha256_of, write_atomic
 from profiler.harness.runtimes import RUNTIMES, ModelError, adapter, runtime_for
-from profiler.harness.measure import measure, throughput, worker_main
+from profiler.harness.measure import measure, preload, throughput, worker_main
 from profiler.harness.memory import Cgroup, MIB, mapped_files, proc_status_mb, read_through, to_mb
 from profiler.harness.record import (CSV_COLUMNS, RESULT_VERSION, csv_row, flag_warnings, host_info, measurement_flags,
                                      model_name)
@@ -183,6 +183,7 @@ def profile_models(opts, emit):
         opts.cgroup = False
     inside = seen_inside(cgroup)
     versions = {}
+    preload()  # imported once here, so forked workers start with it loaded (as the runtimes below)
     for index, path in enumerate(opts.models):
         record = {"result_version": RESULT_VERSION, "model": model_name(path),
                   "path": path, "format": os.path.splitext(path)[1].lstrip(".").lower(),
