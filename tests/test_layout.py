@@ -134,3 +134,34 @@ def test_no_private_name_is_imported_across_modules():
                                   if a.name.startswith("_") and not a.name.startswith("__")
                                   and node.module.split(".")[0] in ("profiler", "calibration")]
     assert not found
+
+
+def package_files():
+    for package in ("profiler", "calibration"):
+        for folder, _, files in os.walk(os.path.join(ROOT, package)):
+            yield from (os.path.join(folder, n) for n in sorted(files) if n.endswith(".py"))
+
+
+def test_a_long_module_says_why_at_its_top():
+    """A module over about 400 lines states at its top why it stays one module ("on purpose")."""
+    long = {}
+    for path in package_files():
+        source = open(path, encoding="utf-8").read()
+        if source.count("\n") > 400:
+            long[os.path.relpath(path, ROOT)] = "on purpose" in (ast.get_docstring(ast.parse(source)) or "")
+    assert all(long.values()), [name for name, said in long.items() if not said]
+
+
+def test_no_function_is_over_60_lines_or_8_parameters():
+    found = []
+    for path in package_files():
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                params = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+                params -= bool(args.args) and args.args[0].arg in ("self", "cls")
+                length = node.end_lineno - node.lineno + 1
+                if length > 60 or params > 8:
+                    found.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} {node.name} ({length} lines, "
+                                 f"{params} parameters)")
+    assert not found, found
