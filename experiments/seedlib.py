@@ -356,3 +356,42 @@ def cpu_note(skipped, cores):
     return [f"- CPU = {', '.join(map(str, skipped))} could not run: this host has {cores} cores, and edge-profiler "
             f"refuses a cap it cannot honour rather than oversubscribe (`CPUS={skipped[0]}: this host has only "
             f"{cores} usable cores`)."]
+
+
+STUDY_FIGURES = ["![predicted against measured, typical k = 10 draw](pred_vs_measured_k10.png)", "",
+                 "![accuracy against k](accuracy_vs_k.png)", ""]
+
+
+def write_study_results(out, lines):
+    """A calibration study's RESULTS.md: its lines, then the two figures every study draws."""
+    with open(os.path.join(out, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines + STUDY_FIGURES))
+
+
+def typical_draws(draws_by_method, methods, size):
+    """(matplotlib's pyplot, the figure, [(axis, method, the median draw of that method)]): one panel
+    per method, each showing its typical k = 10 draw (the draws are tuples whose first item is the MAPE)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(methods), figsize=size)
+    panels = []
+    for ax, method in zip(axes, methods):
+        runs = sorted(draws_by_method[method], key=lambda r: r[0])
+        panels.append((ax, method, runs[len(runs) // 2]))  # the median draw: a typical one
+    return plt, fig, panels
+
+
+def finish_accuracy_figure(plt, fig, axes, ks, title, path, dpi, legend_size=8):
+    """The accuracy-against-k figure's common dressing (k on the x axis, grid, legend, title), saved."""
+    for ax in axes:
+        ax.set_xlabel("reference networks k")
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend_size)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

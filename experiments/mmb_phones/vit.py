@@ -146,11 +146,7 @@ def write(out, results, ratios, sizes, meta, ks):
         lines += [f"## {name} ({result['networks']} networks)", "",
                   "| k | method | MAPE % | within ±10% | Spearman | Kendall |", "|---|---|---|---|---|---|"]
         for k in ks:
-            for method in METHODS:
-                row = result["draws"].get((k, method))
-                if row:
-                    lines.append(f"| {k} | {method} | {row['mape']:.1f} | {row['within10']:.1f} | "
-                                 f"{row['spearman']:.4f} | {row['kendall']:.4f} |")
+            lines += run.draw_rows(result["draws"], [k], METHODS)
             chosen = result["chosen"].get((k, "suggest"))
             if chosen:
                 lines.append(f"| {k} | auto, `calibrate suggest` references | {chosen['mape']:.1f} | "
