@@ -216,7 +216,7 @@ def reference_map(groups, request, variant_of, shown, target):
 
 
 def _profile(session, groups, request, shown):
-    from profiler import report, stability
+    from profiler import report
     from profiler.batch import Batch, add_variants, as_given
     from profiler.sandbox import SandboxError
 
@@ -239,7 +239,7 @@ def _profile(session, groups, request, shown):
     backend = session.backend(target, list(groups), request.notice, request.warn)
     batch = Batch(backend, target, store, results, request, predictor, references, shown)
     try:
-        batch.measure(groups, stability.REMEASURE if request.retries is None else request.retries)
+        batch.measure(groups)
     except SandboxError as exc:  # what was measured is in the store already
         raise ProfileError(str(exc)) from None
     for record in unmade:

@@ -58,9 +58,9 @@ class Batch:
         self.outputs = {}  # path -> the evaluation's outputs, for the agreement of a model with its reference
         self.choice = None
 
-    def measure(self, groups, retries):
+    def measure(self, groups):
         """The store's records of these models (unless the request remeasures), then the rest measured."""
-        from profiler import cores, sweep
+        from profiler import cores, stability, sweep
 
         store, notice = self.store, self.request.notice
         total = sum(len(p) for p in groups.values())
@@ -87,7 +87,7 @@ class Batch:
             self.target = replace(self.target, assigned_cores=self.choice.cores)
         try:
             self.sweep(groups)
-            self.remeasure_shaky(retries)
+            self.remeasure_shaky(stability.REMEASURE if self.request.retries is None else self.request.retries)
             self.agree()
         finally:
             if self.choice is not None:
