@@ -254,10 +254,11 @@ class FitOptions:
         """Checked options; an unknown one, or a value of the wrong kind, is a CalibrationError naming it."""
         from calibration.fitting import METHODS
 
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise CalibrationError(f"{unknown[0]}: not an option of fit (options: {', '.join(sorted(known))})")
+        from profiler.values import unknown_option
+
+        problem = unknown_option(options, cls.__dataclass_fields__, "fit")
+        if problem:
+            raise CalibrationError(problem)
         opts = cls(**options)
         if opts.method not in METHODS:
             raise CalibrationError(f"method {opts.method!r}: choose from {', '.join(METHODS)}")

@@ -28,10 +28,11 @@ class Request:
     @classmethod
     def from_options(cls, options):
         """A Request from `profile`'s keyword options; an unknown one is a ProfileError naming it."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ProfileError(f"{unknown[0]}: not an option of profile (options: {', '.join(sorted(known))})")
+        from profiler.values import unknown_option
+
+        problem = unknown_option(options, cls.__dataclass_fields__, "profile")
+        if problem:
+            raise ProfileError(problem)
         request = cls(**options)
         if request.variants is not None and not (isinstance(request.variants, str) or (
                 isinstance(request.variants, (list, tuple)) and all(isinstance(v, str) for v in request.variants))):

@@ -10,6 +10,16 @@ from profiler.errors import ConfigError
 from profiler.harness.memory import MIB
 
 
+def unknown_option(options, fields, call):
+    """The one-line complaint about the first keyword of `options` that is not among a dataclass's
+    `fields` (`call` names the function they were given to), or None when every one is known."""
+    known = set(fields)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        return f"{unknown[0]}: not an option of {call} (options: {', '.join(sorted(known))})"
+    return None
+
+
 def data_file(data):
     """The .npz path for data given as arrays: x_data, (x_data, y_data), or a dict of arrays (x_data
     and y_data, or one array per input name), written to ~/.cache/edge-profiler/data/ under the sha256

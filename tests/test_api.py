@@ -223,3 +223,13 @@ def test_a_profiler_session_keeps_its_backend_and_store_open_until_closed(tmp_pa
     with profiler.Profiler(target(), store=None) as other, \
             pytest.raises(profiler.ProfileError, match="target: a session's target"):
         calibration.predict_model(models["onnx"], cal, target(), session=other)
+
+
+def test_an_unknown_keyword_option_is_one_error_naming_it(tmp_path):
+    """A misspelt option of profile or fit is refused before any work, naming it and the real options."""
+    model = tmp_path / "never_read.onnx"
+    with pytest.raises(profiler.ProfileError, match=r"^retires: not an option of profile \(options: .*retries"):
+        profiler.profile([str(model)], retires=2)
+    with pytest.raises(calibration.CalibrationError, match=r"^metod: not an option of fit \(options: .*method"):
+        calibration.fit(DEVICE_CSV, host=HOST_JSON, metod="ols")
+    assert not model.exists()
