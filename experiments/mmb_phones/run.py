@@ -5,6 +5,8 @@
 
 1. exports every network of the dataset in the formats the phones ran: TFLite fp32 and int8
    from the Keras twins (tf2cv), TorchScript and ONNX from pytorchcv (experiments/zoo/mmb.py);
+   for the "host TFLite from ONNX" slices also the ONNX export converted to TFLite by
+   edge-profiler's own route (`tflite_onnx`; converter.py compares the two TFLite files);
 2. profiles them on this host in the same format as the device ran (TFLite for TFLite,
    TorchScript for PyTorch Mobile) on one core and one thread, plus ONNX Runtime with its
    per-operator profiler; results are cached in a store, so a rerun only re-fits;
@@ -51,11 +53,19 @@ SLICES = {
                                                      "cores": "1large", "precision": "fp32"}, "onnx"),
     "iPhone 7, TFLite fp32, 1 big core, host ONNX": ({"device": "iphone7", "framework": "tflite-2.10",
                                                       "cores": "1large", "precision": "fp32"}, "onnx"),
+    # The device's format made from the ONNX export by edge-profiler's converter (a user's route from a
+    # PyTorch model), instead of the Keras twins the device's files were made from.
+    "Pixel 4, TFLite fp32, 1 big core, host TFLite from ONNX": ({"device": "pixel4", "framework": "tflite-2.10",
+                                                                 "cores": "1large", "precision": "fp32"},
+                                                                "tflite_onnx"),
+    "iPhone 7, TFLite fp32, 1 big core, host TFLite from ONNX": ({"device": "iphone7", "framework": "tflite-2.10",
+                                                                  "cores": "1large", "precision": "fp32"},
+                                                                 "tflite_onnx"),
 }
 MAIN_SLICE = "Pixel 4, TFLite fp32, 1 big core"
 # host profile name -> (file format written by the zoo, runtime that profiles it)
 HOST_PROFILES = {"tflite": ("tflite", "tflite"), "tflite_int8": ("tflite_int8", "tflite"), "torch": ("pt", "torch"),
-                 "onnx": ("onnx", "onnx")}
+                 "onnx": ("onnx", "onnx"), "tflite_onnx": ("tflite_onnx", "tflite")}
 HOST_ENV = {"DEVICE_NAME": "phone-1-core", "CPUS": "1", "THREADS": "1", "WARMUP": "5", "ITERATIONS": "30",
             "MEMORY": "4g", "TIMEOUT_S": "600"}
 
@@ -81,58 +91,66 @@ EXPORT_WORKERS = 4
 
 
 def export_models(names, folder, formats, progress=True):
-    """{format: {name: path}} for formats among tflite, tflite_int8, onnx and pt. The TFLite files are
-    made in a child process: Keras 2 must be chosen before TensorFlow loads, and TensorFlow beside
-    torch costs memory for nothing."""
-    import subprocess
-
+    """{format: {name: path}} for formats among tflite, tflite_int8, tflite_onnx, onnx and pt. The TFLite
+    files are made in child processes: Keras 2 must be chosen before TensorFlow loads (the Keras twins),
+    the ONNX route's converter runs on the TensorFlow default, and TensorFlow beside torch costs memory
+    for nothing."""
     from tqdm import tqdm
 
-    from experiments.zoo import mmb
+    from experiments.zoo import cache, mmb
 
     os.makedirs(folder, exist_ok=True)
-    files = {"tflite": "{}.tflite", "tflite_int8": "{}_int8.tflite", "onnx": "{}.onnx", "pt": "{}.pt"}
-    paths = {fmt: {n: os.path.join(folder, files[fmt].format(n)) for n in names} for fmt in formats}
-    int8 = "tflite_int8" in formats
-    from experiments.zoo import cache
-
-    for fmt in ("tflite", "tflite_int8"):  # exported before by the same code: copied, no TensorFlow started
+    paths = {fmt: {n: os.path.join(folder, mmb.FILES[fmt].format(n)) for n in names} for fmt in formats}
+    for fmt in ("tflite", "tflite_int8", "tflite_onnx"):  # exported before by the same code: copied
         for n in names if fmt in formats else ():
             if not os.path.exists(paths[fmt][n]):
                 cache.fetch(mmb.cache_key(n, fmt), paths[fmt][n])
-    need_tflite = [n for n in names if any(not os.path.exists(paths[f][n]) for f in ("tflite", "tflite_int8")
-                                           if f in formats)]
-    if need_tflite:
-        import selectors
-
-        code = ("import sys; from experiments.zoo import mmb\n"
-                "for name in sys.argv[2:]:\n"
-                "    mmb.export(name, ['tflite'], sys.argv[1], int8=%r)\n"
-                "    print(name, flush=True)\n") % int8
-        # The converter is single-threaded: one exporting process per core (each about 1.5 GB).
-        workers = max(1, min(len(os.sched_getaffinity(0)), EXPORT_WORKERS, len(need_tflite)))
-        children = [subprocess.Popen([sys.executable, "-c", code, folder, *need_tflite[i::workers]], cwd=ROOT,
-                                     stdout=subprocess.PIPE, text=True) for i in range(workers)]
-        watch = selectors.DefaultSelector()
-        for child in children:
-            watch.register(child.stdout, selectors.EVENT_READ)
-        with tqdm(total=len(need_tflite), desc="exporting TFLite", unit="net", disable=not progress) as bar:
-            open_pipes = len(children)
-            while open_pipes:
-                for key, _ in watch.select():
-                    if key.fileobj.readline():
-                        bar.update(1)
-                    else:
-                        watch.unregister(key.fileobj)
-                        open_pipes -= 1
-        failed = [child.wait() for child in children if child.wait()]
-        if failed:
-            raise SystemExit(f"mmb_phones: TFLite export failed (exit {failed[0]})")
+    int8 = "tflite_int8" in formats
+    need = [n for n in names if any(not os.path.exists(paths[f][n]) for f in ("tflite", "tflite_int8")
+                                    if f in formats)]
+    export_in_children(need, folder, ["tflite"], int8, "exporting TFLite", progress)
+    if "tflite_onnx" in formats:
+        need = [n for n in names if not os.path.exists(paths["tflite_onnx"][n])]
+        export_in_children(need, folder, ["tflite_onnx"], False, "converting ONNX to TFLite", progress)
     torch_formats = [f for f in ("onnx", "pt") if f in formats]
     if torch_formats:
         for name in tqdm(names, desc="exporting " + " + ".join(torch_formats), unit="net", disable=not progress):
             mmb.export(name, torch_formats, folder)
     return paths
+
+
+def export_in_children(names, folder, formats, int8, desc, progress=True):
+    """mmb.export(name, formats, folder) for every name, in one child process per core (the converters
+    are single-threaded; each child takes about 1.5 GB), with a progress bar."""
+    import selectors
+    import subprocess
+
+    from tqdm import tqdm
+
+    if not names:
+        return
+    code = ("import sys; from experiments.zoo import mmb\n"
+            "for name in sys.argv[2:]:\n"
+            "    mmb.export(name, %r, sys.argv[1], int8=%r)\n"
+            "    print(name, flush=True)\n") % (formats, int8)
+    workers = max(1, min(len(os.sched_getaffinity(0)), EXPORT_WORKERS, len(names)))
+    children = [subprocess.Popen([sys.executable, "-c", code, folder, *names[i::workers]], cwd=ROOT,
+                                 stdout=subprocess.PIPE, text=True) for i in range(workers)]
+    watch = selectors.DefaultSelector()
+    for child in children:
+        watch.register(child.stdout, selectors.EVENT_READ)
+    with tqdm(total=len(names), desc=desc, unit="net", disable=not progress) as bar:
+        open_pipes = len(children)
+        while open_pipes:
+            for key, _ in watch.select():
+                if key.fileobj.readline():
+                    bar.update(1)
+                else:
+                    watch.unregister(key.fileobj)
+                    open_pipes -= 1
+    failed = [child.wait() for child in children if child.wait()]
+    if failed:
+        raise SystemExit(f"mmb_phones: {desc} failed (exit {failed[0]})")
 
 
 def profile_all(paths, store_path, backend_name, op_profile=10, iterations=None, threads=1):
@@ -426,7 +444,9 @@ def write_results(out, results, meta, ks):
              f"- Host: {meta['host']}; edge-profiler {meta['backend']} backend, CPUS=1, THREADS=1, "
              f"{HOST_ENV['WARMUP']} warm-up + {HOST_ENV['ITERATIONS']} runs, median. Each slice is calibrated "
              "against a host profile in the device's own format: TFLite files made from the same Keras twins "
-             "(tf2cv) for TFLite slices, TorchScript from pytorchcv for PyTorch Mobile slices.",
+             "(tf2cv) for TFLite slices, TorchScript from pytorchcv for PyTorch Mobile slices; a slice named "
+             "\"host ONNX\" is calibrated against ONNX Runtime profiles of the ONNX export, one named \"host TFLite "
+             "from ONNX\" against that export converted to TFLite by edge-profiler's converter (onnx2tf).",
              f"- Host profiles: {meta['profiled']}.",
              "- For each k, k reference networks are drawn at random; every method is fitted on them only "
              "(its choices use leave-one-out error on the references) and predicts every other network. "

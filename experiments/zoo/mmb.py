@@ -3,6 +3,9 @@
 - PyTorch (ONNX and TorchScript): `pytorchcv.model_provider.get_model(name)`, random weights.
 - TFLite: the same networks from their Keras twins (tf2cv), converted with TensorFlow's own
   converter, as the device's TFLite files were made; fp32, or full-integer int8.
+- TFLite from ONNX (`tflite_onnx`): the ONNX export converted by edge-profiler's own route
+  (`profiler.conversions.onnx_to_tflite`, onnx2tf) and checked against it, as a user's PyTorch
+  model would reach the device's format.
 
 Both packages are optional (`make zoo-packages` installs them, with tf-keras: tf2cv is written for
 Keras 2). Input 1×3×224×224 for every network.
@@ -119,6 +122,24 @@ def export_tflite(name, path, int8=False, seed=0):
     return convert(tf, converter, shape, path, int8, seed, integer_io=False, samples=4)
 
 
+def export_tflite_from_onnx(name, path):
+    """The ONNX export of `name` converted to TFLite by profiler.conversions (onnx2tf), checked against
+    it (outputs and MACs; a conversion that changed the function raises VariantError)."""
+    import shutil
+    import tempfile
+
+    from experiments.zoo import export_onnx
+    from profiler.conversions import check_conversion, onnx_to_tflite
+
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-mmb-") as work:
+        source = os.path.join(work, f"{name}.onnx")
+        export_onnx(build_torch(name), INPUT_SHAPE, source)
+        converted = os.path.join(work, f"{name}.tflite")
+        onnx_to_tflite(source, converted)
+        check_conversion(source, converted)
+        shutil.move(converted, path)
+
+
 # What each format's file depends on besides the network's name (experiments.zoo.cache keys).
 EXPORTERS = {"tflite": (("experiments.zoo.mmb", "experiments.zoo.keras_models"),
                         ("tensorflow", "tf-keras", "tf2cv", "numpy")),
@@ -126,6 +147,11 @@ EXPORTERS = {"tflite": (("experiments.zoo.mmb", "experiments.zoo.keras_models"),
                       ("torch", "pytorchcv", "onnx"))}
 EXPORTERS["tflite_int8"] = EXPORTERS["tflite"]
 EXPORTERS["pt"] = EXPORTERS["onnx"]
+EXPORTERS["tflite_onnx"] = (EXPORTERS["onnx"][0] + ("profiler.conversions",),
+                            EXPORTERS["onnx"][1] + ("onnx2tf", "tensorflow", "onnxruntime"))
+# The file each format is written to, for a network `name`.
+FILES = {"tflite": "{}.tflite", "tflite_int8": "{}_int8.tflite", "tflite_onnx": "{}_from_onnx.tflite",
+         "onnx": "{}.onnx", "pt": "{}.pt"}
 
 
 def cache_key(name, fmt, seed=0):
@@ -136,7 +162,9 @@ def cache_key(name, fmt, seed=0):
 
 
 def export(name, formats, folder, int8=False):
-    """Write the requested formats ('onnx', 'pt', 'tflite') of one network; returns {format: path}.
+    """Write the requested formats ('onnx', 'pt', 'tflite', 'tflite_onnx') of one network; returns
+    {format: path}. 'tflite' needs a process where TensorFlow is not loaded yet or runs Keras 2;
+    'tflite_onnx' a process of its own for the same reason.
 
     Files already there are kept, so an interrupted export resumes; files exported before by the same
     code and packages come from the export cache (experiments.zoo.cache)."""
@@ -144,7 +172,7 @@ def export(name, formats, folder, int8=False):
 
     os.makedirs(folder, exist_ok=True)
     written, model = {}, None
-    wanted = [(fmt, f"{name}.{fmt}") for fmt in formats]
+    wanted = [(fmt, FILES[fmt].format(name)) for fmt in formats]
     if int8:
         wanted.append(("tflite_int8", f"{name}_int8.tflite"))
     for fmt, filename in wanted:
@@ -156,6 +184,8 @@ def export(name, formats, folder, int8=False):
                 export_onnx(model, INPUT_SHAPE, tmp)
             elif fmt == "pt":
                 export_torchscript(model, INPUT_SHAPE, tmp)
+            elif fmt == "tflite_onnx":
+                export_tflite_from_onnx(name, tmp)
             else:
                 export_tflite(name, tmp, int8=fmt == "tflite_int8")
 
