@@ -8,6 +8,7 @@ mobilenet_v2_3d_{0.25,0.5,1.0,1.5,2.0}, and nb201:<arch_str>.
 """
 
 import json
+import os
 import warnings
 
 IMAGE = (1, 3, 224, 224)
@@ -60,6 +61,24 @@ def export_onnx(model, input_shape, path, opset=17):
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (torch.rand(input_shape),), str(path), dynamo=False, opset_version=opset,
                           input_names=["input"], output_names=["output"])
+    return path
+
+
+def export_converted_tflite(model, input_shape, path, opset=17):
+    """TFLite of a torch model: its ONNX export converted by profiler.conversions (onnx2tf, the route
+    `profile --variants tflite` takes) and checked against it (outputs and MACs; a conversion that
+    changed the function raises profiler.errors.VariantError). `path` is written only when it passed."""
+    import shutil
+    import tempfile
+
+    from profiler.conversions import check_conversion, onnx_to_tflite
+
+    with tempfile.TemporaryDirectory(prefix="edge-profiler-zoo-") as work:
+        source, converted = os.path.join(work, "model.onnx"), os.path.join(work, "model.tflite")
+        export_onnx(model, input_shape, source, opset=opset)
+        onnx_to_tflite(source, converted)
+        check_conversion(source, converted)
+        shutil.move(converted, path)  # path may be the export cache's temporary name
     return path
 
 

@@ -17,7 +17,7 @@ TORCH_SOURCES = ("experiments.zoo", "experiments.zoo.image", "experiments.zoo.vi
 # A network without a Keras re-definition (NAS-Bench-201 cells, the 3D networks, ...) reaches TFLite
 # from its ONNX export through the tool's own conversion (profile --variants tflite: onnx2tf, checked).
 EXPORTERS = {"onnx": (TORCH_SOURCES, ("torch", "onnx")), "pt": (TORCH_SOURCES, ("torch",)),
-             "tflite": (("experiments.zoo.keras_models", "profiler.variants") + TORCH_SOURCES,
+             "tflite": (("experiments.zoo.keras_models", "profiler.conversions") + TORCH_SOURCES,
                         ("tensorflow", "numpy", "torch", "onnx", "onnx2tf", "onnxruntime"))}
 EXPORTERS["tflite_int8"] = EXPORTERS["tflite"]
 
@@ -37,7 +37,7 @@ def export(name, formats, out, int8=False):
     for fmt in formats:
         def write(tmp, fmt=fmt):
             nonlocal model, shape
-            if fmt in ("onnx", "pt") and model is None:
+            if model is None and (fmt in ("onnx", "pt") or not keras_models.has_keras_model(name)):
                 model, shape = zoo.build(name)
             if fmt == "onnx":
                 zoo.export_onnx(model, shape, tmp)
@@ -46,32 +46,13 @@ def export(name, formats, out, int8=False):
             elif keras_models.has_keras_model(name):
                 keras_models.export_tflite(name, tmp, int8=False)
             else:
-                converted_tflite(name, tmp)
+                zoo.export_converted_tflite(model, shape, tmp)
 
         written[fmt] = cache.make(cache_key(name, fmt), os.path.join(out, f"{stem}.{fmt}"), write)
     if int8 and "tflite" in formats:
         written["tflite_int8"] = cache.make(cache_key(name, "tflite_int8"), os.path.join(out, f"{stem}_int8.tflite"),
                                             lambda tmp: keras_models.export_tflite(name, tmp, int8=True))
     return written
-
-
-def converted_tflite(name, path):
-    """TFLite of a network the zoo defines in torch only: its ONNX export converted and checked
-    against it (profiler.variants: onnx2tf after onnxruntime's constant folding)."""
-    import tempfile
-
-    from profiler.conversions import check_conversion, onnx_to_tflite
-
-    model, shape = zoo.build(name)
-    import shutil
-
-    with tempfile.TemporaryDirectory(prefix="edge-profiler-zoo-") as work:
-        onnx_path, tflite_path = os.path.join(work, "model.onnx"), os.path.join(work, "model.tflite")
-        zoo.export_onnx(model, shape, onnx_path)
-        onnx_to_tflite(onnx_path, tflite_path)
-        check_conversion(onnx_path, tflite_path)
-        shutil.copyfile(tflite_path, path)  # path may be the cache's temporary name
-    return path
 
 
 def main(argv=None):

@@ -122,24 +122,6 @@ def export_tflite(name, path, int8=False, seed=0):
     return convert(tf, converter, shape, path, int8, seed, integer_io=False, samples=4)
 
 
-def export_tflite_from_onnx(name, path):
-    """The ONNX export of `name` converted to TFLite by profiler.conversions (onnx2tf), checked against
-    it (outputs and MACs; a conversion that changed the function raises VariantError)."""
-    import shutil
-    import tempfile
-
-    from experiments.zoo import export_onnx
-    from profiler.conversions import check_conversion, onnx_to_tflite
-
-    with tempfile.TemporaryDirectory(prefix="edge-profiler-mmb-") as work:
-        source = os.path.join(work, f"{name}.onnx")
-        export_onnx(build_torch(name), INPUT_SHAPE, source)
-        converted = os.path.join(work, f"{name}.tflite")
-        onnx_to_tflite(source, converted)
-        check_conversion(source, converted)
-        shutil.move(converted, path)
-
-
 # What each format's file depends on besides the network's name (experiments.zoo.cache keys).
 EXPORTERS = {"tflite": (("experiments.zoo.mmb", "experiments.zoo.keras_models"),
                         ("tensorflow", "tf-keras", "tf2cv", "numpy")),
@@ -168,24 +150,24 @@ def export(name, formats, folder, int8=False):
 
     Files already there are kept, so an interrupted export resumes; files exported before by the same
     code and packages come from the export cache (experiments.zoo.cache)."""
-    from experiments.zoo import cache, export_onnx, export_torchscript
+    from experiments.zoo import cache, export_converted_tflite, export_onnx, export_torchscript
 
     os.makedirs(folder, exist_ok=True)
     written, model = {}, None
     wanted = [(fmt, FILES[fmt].format(name)) for fmt in formats]
     if int8:
-        wanted.append(("tflite_int8", f"{name}_int8.tflite"))
+        wanted.append(("tflite_int8", FILES["tflite_int8"].format(name)))
     for fmt, filename in wanted:
         def write(tmp, fmt=fmt):
             nonlocal model
-            if fmt in ("onnx", "pt") and model is None:
+            if fmt in ("onnx", "pt", "tflite_onnx") and model is None:
                 model = build_torch(name)
             if fmt == "onnx":
                 export_onnx(model, INPUT_SHAPE, tmp)
             elif fmt == "pt":
                 export_torchscript(model, INPUT_SHAPE, tmp)
             elif fmt == "tflite_onnx":
-                export_tflite_from_onnx(name, tmp)
+                export_converted_tflite(model, INPUT_SHAPE, tmp)
             else:
                 export_tflite(name, tmp, int8=fmt == "tflite_int8")
 

@@ -288,7 +288,7 @@ def _one_output_class():
 EXPORTERS = {"onnx": (("experiments.zoo.mmb_vit", "experiments.zoo"), ("torch", "transformers", "onnx")),
              "pt": (("experiments.zoo.mmb_vit", "experiments.zoo", "profiler.harness.runtimes.torch_adapter"),
                     ("torch", "transformers")),
-             "tflite": (("experiments.zoo.mmb_vit", "experiments.zoo", "profiler.variants"),
+             "tflite": (("experiments.zoo.mmb_vit", "experiments.zoo", "profiler.conversions"),
                         ("torch", "transformers", "onnx", "onnxruntime", "onnx2tf", "tensorflow"))}
 
 
@@ -304,9 +304,7 @@ def export(name, formats, folder):
     returns {format: path}. The TFLite file is the ONNX export converted and checked against it (a
     conversion that changes the function raises profiler.errors.VariantError). Files already there are
     kept; files exported before by the same code and packages come from the export cache."""
-    import tempfile
-
-    from experiments.zoo import cache, export_onnx, export_torchscript
+    from experiments.zoo import cache, export_converted_tflite, export_onnx, export_torchscript
 
     os.makedirs(folder, exist_ok=True)
     written, model = {}, None
@@ -323,15 +321,7 @@ def export(name, formats, folder):
             elif fmt == "pt":
                 export_torchscript(model, input_shape(name), tmp)
             else:
-                from profiler.conversions import check_conversion, onnx_to_tflite
-
-                with tempfile.TemporaryDirectory(prefix="edge-profiler-vit-") as work:
-                    source = os.path.join(work, f"{name}.onnx")
-                    export_onnx(model, input_shape(name), source, opset=TFLITE_OPSET)
-                    converted = os.path.join(work, f"{name}.tflite")
-                    onnx_to_tflite(source, converted)
-                    check_conversion(source, converted)
-                    os.replace(converted, tmp)
+                export_converted_tflite(model, input_shape(name), tmp, opset=TFLITE_OPSET)
 
         written[fmt] = cache.make(cache_key(name, fmt), os.path.join(folder, f"{name}.{fmt}"), write)
     return written
