@@ -7,7 +7,8 @@
 (c) wall time to profile N small ONNX CNNs (10 warm-up + 50 runs) / sum of their load + timed inference
     (local backend; target <= 2)
 (d) Docker wall / local wall on the same N models, warm image (target <= 1.5), and the median latency
-    of a medium and a small model under both backends, interleaved (target: ratio 0.97-1.03)
+    of a medium and a small model under both backends, interleaved (target: ratio 0.97-1.03), with the
+    spread of each backend's own profiles beside it: a ratio off by less than that spread is the host's noise
 (e) `profile --card-only` wall time on a 50 MB ONNX model (target < 2 s)
 (f) the executor's overhead: one empty sandbox run (start, interpreter, onnxruntime import,
     teardown) per backend, as every profile reports it; no latency figure includes it
@@ -227,8 +228,12 @@ def docker_and_local(small, medium, local, target, small_target, figures):
                 medians[backend_name].append(profile(backend, runs, [path])[1][0]["latency_ms"]["median"])
         d_med, l_med = statistics.median(medians["docker"]), statistics.median(medians["local"])
         figures[f"d_median_docker_over_local_{name}"] = d_med / l_med
+        # Each backend against itself: how far its own 3 profiles lie apart, the host's noise floor for the ratio.
+        spread = {b: (max(m) - min(m)) / statistics.median(m) for b, m in medians.items()}
+        figures[f"d_own_spread_{name}"] = spread
         print(f"    {name} model, median of 3 interleaved profiles: Docker {d_med:.4f} ms vs local {l_med:.4f} ms: "
-              f"ratio {d_med / l_med:.4f}   (target 0.97-1.03)")
+              f"ratio {d_med / l_med:.4f}   (target 0.97-1.03); each backend's own 3 profiles spread "
+              f"{100 * spread['docker']:.1f}% (Docker), {100 * spread['local']:.1f}% (local)")
 
 
 def card_only(work, figures):
