@@ -27,9 +27,14 @@ zoo-packages:
 # ONNX -> TFLite (profile --variants tflite): onnx2tf pins exact TensorFlow, onnx and onnxruntime releases
 # that it does not need for the conversions made here, so it and the modules it imports go in without
 # dependencies, beside the project's own versions (tests/test_convert.py checks what it makes).
+# torch.export program -> TFLite (profile --variants tflite on a .pt2): litert-torch declares the LLM tooling
+# it ships beside the converter (transformers, kagglehub, sentencepiece, ...); the converter needs jax, its
+# MLIR converter and torchao, so those go in without dependencies too.
 convert-packages:
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps onnx2tf==1.29.24 onnx-graphsurgeon==0.6.1 \
 	    sng4onnx==2.0.1 psutil==7.2.2
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps litert-torch==0.10.0 litert-converter==0.5.0 \
+	    torchao==0.18.0 jax==0.10.2 jaxlib==0.10.2 jaxtyping==0.3.11 wadler-lindig==0.1.8 multipledispatch==1.0.0
 
 demo: $(BIN)/profile
 	$(BIN)/profile --env env.template --store $(VENV)/demo.db \

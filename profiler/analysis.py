@@ -15,7 +15,7 @@ input shape. Unknown op types are counted under `other` and never fail a card.
 import os
 
 READERS = {".onnx": ("onnx", "onnx_card"), ".tflite": ("tflite", "tflite_card"), ".pt": ("torchscript", "torchscript_card"),
-           ".pth": ("torchscript", "torchscript_card"), ".xml": ("openvino", "openvino_card")}
+           ".pth": ("torchscript", "torchscript_card"), ".pt2": ("torchscript", "torchscript_card"), ".xml": ("openvino", "openvino_card")}
 
 
 def model_card(path, target=None, shapes=None):

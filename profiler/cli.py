@@ -99,7 +99,8 @@ def build_parser():
     out.add_argument("--variants", metavar="LIST",
                      help="also profile variants of each model: int8 (static, calibrated on --data, or dynamic "
                           "without it), int8-dynamic, int8-static, fp16; tflite (the device's format, from ONNX or "
-                          "TorchScript, through onnx2tf, checked against the source) and tflite-int8, "
+                          "TorchScript through onnx2tf, from a torch.export .pt2 through litert-torch, checked "
+                          "against the source) and tflite-int8, "
                           "tflite-fp16, ... (variants of that TFLite file); a TorchScript file is exported to ONNX "
                           "first (variant onnx); made with torch's, onnxruntime's, onnx2tf's and ai-edge-quantizer's "
                           "own tools into a cache folder (the variants extra; `make convert-packages` for tflite)")

@@ -1,7 +1,8 @@
 """Conversions to another format, with the converters made for it: ONNX to TFLite (onnx2tf) and to
-OpenVINO IR (OpenVINO's convert_model, and NNCF for its int8), TorchScript to ONNX (torch.onnx). Every
-converted file is checked against its source before it is kept: outputs on the data or seeded inputs,
-and the card's MACs; a conversion that changes the function is a VariantError saying by how much."""
+OpenVINO IR (OpenVINO's convert_model, and NNCF for its int8), a torch.export program (.pt2) to TFLite
+(litert-torch), TorchScript to ONNX (torch.onnx). Every converted file is checked against its source
+before it is kept: outputs on the data or seeded inputs, and the card's MACs; a conversion that changes
+the function is a VariantError saying by how much."""
 
 import json
 import os
@@ -12,6 +13,7 @@ AGREEMENT_RTOL = 1e-3  # a converted model's outputs within this share of the so
 AGREEMENT_TOP1 = 0.99
 MACS_RTOL = 0.01
 CONVERT_EXTRA = "make convert-packages (onnx2tf and what it imports; TensorFlow: the tf extra)"
+TORCH_CONVERT_EXTRA = "make convert-packages (litert-torch and what it imports)"
 CALIBRATION_SAMPLES = 100
 
 
@@ -62,6 +64,27 @@ def onnx_to_tflite(source, out):
         if not made:
             raise VariantError(f"{source}: onnx2tf wrote no float32 TFLite file")
         os.replace(made[0], out)
+
+
+def pt2_to_tflite(source, out):
+    """A torch.export program to TFLite with litert-torch, Google's PyTorch converter for LiteRT: the
+    program's module converted at the input shapes it was exported at (seeded inputs of those shapes).
+    Its input stays in the program's layout (NCHW for an image model), as litert-torch writes it."""
+    try:
+        import litert_torch
+        import torch
+    except ImportError as exc:
+        raise VariantError(f"{source}: a .pt2 to TFLite needs litert-torch ({exc.name} is missing): "
+                           f"{TORCH_CONVERT_EXTRA}") from None
+    from profiler.harness.runtimes.torch_adapter import export_specs
+
+    program = torch.export.load(source)
+    specs = export_specs(program)
+    if any(d is None for spec in specs for d in spec.shape):
+        raise VariantError(f"{source}: litert-torch converts fixed shapes; this program has dynamic inputs")
+    generator = torch.Generator().manual_seed(0)
+    example = tuple(torch.rand(spec.shape, generator=generator).to(getattr(torch, spec.dtype)) for spec in specs)
+    litert_torch.convert(program.module(), example).export(out)
 
 
 def keras_to_tflite(onnx2tf, onnx_path):
@@ -117,18 +140,20 @@ def feeds(specs, samples):
 
 
 def check_conversion(source, converted, data=None):
-    """How closely a converted file (TFLite, OpenVINO IR) computes what its ONNX source computes:
-    outputs on up to 100 `--data` samples (seeded random inputs without data; a 4-D input is fed NHWC
-    to a converted file that takes it so) and the cards' MACs. A VariantError when the function changed:
-    outputs further apart than AGREEMENT_RTOL of the largest output, the same top class on fewer
-    than AGREEMENT_TOP1 of the samples, or MACs more than MACS_RTOL apart."""
+    """How closely a converted file (TFLite, OpenVINO IR) computes what its source (ONNX, or a
+    torch.export program) computes: outputs on up to 100 `--data` samples (seeded random inputs without
+    data; a 4-D input is fed NHWC to a converted file that takes it so) and the cards' MACs. A
+    VariantError when the function changed: outputs further apart than AGREEMENT_RTOL of the largest
+    output, the same top class on fewer than AGREEMENT_TOP1 of the samples, or MACs more than MACS_RTOL
+    apart."""
     import numpy as np
 
     from profiler.analysis import model_card
-    from profiler.harness.runtimes import adapter, as_nhwc, onnx_adapter, runtime_for
+    from profiler.harness.runtimes import adapter, as_nhwc, runtime_for
 
-    session = onnx_adapter.load(source, 1)
-    specs = onnx_adapter.describe(session)
+    own = adapter(runtime_for(source))
+    session = own.load(source, 1)
+    specs = own.describe(session)
     samples = None
     if data:  # the scored samples: the ones the converted file is judged on
         with np.load(data, allow_pickle=False) as arrays:
@@ -138,7 +163,7 @@ def check_conversion(source, converted, data=None):
     other_specs = runtime.describe(other)
     reference, outputs = [], []
     for feed in feeds(specs, samples):
-        reference.append(np.asarray(onnx_adapter.outputs(session, feed)[0], np.float64).reshape(-1))
+        reference.append(np.asarray(own.outputs(session, feed)[0], np.float64).reshape(-1))
         fed = {spec.name: as_nhwc(array, (spec.shape or [])[1:]) for array, spec in zip(feed.values(), other_specs)}
         outputs.append(np.asarray(runtime.outputs(other, fed)[0], np.float64).reshape(-1))
     reference, outputs = np.stack(reference), np.stack(outputs)

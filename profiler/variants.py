@@ -14,6 +14,9 @@
           openvino-int8 that IR quantized by NNCF's post-training quantization on --data samples
   pt      onnx          torch.onnx.export of the TorchScript module at its input shapes (fp32), always
                         made when a TorchScript file gets variants; the ONNX kinds are made from it
+  pt2     tflite        the device's format from a torch.export program: litert-torch (Google's PyTorch
+                        converter for LiteRT), checked against the program before it is kept
+          tflite-<kind> a TFLite variant of that converted file
 `int8` is int8-static when there is data to calibrate on, else int8-dynamic. Files go to a cache
 folder keyed by the source's sha256, the variant and the calibration data's sha256; they are never
 written next to the user's file. The converters are the optional `variants` extra.
@@ -24,17 +27,20 @@ import json
 import os
 
 from profiler.conversions import (CALIBRATION_SAMPLES, check_conversion, export_torchscript, onnx_to_openvino,
-                                  onnx_to_tflite, openvino_int8)
+                                  onnx_to_tflite, openvino_int8, pt2_to_tflite)
 from profiler.errors import VariantError
 from profiler.harness.files import sha256_of, silenced, write_atomic
 
 KINDS = {"onnx": ("int8-dynamic", "int8-static", "fp16", "tflite", "openvino"),
          "tflite": ("int8-dynamic", "int8-static", "fp16"),
          "xml": ("int8-static",),
-         "pt": ("onnx", "int8-dynamic", "int8-static", "fp16", "tflite", "openvino")}
+         "pt": ("onnx", "int8-dynamic", "int8-static", "fp16", "tflite", "openvino"),
+         "pt2": ("tflite",)}
 # kinds that change the format: (source format, kind) -> the variant's name and its file's extension
 CONVERSIONS = {("pt", "onnx"): ("pt-onnx", "onnx"), ("onnx", "tflite"): ("onnx-tflite", "tflite"),
-               ("onnx", "openvino"): ("onnx-openvino", "xml")}
+               ("onnx", "openvino"): ("onnx-openvino", "xml"), ("pt2", "tflite"): ("pt2-tflite", "tflite")}
+# formats reached by a conversion, from each source format: then the variants of the converted file
+CONVERTED_TO = {"onnx": ("tflite", "openvino"), "pt2": ("tflite",)}
 TORCHSCRIPT = (".pt", ".pth")
 FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
 EXTRA = "pip install 'edge-profiler[variants]' (onnxconverter-common, ai-edge-quantizer)"
@@ -156,7 +162,8 @@ def make(path, names, data=None, folder=None, skipped=None, shapes=None):
     fmt = os.path.splitext(path)[1].lstrip(".").lower()
     fmt = "pt" if "." + fmt in TORCHSCRIPT else fmt
     if fmt not in KINDS:
-        raise VariantError(f"{path}: variants are made of .onnx, .tflite and TorchScript (.pt) files")
+        raise VariantError(f"{path}: variants are made of .onnx, .tflite, TorchScript (.pt) and torch.export "
+                           "(.pt2) files")
     made = []
     if fmt == "pt":  # its ONNX export first, then the ONNX variants of that export
         (kind, exported, source_sha), = _cached(path, "onnx", "pt", data, folder, shapes)
@@ -164,11 +171,11 @@ def make(path, names, data=None, folder=None, skipped=None, shapes=None):
         for kind, out, _ in make(exported, [n for n in names if n != "onnx"], data, folder, skipped):
             made.append((kind, out, source_sha))
         return made
-    for target in ("tflite", "openvino") if fmt == "onnx" else ():  # another format first, then its variants
+    for target in CONVERTED_TO.get(fmt, ()):  # another format first, then its variants
         converted = [n for n in names if n == target or n.startswith(target + "-")]
         if not converted:
             continue
-        (kind, other, source_sha), = _cached(path, target, "onnx", data, folder, shapes)
+        (kind, other, source_sha), = _cached(path, target, fmt, data, folder, shapes)
         made.append((kind, other, source_sha))
         for kind, out, _ in make(other, [n[len(target) + 1:] for n in converted if n != target], data, folder,
                                  skipped):
@@ -222,13 +229,15 @@ def _cached(path, kind, fmt, data, folder, shapes):
                     export_torchscript(path, partial, shapes)
                 elif conversion == "onnx-tflite":
                     onnx_to_tflite(path, partial)
+                elif conversion == "pt2-tflite":
+                    pt2_to_tflite(path, partial)
                 elif conversion == "onnx-openvino":
                     onnx_to_openvino(path, partial)
                 elif fmt == "xml":
                     openvino_int8(path, partial, samples)
                 else:
                     (_onnx if fmt == "onnx" else _tflite)(path, kind, partial, samples)
-            if conversion in ("onnx-tflite", "onnx-openvino"):  # kept only if it computes what its source does
+            if conversion in ("onnx-tflite", "onnx-openvino", "pt2-tflite"):  # kept only if it computes what its source does
                 check = check_conversion(path, partial, data)
                 write_atomic(out + ".check.json", lambda f: json.dump(check, f))
             if suffix == "xml":  # an IR's weights move with it, named after it

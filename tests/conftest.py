@@ -45,11 +45,11 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory):
-    """The digits CNN (ONNX, TFLite with TensorFlow, TorchScript) trained once by the project's own
-    code on scikit-learn's handwritten digits, and the held-out images as the --data file."""
+    """The digits CNN (ONNX, TFLite with TensorFlow, TorchScript, a torch.export program) trained once by
+    the project's own code on scikit-learn's handwritten digits, and the held-out images as the --data file."""
     from experiments.examples.digits import build
 
-    return build(str(tmp_path_factory.mktemp("digits")), torchscript=True)
+    return build(str(tmp_path_factory.mktemp("digits")), torchscript=True, exported=True)
 
 
 def store_served(db, total):

@@ -1,5 +1,6 @@
 """The device's format from the user's: ONNX (and TorchScript, through its ONNX export) to TFLite with
-onnx2tf, checked against the source before it is profiled. Real converters, real runtimes."""
+onnx2tf, a torch.export program with litert-torch, checked against the source before it is profiled.
+Real converters, real runtimes."""
 
 import json
 import os
@@ -19,6 +20,18 @@ def target(**settings):
     return profiler.Target.from_env(None, backend="local", cpus=1, threads=1, warmup=2, iterations=20, **settings)
 
 
+def converted_like_its_source(converted, source):
+    """A converted digits CNN: checked on the data before it was kept, its MACs the source's, and profiled
+    and evaluated as the device file it stands for: the same answers as its source."""
+    assert converted["runtime"] == "tflite" and converted["precision"] == "fp32"
+    check = converted["variant"]["conversion"]
+    assert check["inputs"] == "data" and check["top1"] >= 0.99 and check["relative"] < 1e-3
+    assert check["macs"]["source"] == check["macs"]["converted"] == converted["model_card"]["macs"] == 88_064
+    agreement = converted["accuracy"]["agreement"]
+    assert agreement["top1"] >= 0.99 and converted["accuracy"]["n"] == 719
+    assert converted["accuracy"]["metrics"]["top1"] == pytest.approx(source["accuracy"]["metrics"]["top1"], abs=0.005)
+
+
 def test_the_digits_cnn_from_onnx_and_from_torchscript_becomes_tflite_that_agrees(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     results = profiler.profile([digits["onnx"], digits["torchscript"]], target(data=digits["data"]), store=None,
@@ -26,20 +39,31 @@ def test_the_digits_cnn_from_onnx_and_from_torchscript_becomes_tflite_that_agree
     rows = {r["model"]: r for r in results}
     assert all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
     for name in ("digits_cnn.onnx-tflite", "digits_cnn.pt-onnx.onnx-tflite"):
-        converted = rows[name]
-        assert converted["runtime"] == "tflite" and converted["precision"] == "fp32"
-        check = converted["variant"]["conversion"]
-        assert check["inputs"] == "data" and check["top1"] >= 0.99 and check["relative"] < 1e-3
-        assert check["macs"]["source"] == check["macs"]["converted"] == converted["model_card"]["macs"] == 88_064
-        # profiled and evaluated as the device file it stands for: the same answers as its source
-        agreement = converted["accuracy"]["agreement"]
-        assert agreement["top1"] >= 0.99 and converted["accuracy"]["n"] == 719
-        assert converted["accuracy"]["metrics"]["top1"] == pytest.approx(
-            rows["digits_cnn"]["accuracy"]["metrics"]["top1"], abs=0.005)
+        converted_like_its_source(rows[name], rows["digits_cnn"])
     # the same operators as the Keras-made twin of the same network
     from profiler.analysis import model_card
 
     assert rows["digits_cnn.onnx-tflite"]["model_card"]["ops"] == model_card(digits["tflite"])["ops"]
+
+
+def test_the_digits_cnn_as_a_torch_export_program_becomes_tflite_through_litert_torch(digits, tmp_path, monkeypatch):
+    pytest.importorskip("litert_torch", reason="a .pt2 to TFLite needs `make convert-packages`")
+    from profiler.analysis import model_card
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    results = profiler.profile([digits["exported"]], target(data=digits["data"]), store=None, retries=0,
+                               variants="tflite,tflite-fp16")
+    rows = {r["model"]: r for r in results}
+    assert set(rows) == {"digits_cnn", "digits_cnn.pt2-tflite", "digits_cnn.pt2-tflite.fp16"}
+    assert all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
+    source, converted = rows["digits_cnn"], rows["digits_cnn.pt2-tflite"]
+    assert source["runtime"] == "torch" and source["model_card"]["macs"] == 88_064  # the program has a card too
+    converted_like_its_source(converted, source)
+    assert rows["digits_cnn.pt2-tflite.fp16"]["precision"] == "fp16"
+    # no layout work the Keras-made twin lacks: the same reshapes, pad and transpose
+    ops, twin = converted["model_card"]["ops"], model_card(digits["tflite"])["ops"]
+    assert {op: n for op, n in ops.items() if "CONV" not in op} == {op: n for op, n in twin.items() if "CONV" not in op}
+    assert sum(n for op, n in ops.items() if "CONV" in op) == twin["CONV_2D"]
 
 
 def test_an_image_model_converts_to_nhwc_and_its_variants_follow(tmp_path, monkeypatch):

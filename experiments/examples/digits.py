@@ -2,8 +2,8 @@
 fixed seed, and two networks trained here on the same 1,078 images:
 
 - a small CNN (two 3×3 convolutions, 16 and 32 channels, then a linear layer), trained with torch
-  (fixed seed, a few seconds), written as ONNX, TorchScript and, with TensorFlow installed, TFLite
-  (the same weights in Keras);
+  (fixed seed, a few seconds), written as ONNX, TorchScript, a torch.export program (.pt2) and, with
+  TensorFlow installed, TFLite (the same weights in Keras);
 - a multilayer perceptron (one hidden layer of 32, scikit-learn), as ONNX and TFLite: faster and
   a little less accurate, the other end of the accuracy-latency front.
 
@@ -112,6 +112,14 @@ def write_cnn_torchscript(net, path):
     return path
 
 
+def write_cnn_exported(net, path):
+    """A torch.export program (.pt2), the form PyTorch's own deployment tools start from."""
+    import torch
+
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 64),)), path)
+    return path
+
+
 def write_cnn_tflite(net, path):
     """The same weights as a Keras model (NHWC; flattened in torch's channel-first order), converted to
     TFLite (needs TensorFlow; None without it)."""
@@ -198,13 +206,13 @@ def write_data(x_test, y_test, path, x_calibration=None):
     return path
 
 
-NAMES = {"onnx": "digits_cnn.onnx", "tflite": "digits_cnn.tflite", "torchscript": "digits_cnn.pt",
+NAMES = {"onnx": "digits_cnn.onnx", "tflite": "digits_cnn.tflite", "torchscript": "digits_cnn.pt", "exported": "digits_cnn.pt2",
          "data": "digits_test.npz", "mlp_onnx": "digits_mlp.onnx", "mlp_tflite": "digits_mlp.tflite"}
 
 
-def build(folder, tflite=True, torchscript=False, mlp=False):
-    """{"onnx", "tflite", "torchscript": the CNN's files (None when not asked for or without
-    TensorFlow), "mlp_onnx", "mlp_tflite": the perceptron's (with mlp), "data": the held-out .npz}.
+def build(folder, tflite=True, torchscript=False, mlp=False, exported=False):
+    """{"onnx", "tflite", "torchscript", "exported" (.pt2): the CNN's files (None when not asked for or
+    without TensorFlow), "mlp_onnx", "mlp_tflite": the perceptron's (with mlp), "data": the held-out .npz}.
 
     Files made before by the same code and packages come from the export cache (experiments.zoo.cache):
     training is deterministic, so they are the same files."""
@@ -212,9 +220,10 @@ def build(folder, tflite=True, torchscript=False, mlp=False):
 
     os.makedirs(folder, exist_ok=True)
     key = cache.key(("experiments.examples.digits",), ("torch", "onnx", "tensorflow", "scikit-learn", "numpy"), SEED)
-    wanted = ["onnx", "data"] + (["tflite"] if tflite else []) + (["torchscript"] if torchscript else [])
+    wanted = ["onnx", "data"] + (["tflite"] if tflite else []) + (["torchscript"] if torchscript else []) \
+        + (["exported"] if exported else [])
     wanted += (["mlp_onnx"] + (["mlp_tflite"] if tflite else [])) if mlp else []
-    made = {kind: None for kind in ("onnx", "tflite", "torchscript", "data")}
+    made = {kind: None for kind in ("onnx", "tflite", "torchscript", "exported", "data")}
     made.update({kind: os.path.join(folder, NAMES[kind]) for kind in wanted})
     if all(cache.fetch(key, made[kind]) for kind in wanted):
         return made
@@ -226,6 +235,8 @@ def build(folder, tflite=True, torchscript=False, mlp=False):
         made["tflite"] = write_cnn_tflite(net, made["tflite"])
     if torchscript:
         made["torchscript"] = write_cnn_torchscript(net, made["torchscript"])
+    if exported:
+        made["exported"] = write_cnn_exported(net, made["exported"])
     if mlp:
         model = train()[0]
         made["mlp_onnx"] = write_onnx(model, made["mlp_onnx"])
@@ -240,5 +251,5 @@ def build(folder, tflite=True, torchscript=False, mlp=False):
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    made = build(sys.argv[1], torchscript=True, mlp=True)
+    made = build(sys.argv[1], torchscript=True, mlp=True, exported=True)
     print("\n".join(f"wrote {p}" for p in made.values() if p))

@@ -30,7 +30,7 @@ def load(path, threads):
         if path.endswith(".pt2"):
             program = torch.export.load(path)
             module = program.module()
-            specs = _export_specs(program)
+            specs = export_specs(program)
         else:
             extra = {SHAPES_FILE: ""}
             module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
@@ -51,7 +51,8 @@ def _script_specs(module):
     return [InputSpec(a.name, None, "float32") for a in args]
 
 
-def _export_specs(program):
+def export_specs(program):
+    """The user inputs of an exported program, with the shapes and dtypes it was exported at."""
     specs = []
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs:
