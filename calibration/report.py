@@ -5,6 +5,10 @@ from calibration.fits import fit_label
 
 NEXT_GAIN_WORTH = 0.5  # points of leave-one-out MAPE below which another reference buys little
 EXTENSION = {"tflite": "tflite", "onnx": "onnx", "torch": "pt"}
+# The command that makes the device's TFLite from a host format (profile --variants tflite).
+CONVERT_HINT = {"onnx": "`profile --env ENV --variants tflite model.onnx`",
+                "torch": "`profile --env ENV --variants tflite model.pt2` (a torch.export program, through "
+                         "litert-torch; a TorchScript model.pt converts through its ONNX export)"}
 
 
 def _g(value, digits=4):
@@ -78,8 +82,8 @@ def warnings(calibration):
         out.append(f"WARNING: the references ran on the device as {device} but were profiled on this host as "
                    f"{gap['host']}; the two runtimes differ per operator, so predictions are looser than a "
                    f"same-format fit. Profile the {device} files on the host (`profile --env ENV model.{extension}`"
-                   + (f", or convert yours: `profile --env ENV --variants tflite model.{EXTENSION.get(gap['host'])}`"
-                      if gap["device"] == ["tflite"] and gap["host"] in ("onnx", "torch") else "")
+                   + (f", or convert yours: {CONVERT_HINT[gap['host']]}"
+                      if gap["device"] == ["tflite"] and gap["host"] in CONVERT_HINT else "")
                    + ") and calibrate on those" + ("; the relative model starts from the prior learned for this pair of "
                                                "formats" if any("->" in ((f.get("prior") or {}).get("runtime") or "")
                                                                 for f in calibration["fits"]) else ""))

@@ -84,7 +84,12 @@ def pt2_to_tflite(source, out):
         raise VariantError(f"{source}: litert-torch converts fixed shapes; this program has dynamic inputs")
     generator = torch.Generator().manual_seed(0)
     example = tuple(torch.rand(spec.shape, generator=generator).to(getattr(torch, spec.dtype)) for spec in specs)
-    litert_torch.convert(program.module(), example).export(out)
+    module = program.module()
+    # The program's graph is fixed as it was exported (an eval-mode model exports its inference graph);
+    # its module only carries a leftover `training` flag, and refuses eval(). Clear the flag the way
+    # nn.Module does, so that litert-torch does not take it for a model left in training mode.
+    torch.nn.Module.train(module, False)
+    litert_torch.convert(module, example).export(out)
 
 
 def keras_to_tflite(onnx2tf, onnx_path):

@@ -335,6 +335,7 @@ def test_references_measured_in_another_format_than_the_host_profiles_warn_once(
         assert len(warned) == (1 if gap else 0), out.stderr
         if gap:
             assert "ran on the device as tflite" in warned[0] and "model.tflite" in warned[0]
+            assert "`profile --env ENV --variants tflite model.onnx`" in warned[0]  # the command that converts
         # the relative model starts from the prior learned for this pair of formats (none ships for onnx alone)
         import calibration
 

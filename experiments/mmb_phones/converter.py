@@ -1,9 +1,11 @@
-"""The device's format from the ONNX export: edge-profiler's converter against the Keras twins.
+"""The device's format from the user's: edge-profiler's converters against the Keras twins.
 
 A user's CNN arrives as PyTorch or ONNX; the phones ran TFLite files made from Keras. This study
-converts each of the 102 mmb-cnn networks' ONNX exports to TFLite with `profiler.conversions`
-(onnx2tf, the route `profile --variants tflite` takes), checks every conversion against its source,
-and compares the converted files with the Keras twins the device's files were made from:
+converts each of the 102 mmb-cnn networks to TFLite with `profiler.conversions`, by one of the routes
+`profile --variants tflite` takes (`--route onnx`: the ONNX export through onnx2tf; `--route pt2`: the
+torch.export program through litert-torch), checks every conversion against the network's ONNX export
+(the same weights), and compares the converted files with the Keras twins the device's files were made
+from:
 
 1. the conversion check: outputs on seeded random inputs (max |Δ| relative to the largest output,
    top-1 agreement) and the cards' MACs;
@@ -18,7 +20,7 @@ Uses run.py's cache for the models; both files of every network are profiled int
 study's own (`converter.db` beside run.py's), one after the other in the same session, so that a drift
 of the host between sessions does not land on one route only:
 
-    python experiments/mmb_phones/converter.py [--draws 30] [--ks 5 10 20]
+    python experiments/mmb_phones/converter.py [--route onnx|pt2] [--draws 30] [--ks 5 10 20]
 """
 
 import argparse
@@ -36,7 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 from experiments.mmb_phones import run as base  # noqa: E402
 from experiments.zoo import mmb  # noqa: E402
 
-ROUTES = (("Keras twin", "tflite"), ("converted from ONNX", "tflite_onnx"))
+TWIN = ("Keras twin", "tflite")
+CONVERTED = {"onnx": ("converted from ONNX", "tflite_onnx", "the ONNX export through `profiler.conversions.onnx_to_tflite` (onnx2tf)"),
+             "pt2": ("converted from .pt2", "tflite_pt2",
+                     "the torch.export program through `profiler.conversions.pt2_to_tflite` (litert-torch)")}
 PHONES = (("Pixel 4", "pixel4"), ("iPhone 7", "iphone7"))
 METHODS = ("relative", "auto")
 
@@ -60,29 +65,29 @@ def profiled_between(records):
     return f"{stamps[0]} to {stamps[-1]}"
 
 
-def histogram_rows(names, records):
+def histogram_rows(names, records, converted):
     """Per network: the ops the converted file has more or fewer of than the Keras twin."""
     rows = []
     for n in names:
         twin = collections.Counter(records["tflite"][n]["model_card"].get("ops") or {})
-        made = collections.Counter(records["tflite_onnx"][n]["model_card"].get("ops") or {})
+        made = collections.Counter(records[converted][n]["model_card"].get("ops") or {})
         rows.append((n, dict(made - twin), dict(twin - made)))
     return rows
 
 
-def checks(names, paths):
-    """{network: check_conversion's figures} for every converted file against its ONNX source."""
+def checks(names, paths, converted):
+    """{network: check_conversion's figures} for every converted file against the network's ONNX export."""
     from profiler.conversions import check_conversion
 
-    return {n: check_conversion(paths["onnx"][n], paths["tflite_onnx"][n]) for n in names}
+    return {n: check_conversion(paths["onnx"][n], paths[converted][n]) for n in names}
 
 
-def calibration_rows(data, records, ks, draws, seed):
+def calibration_rows(data, records, routes, ks, draws, seed):
     """{(phone, route, k, method or 'suggest'): median scores}."""
     out = {}
     for _, device in PHONES:
         selector = {"device": device, "framework": "tflite-2.10", "cores": "1large", "precision": "fp32"}
-        for _, profile in ROUTES:
+        for _, profile in routes:
             names, host, y, _ = base.slice_data(data, selector, profile, records)
             prior = base.learn_prior(data, base.prior_source(selector), profile, records)
             per_draw, _ = base.random_draws(names, host, y, METHODS, ks, draws, seed, prior)
@@ -94,28 +99,29 @@ def calibration_rows(data, records, ks, draws, seed):
     return out
 
 
-def size_ratios(data, paths, names):
+def size_ratios(data, paths, names, routes):
     """{route: [file size / the device's file size]} over the networks."""
     device = dict(zip(data["model"], data["size_bytes"]))
     return {profile: [os.path.getsize(paths[profile][n]) / device[n] for n in names if device.get(n)]
-            for _, profile in ROUTES}
+            for _, profile in routes}
 
 
-def write_results(out, command, names, checked, hist, sizes, calib, ks, draws, seconds, stamps):
+def write_results(out, command, route, names, checked, hist, sizes, calib, ks, draws, seconds, stamps):
+    label, _, how = CONVERTED[route]
+    routes = (TWIN, CONVERTED[route][:2])
     relative = [c["relative"] for c in checked.values()]
     top1 = [c["top1"] for c in checked.values()]
     macs_equal = sum(c["macs"]["source"] == c["macs"]["converted"] for c in checked.values())
     added = collections.Counter(op for _, more, _ in hist for op in more for _ in range(more[op]))
     removed = collections.Counter(op for _, _, fewer in hist for op in fewer for _ in range(fewer[op]))
     same = [n for n, more, fewer in hist if not more and not fewer]
-    lines = ["# The device's format from the ONNX export: converter against Keras twin", "",
+    lines = [f"# The device's format {label}: converter against Keras twin", "",
              f"Generated by `{command}` ({draws} draws per k, seed 0; {seconds:.0f} s).", "",
-             f"- {len(names)} networks of mmb-cnn; the converted file is each network's ONNX export (pytorchcv, "
-             "random weights) through `profiler.conversions.onnx_to_tflite` (onnx2tf), the Keras twin is the "
-             "tf2cv network through TensorFlow's converter (what the phones ran).",
+             f"- {len(names)} networks of mmb-cnn; the converted file is each pytorchcv network (random weights): "
+             f"{how}; the Keras twin is the tf2cv network through TensorFlow's converter (what the phones ran).",
              "- Host: local backend, 1 core, 1 thread, 5 warm-up + 30 timed runs, median; both files of each network "
              f"profiled one after the other in one session (measured {stamps}).", "",
-             "## The conversion check (outputs on 16 seeded random inputs, MACs)", "",
+             "## The conversion check against the ONNX export (outputs on 16 seeded random inputs, MACs)", "",
              f"- Outputs: max |Δ| / largest output median {np.median(relative):.2e}, worst {max(relative):.2e}; "
              f"top-1 agreement {min(top1):.3f} at worst.",
              f"- MACs equal on {macs_equal} of {len(checked)} networks.", "",
@@ -131,23 +137,23 @@ def write_results(out, command, names, checked, hist, sizes, calib, ks, draws, s
             lines.append(f"| {n} | {', '.join(f'{k} +{v}' for k, v in sorted(more.items())) or '–'} | "
                          f"{', '.join(f'{k} −{v}' for k, v in sorted(fewer.items())) or '–'} |")
     lines += ["", "File size against the file the device ran (median, range):", ""]
-    for label, profile in ROUTES:
+    for name, profile in routes:
         r = sizes[profile]
-        lines.append(f"- {label}: {np.median(r):.3f} ({min(r):.3f}–{max(r):.3f})")
+        lines.append(f"- {name}: {np.median(r):.3f} ({min(r):.3f}–{max(r):.3f})")
     lines += ["", "## Calibration: TFLite fp32, one big core, host profiles of either file", "",
               "Medians over the random draws (relative model with the other phone's prior, and `auto`), and "
               "`auto` on the k references `calibrate suggest` picks: within ±10 % (MAPE %, Spearman ρ).", "",
-              "| phone | k | method | Keras twin | converted from ONNX | difference (points) |", "|---|---|---|---|---|---|"]
+              f"| phone | k | method | Keras twin | {label} | difference (points) |", "|---|---|---|---|---|---|"]
     for phone, device in PHONES:
         for k in ks:
             for method in METHODS + ("suggest",):
                 cells, values = [], []
-                for _, profile in ROUTES:
+                for _, profile in routes:
                     s = calib[(device, profile, k, method)]
                     cells.append(f"{s['within10']:.1f} ({s['mape']:.1f}, {s['spearman']:.4f})")
                     values.append(s["within10"])
-                label = "auto, suggested refs" if method == "suggest" else method
-                lines.append(f"| {phone} | {k} | {label} | {cells[0]} | {cells[1]} | {values[1] - values[0]:+.1f} |")
+                name = "auto, suggested refs" if method == "suggest" else method
+                lines.append(f"| {phone} | {k} | {name} | {cells[0]} | {cells[1]} | {values[1] - values[0]:+.1f} |")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -156,11 +162,15 @@ def write_results(out, command, names, checked, hist, sizes, calib, ks, draws, s
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=mmb.default_dataset())
+    parser.add_argument("--route", choices=sorted(CONVERTED), default="onnx",
+                        help="onnx: the ONNX export through onnx2tf (default); pt2: the torch.export program "
+                             "through litert-torch")
     parser.add_argument("--draws", type=int, default=30)
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"), help="models (run.py's cache)")
-    parser.add_argument("--store", help="the host profiles of both routes (default CACHE/converter.db)")
-    parser.add_argument("--out", default=os.path.join(HERE, "converter"), help="where RESULTS.md goes")
+    parser.add_argument("--store", help="the host profiles of both routes (default CACHE/converter.db, "
+                                        "converter_pt2.db for --route pt2)")
+    parser.add_argument("--out", help="where RESULTS.md goes (default converter/, converter/pt2/ for --route pt2)")
     opts = parser.parse_args(argv)
     command = " ".join(["python experiments/mmb_phones/converter.py"] + list(sys.argv[1:] if argv is None else argv))
     warnings.filterwarnings("ignore")
@@ -168,14 +178,18 @@ def main(argv=None):
     data = base.load_dataset(opts.dataset)
     names = base.pick_names(data)
     base.check_draws(opts.ks, opts.draws, len(names))
-    formats = ["tflite", "tflite_onnx", "onnx"]
-    paths = base.export_models(names, os.path.join(opts.cache, "models"), formats)
-    both = {n: p for f in ("tflite", "tflite_onnx") for n, p in ((f"{n}@{f}", paths[f][n]) for n in names)}
-    records = interleaved_profiles(both, opts.store or os.path.join(opts.cache, "converter.db"))
-    checked = checks(names, paths)
-    calib = calibration_rows(data, records, opts.ks, opts.draws, 0)
-    write_results(opts.out, command, names, checked, histogram_rows(names, records), size_ratios(data, paths, names),
-                  calib, opts.ks, opts.draws, time.perf_counter() - started, profiled_between(records))
+    converted = CONVERTED[opts.route][1]
+    routes = (TWIN, CONVERTED[opts.route][:2])
+    suffix = "" if opts.route == "onnx" else f"_{opts.route}"
+    out = opts.out or os.path.join(HERE, "converter", *([opts.route] if suffix else []))
+    paths = base.export_models(names, os.path.join(opts.cache, "models"), ["tflite", converted, "onnx"])
+    both = {n: p for f in ("tflite", converted) for n, p in ((f"{n}@{f}", paths[f][n]) for n in names)}
+    records = interleaved_profiles(both, opts.store or os.path.join(opts.cache, f"converter{suffix}.db"))
+    checked = checks(names, paths, converted)
+    calib = calibration_rows(data, records, routes, opts.ks, opts.draws, 0)
+    write_results(out, command, opts.route, names, checked, histogram_rows(names, records, converted),
+                  size_ratios(data, paths, names, routes), calib, opts.ks, opts.draws, time.perf_counter() - started,
+                  profiled_between(records))
     for (device, profile, k, method), s in sorted(calib.items()):
         print(f"{device:8s} {profile:12s} k={k:<2d} {method:8s} within±10% {s['within10']:5.1f}%  MAPE {s['mape']:5.1f}%")
 

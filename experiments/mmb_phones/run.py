@@ -65,7 +65,8 @@ SLICES = {
 MAIN_SLICE = "Pixel 4, TFLite fp32, 1 big core"
 # host profile name -> (file format written by the zoo, runtime that profiles it)
 HOST_PROFILES = {"tflite": ("tflite", "tflite"), "tflite_int8": ("tflite_int8", "tflite"), "torch": ("pt", "torch"),
-                 "onnx": ("onnx", "onnx"), "tflite_onnx": ("tflite_onnx", "tflite")}
+                 "onnx": ("onnx", "onnx"), "tflite_onnx": ("tflite_onnx", "tflite"),
+                 "tflite_pt2": ("tflite_pt2", "tflite")}
 HOST_ENV = {"DEVICE_NAME": "phone-1-core", "CPUS": "1", "THREADS": "1", "WARMUP": "5", "ITERATIONS": "30",
             "MEMORY": "4g", "TIMEOUT_S": "600"}
 
@@ -91,7 +92,7 @@ EXPORT_WORKERS = 4
 
 
 def export_models(names, folder, formats, progress=True):
-    """{format: {name: path}} for formats among tflite, tflite_int8, tflite_onnx, onnx and pt. The TFLite
+    """{format: {name: path}} for formats among tflite, tflite_int8, tflite_onnx, tflite_pt2, onnx and pt. The TFLite
     files are made in child processes: Keras 2 must be chosen before TensorFlow loads (the Keras twins),
     the ONNX route's converter runs on the TensorFlow default, and TensorFlow beside torch costs memory
     for nothing."""
@@ -101,7 +102,7 @@ def export_models(names, folder, formats, progress=True):
 
     os.makedirs(folder, exist_ok=True)
     paths = {fmt: {n: os.path.join(folder, mmb.FILES[fmt].format(n)) for n in names} for fmt in formats}
-    for fmt in ("tflite", "tflite_int8", "tflite_onnx"):  # exported before by the same code: copied
+    for fmt in ("tflite", "tflite_int8", "tflite_onnx", "tflite_pt2"):  # exported before by the same code: copied
         for n in names if fmt in formats else ():
             if not os.path.exists(paths[fmt][n]):
                 cache.fetch(mmb.cache_key(n, fmt), paths[fmt][n])
@@ -109,9 +110,10 @@ def export_models(names, folder, formats, progress=True):
     need = [n for n in names if any(not os.path.exists(paths[f][n]) for f in ("tflite", "tflite_int8")
                                     if f in formats)]
     export_in_children(need, folder, ["tflite"], int8, "exporting TFLite", progress)
-    if "tflite_onnx" in formats:
-        need = [n for n in names if not os.path.exists(paths["tflite_onnx"][n])]
-        export_in_children(need, folder, ["tflite_onnx"], False, "converting ONNX to TFLite", progress)
+    for fmt, desc in (("tflite_onnx", "converting ONNX to TFLite"), ("tflite_pt2", "converting .pt2 to TFLite")):
+        if fmt in formats:
+            need = [n for n in names if not os.path.exists(paths[fmt][n])]
+            export_in_children(need, folder, [fmt], False, desc, progress)
     torch_formats = [f for f in ("onnx", "pt") if f in formats]
     if torch_formats:
         for name in tqdm(names, desc="exporting " + " + ".join(torch_formats), unit="net", disable=not progress):

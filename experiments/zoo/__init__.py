@@ -64,19 +64,30 @@ def export_onnx(model, input_shape, path, opset=17):
     return path
 
 
-def export_converted_tflite(model, input_shape, path, opset=17):
-    """TFLite of a torch model: its ONNX export converted by profiler.conversions (onnx2tf, the route
-    `profile --variants tflite` takes) and checked against it (outputs and MACs; a conversion that
-    changed the function raises profiler.errors.VariantError). `path` is written only when it passed."""
+def export_converted_tflite(model, input_shape, path, opset=17, via="onnx"):
+    """TFLite of a torch model by a route `profile --variants tflite` takes: via "onnx", its ONNX export
+    converted by onnx2tf; via "pt2", its torch.export program converted by litert-torch. Checked against
+    the export it was made from (outputs and MACs; a conversion that changed the function raises
+    profiler.errors.VariantError). `path` is written only when it passed."""
     import shutil
     import tempfile
 
-    from profiler.conversions import check_conversion, onnx_to_tflite
+    from profiler.conversions import check_conversion, onnx_to_tflite, pt2_to_tflite
+    from profiler.harness.files import silenced
 
     with tempfile.TemporaryDirectory(prefix="edge-profiler-zoo-") as work:
-        source, converted = os.path.join(work, "model.onnx"), os.path.join(work, "model.tflite")
-        export_onnx(model, input_shape, source, opset=opset)
-        onnx_to_tflite(source, converted)
+        converted = os.path.join(work, "model.tflite")
+        if via == "pt2":
+            import torch
+
+            source = os.path.join(work, "model.pt2")
+            torch.export.save(torch.export.export(model.eval(), (torch.rand(input_shape),)), source)
+            with silenced():  # litert-torch prints its progress, which is not the caller's
+                pt2_to_tflite(source, converted)
+        else:
+            source = os.path.join(work, "model.onnx")
+            export_onnx(model, input_shape, source, opset=opset)
+            onnx_to_tflite(source, converted)
         check_conversion(source, converted)
         shutil.move(converted, path)  # path may be the export cache's temporary name
     return path

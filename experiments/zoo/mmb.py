@@ -131,9 +131,11 @@ EXPORTERS["tflite_int8"] = EXPORTERS["tflite"]
 EXPORTERS["pt"] = EXPORTERS["onnx"]
 EXPORTERS["tflite_onnx"] = (EXPORTERS["onnx"][0] + ("profiler.conversions",),
                             EXPORTERS["onnx"][1] + ("onnx2tf", "tensorflow", "onnxruntime"))
+EXPORTERS["tflite_pt2"] = (EXPORTERS["onnx"][0] + ("profiler.conversions",),
+                           ("torch", "pytorchcv", "litert-torch", "litert-converter", "ai-edge-litert"))
 # The file each format is written to, for a network `name`.
 FILES = {"tflite": "{}.tflite", "tflite_int8": "{}_int8.tflite", "tflite_onnx": "{}_from_onnx.tflite",
-         "onnx": "{}.onnx", "pt": "{}.pt"}
+         "tflite_pt2": "{}_from_pt2.tflite", "onnx": "{}.onnx", "pt": "{}.pt"}
 
 
 def cache_key(name, fmt, seed=0):
@@ -144,8 +146,9 @@ def cache_key(name, fmt, seed=0):
 
 
 def export(name, formats, folder, int8=False):
-    """Write the requested formats ('onnx', 'pt', 'tflite', 'tflite_onnx') of one network; returns
-    {format: path}. 'tflite' needs a process where TensorFlow is not loaded yet or runs Keras 2;
+    """Write the requested formats ('onnx', 'pt', 'tflite', 'tflite_onnx', 'tflite_pt2': converted by
+    onnx2tf from the ONNX export, or by litert-torch from the torch.export program) of one network;
+    returns {format: path}. 'tflite' needs a process where TensorFlow is not loaded yet or runs Keras 2;
     'tflite_onnx' a process of its own for the same reason.
 
     Files already there are kept, so an interrupted export resumes; files exported before by the same
@@ -160,14 +163,14 @@ def export(name, formats, folder, int8=False):
     for fmt, filename in wanted:
         def write(tmp, fmt=fmt):
             nonlocal model
-            if fmt in ("onnx", "pt", "tflite_onnx") and model is None:
+            if fmt in ("onnx", "pt", "tflite_onnx", "tflite_pt2") and model is None:
                 model = build_torch(name)
             if fmt == "onnx":
                 export_onnx(model, INPUT_SHAPE, tmp)
             elif fmt == "pt":
                 export_torchscript(model, INPUT_SHAPE, tmp)
-            elif fmt == "tflite_onnx":
-                export_converted_tflite(model, INPUT_SHAPE, tmp)
+            elif fmt in ("tflite_onnx", "tflite_pt2"):
+                export_converted_tflite(model, INPUT_SHAPE, tmp, via=fmt.split("_")[1])
             else:
                 export_tflite(name, tmp, int8=fmt == "tflite_int8")
 
