@@ -230,7 +230,8 @@ def docker_and_local(small, medium, local, target, small_target, figures):
         figures[f"d_median_docker_over_local_{name}"] = d_med / l_med
         # Each backend against itself: how far its own 3 profiles lie apart, the host's noise floor for the ratio.
         spread = {b: (max(m) - min(m)) / statistics.median(m) for b, m in medians.items()}
-        figures[f"d_own_spread_{name}"] = spread
+        for backend_name, value in spread.items():
+            figures[f"d_own_spread_{name}_{backend_name}"] = value
         print(f"    {name} model, median of 3 interleaved profiles: Docker {d_med:.4f} ms vs local {l_med:.4f} ms: "
               f"ratio {d_med / l_med:.4f}   (target 0.97-1.03); each backend's own 3 profiles spread "
               f"{100 * spread['docker']:.1f}% (Docker), {100 * spread['local']:.1f}% (local)")
