@@ -262,6 +262,16 @@ def test_an_empty_model_file_is_one_error_row_and_the_others_run(tmp_path):
     assert "tiny_cnn" in done.stdout
 
 
+def test_a_torch_export_file_that_is_not_one_is_one_line_for_its_card(tmp_path):
+    pytest.importorskip("torch")
+    junk = tmp_path / "junk.pt2"
+    junk.write_bytes(b"not a zip archive")
+    done = run_cli("profile", "--card-only", junk, example("tiny_cnn.onnx"), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [f"junk: error: {junk}: no model card (File is not a zip file)"]
+    assert "tiny_cnn" in done.stdout
+
+
 @pytest.mark.parametrize("backend", ["local", "docker"])
 def test_a_model_file_name_that_is_not_utf8_is_measured_and_named_with_its_bytes_shown(request, tmp_path, backend):
     import glob

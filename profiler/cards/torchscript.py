@@ -20,7 +20,8 @@ def torchscript_to_onnx(path, shapes, fold_constants=False,
     from profiler.harness.runtimes.torch_adapter import SHAPES_FILE, export_specs
 
     if path.endswith(".pt2"):  # an exported program: its own input shapes, its module already in inference form
-        program = torch.export.load(path)
+        with silenced():  # torch logs a failed load's whole traceback before it raises
+            program = torch.export.load(path)
         module = program.module()
         stored = {s.name: s.shape for s in export_specs(program)}
         mode = torch.onnx.TrainingMode.PRESERVE  # such a module refuses train()/eval()
