@@ -70,15 +70,21 @@ def pt2_to_tflite(source, out):
     """A torch.export program to TFLite with litert-torch, Google's PyTorch converter for LiteRT: the
     program's module converted at the input shapes it was exported at (seeded inputs of those shapes).
     Its input stays in the program's layout (NCHW for an image model), as litert-torch writes it."""
+    from profiler.harness.files import silenced
+
+    # litert-torch reports the optional kernels it cannot load and its progress, and torch logs a failed
+    # load's whole traceback before it raises: none of it is the caller's.
     try:
-        import litert_torch
         import torch
+        with silenced():
+            import litert_torch
     except ImportError as exc:
         raise VariantError(f"{source}: a .pt2 to TFLite needs litert-torch ({exc.name} is missing): "
                            f"{TORCH_CONVERT_EXTRA}") from None
     from profiler.harness.runtimes.torch_adapter import export_specs
 
-    program = torch.export.load(source)
+    with silenced():
+        program = torch.export.load(source)
     specs = export_specs(program)
     if any(d is None for spec in specs for d in spec.shape):
         raise VariantError(f"{source}: litert-torch converts fixed shapes; this program has dynamic inputs")
@@ -89,7 +95,8 @@ def pt2_to_tflite(source, out):
     # its module only carries a leftover `training` flag, and refuses eval(). Clear the flag the way
     # nn.Module does, so that litert-torch does not take it for a model left in training mode.
     torch.nn.Module.train(module, False)
-    litert_torch.convert(module, example).export(out)
+    with silenced():
+        litert_torch.convert(module, example).export(out)
 
 
 def keras_to_tflite(onnx2tf, onnx_path):

@@ -73,7 +73,6 @@ def export_converted_tflite(model, input_shape, path, opset=17, via="onnx"):
     import tempfile
 
     from profiler.conversions import check_conversion, onnx_to_tflite, pt2_to_tflite
-    from profiler.harness.files import silenced
 
     with tempfile.TemporaryDirectory(prefix="edge-profiler-zoo-") as work:
         converted = os.path.join(work, "model.tflite")
@@ -82,8 +81,7 @@ def export_converted_tflite(model, input_shape, path, opset=17, via="onnx"):
 
             source = os.path.join(work, "model.pt2")
             torch.export.save(torch.export.export(model.eval(), (torch.rand(input_shape),)), source)
-            with silenced():  # litert-torch prints its progress, which is not the caller's
-                pt2_to_tflite(source, converted)
+            pt2_to_tflite(source, converted)
         else:
             source = os.path.join(work, "model.onnx")
             export_onnx(model, input_shape, source, opset=opset)
