@@ -131,9 +131,11 @@ class Device:
         return done.stdout.split()
 
     def harness_running(self):
-        """The device user's harness interpreter itself (`python -u -m profiler.harness`), not the shell
-        that starts it, whose command line names it too until it execs."""
-        done = subprocess.run(["pgrep", "-u", USER, "-f", r"^\S*python\S* -u -m profiler\.harness "],
+        """The device user's harness interpreter measuring models (`python -u -m profiler.harness
+        /tmp/.../models/...`): not the shell that starts it, whose command line names it too until it
+        execs, and not the short run with no model (`--empty`) that measures the harness's own cost
+        before it."""
+        done = subprocess.run(["pgrep", "-u", USER, "-f", r"^\S*python\S* -u -m profiler\.harness /"],
                               capture_output=True, text=True)
         return done.stdout.split()
 
